@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import json
 import os
+import pkgutil
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -146,8 +147,8 @@ class Intervention(ABC):
 
 _T = TypeVar("_T", bound=type[Intervention])
 _REGISTRY: dict[str, type[Intervention]] = {}
-# Built-in methods, imported on first use so that `genies --help` stays fast.
-BUILTIN_MODULES: dict[str, str] = {}
+# Modules of this package that hold shared machinery rather than one method each.
+_NOT_METHODS = {"base"}
 
 
 def register(name: str, *, family: str, description: str) -> Any:
@@ -165,9 +166,17 @@ def register(name: str, *, family: str, description: str) -> Any:
     return decorate
 
 
+def _builtin_modules() -> list[str]:
+    """Built-in methods are the modules of this package (one file each), imported on first use
+    so that `genies --help` stays fast and adding a method touches no central list."""
+    package = importlib.import_module("genies.interventions")
+    return [m.name for m in pkgutil.iter_modules(package.__path__)
+            if m.name not in _NOT_METHODS and not m.name.startswith("_")]
+
+
 def _load_all() -> None:
-    for module in BUILTIN_MODULES.values():
-        importlib.import_module(module)
+    for module in _builtin_modules():
+        importlib.import_module(f"genies.interventions.{module}")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
             ep.load()
@@ -180,8 +189,8 @@ def available() -> dict[str, type[Intervention]]:
 
 
 def get_intervention(name: str) -> type[Intervention]:
-    if name not in _REGISTRY and name in BUILTIN_MODULES:
-        importlib.import_module(BUILTIN_MODULES[name])
+    if name not in _REGISTRY and name in _builtin_modules():
+        importlib.import_module(f"genies.interventions.{name}")
     if name not in _REGISTRY:
         _load_all()
     if name not in _REGISTRY:
