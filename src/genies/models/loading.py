@@ -1,0 +1,246 @@
+"""Resolve a model name to a `LoadedModel`: hub id, local folder, `.gguf` file or `default`.
+
+Every model ends up as a safetensors folder (`LoadedModel.path`) so that interventions can
+reload it with another head. GGUF files are dequantized once by transformers and cached as
+safetensors under `genies_home()/models/<name>-<hash>`; later loads read that folder (well under
+5 s). Security defaults: `trust_remote_code` only when passed, safetensors only unless
+`allow_pickle`. Every failure to resolve is one line naming what was tried and what is supported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+)
+
+from genies.data.home import genies_home
+from genies.models.base import LoadedModel
+from genies.models.embedded import DEFAULT_MODEL_LABEL, ModelNotFoundError, default_gguf_path
+from genies.models.fingerprint import file_sha256, fingerprint_folder
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "genies-model.json"
+SUPPORTED_NAMES = "`default`, a local model folder, a .gguf file, or a Hugging Face id already in the local HF cache"
+
+
+def models_cache_dir() -> Path:
+    """Where converted (GGUF -> safetensors) models live."""
+    return genies_home() / "models"
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """fp32 on CPU (bf16 matmuls are slow there and less exact), bf16 on GPU."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def load_model(
+    name: str = "default",
+    *,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
+    """Load `name` for scoring; see the module docstring for the names understood."""
+    folder = resolve_model_folder(name, trust_remote_code=trust_remote_code)
+    return load_folder(folder, name=name, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                       device=device, dtype=dtype)
+
+
+def resolve_model_folder(name: str, *, trust_remote_code: bool = False) -> Path:
+    """The safetensors-or-checkpoint folder for `name`, converting a GGUF file on first use."""
+    if name == "default":
+        return convert_gguf(default_gguf_path(), DEFAULT_MODEL_LABEL, trust_remote_code=trust_remote_code)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFoundError(f"model {name!r}: GGUF file {path} does not exist; supported: {SUPPORTED_NAMES}")
+        return convert_gguf(path, path.stem, trust_remote_code=trust_remote_code)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"model {name!r}: folder {path} has no config.json; supported: {SUPPORTED_NAMES}")
+        return path
+    return _hub_cache_folder(name)
+
+
+def _hub_cache_folder(name: str) -> Path:
+    """A hub id found in the local Hugging Face cache (genies never downloads models itself)."""
+    from huggingface_hub import snapshot_download
+
+    tried = f"no local folder or .gguf file named {name!r}, and the local Hugging Face cache"
+    if name.count("/") > 1 or not name.strip():
+        raise ModelNotFoundError(f"model {name!r}: {tried} cannot hold it (not a hub id); supported: {SUPPORTED_NAMES}")
+    try:
+        folder = Path(snapshot_download(repo_id=name, local_files_only=True))
+    except Exception as err:  # LocalEntryNotFoundError, HFValidationError, ... all mean "not available"
+        raise ModelNotFoundError(
+            f"model {name!r}: {tried} has no snapshot of it ({type(err).__name__}); "
+            f"supported: {SUPPORTED_NAMES} (download it with `huggingface-cli download {name}` where online)"
+        ) from None
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(f"model {name!r}: the cached snapshot {folder} has no config.json")
+    return folder
+
+
+def convert_gguf(gguf: Path, label: str, *, trust_remote_code: bool = False) -> Path:
+    """Dequantize `gguf` once into a cached safetensors folder and return that folder.
+
+    The folder is built in a temporary sibling and renamed into place, so a crash or a
+    concurrent conversion never leaves a half-written model that later loads would trust.
+    """
+    digest = file_sha256(gguf)
+    target = models_cache_dir() / f"{label}-{digest[:12]}"
+    if (target / MANIFEST).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to safetensors in %s (once)", gguf, target)
+    start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{label}-", dir=target.parent))
+    try:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                      trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                                                         trust_remote_code=trust_remote_code)
+        except (ValueError, KeyError, NotImplementedError) as err:
+            from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelNotFoundError(
+                f"GGUF {gguf}: transformers could not dequantize it ({first_line}); supported GGUF "
+                f"architectures: {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}"
+            ) from None
+        # transformers refuses to save a model it thinks is still quantized; the weights are plain
+        # fp32 after dequantization, so drop the quantizer markers (see docs/models.md).
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        manifest = {"source": str(gguf), "source_sha256": digest, "label": label,
+                    "fingerprint": fingerprint_folder(tmp), "convert_seconds": round(time.perf_counter() - start, 1)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        del model
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / MANIFEST).is_file():  # lost a race only if the winner finished
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_folder(
+    folder: Path,
+    *,
+    name: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
+    """Load a saved model folder (config + weights + tokenizer) into a `LoadedModel`."""
+    folder = Path(folder)
+    name = name or str(folder)
+    config_data = json.loads((folder / "config.json").read_text())
+    model_cls = _model_class(name, config_data, trust_remote_code)
+    weight_files = _weight_files(name, folder, allow_pickle)
+    device = device or default_device()
+    dtype = dtype or default_dtype(device)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    model = model_cls.from_pretrained(
+        folder, config=config, dtype=dtype, trust_remote_code=trust_remote_code,
+        use_safetensors=None if allow_pickle else True,
+    ).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    ensure_pad_token(tokenizer, model)
+    manifest = folder / MANIFEST
+    fingerprint = (json.loads(manifest.read_text())["fingerprint"] if manifest.is_file()
+                   else fingerprint_folder(folder, weight_files))
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, path=folder, fingerprint=fingerprint,
+                       trust_remote_code=trust_remote_code)
+
+
+def _model_class(name: str, config: dict, trust_remote_code: bool):
+    """Causal LM unless the checkpoint is a sequence-classification reward model; else one clear line."""
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    if "auto_map" in config and model_type not in CONFIG_MAPPING_NAMES and not trust_remote_code:
+        raise ModelNotFoundError(
+            f"model {name!r}: architecture {model_type!r} needs its own code from the checkpoint; "
+            "pass --trust-remote-code (trust_remote_code=True) if you trust it")
+    if trust_remote_code and "auto_map" in config:
+        wants_cls = any(a.endswith("ForSequenceClassification") for a in architectures)
+        return AutoModelForSequenceClassification if wants_cls else AutoModelForCausalLM
+    if any(a.endswith("ForSequenceClassification") for a in architectures) \
+            and model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        return AutoModelForSequenceClassification
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return AutoModelForCausalLM
+    examples = ", ".join(t for t in ("llama", "qwen2", "mistral", "gemma", "gpt_neox", "phi3")
+                         if t in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    raise ModelNotFoundError(
+        f"model {name!r}: unsupported architecture {model_type!r} ({', '.join(architectures) or 'no architectures'}); "
+        f"supported: the {len(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)} causal-LM and sequence-classification "
+        f"model types of transformers (e.g. {examples})")
+
+
+def _weight_files(name: str, folder: Path, allow_pickle: bool) -> list[Path]:
+    """The weight files that will be read; pickled checkpoints only with allow_pickle."""
+    safe = sorted(folder.glob("*.safetensors"))
+    if safe:
+        return safe
+    pickled = sorted(p for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in folder.glob(pattern))
+    if pickled and not allow_pickle:
+        raise ModelNotFoundError(
+            f"model {name!r}: {folder} has only pickled weights ({pickled[0].name}); pickles can run code when "
+            "loaded, so genies reads safetensors only: pass --allow-pickle (allow_pickle=True) if you trust them")
+    if not pickled:
+        raise ModelNotFoundError(f"model {name!r}: {folder} holds no weights (*.safetensors or, with --allow-pickle, *.bin)")
+    return pickled
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, model) -> None:
+    """Give the tokenizer a pad token without adding vocabulary.
+
+    Choice order: the existing pad token, else the unk token, else EOS. Padding is always
+    masked out by genies' engines, so the pad id never affects a score; reusing an existing token
+    avoids resizing embeddings (which would change the model's fingerprint semantics). EOS is
+    used only as a last resort and logged, because code that derives masks from `input_ids ==
+    pad_token_id` would then also mask real EOS tokens.
+    """
+    if tokenizer.pad_token is None:
+        if tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+        elif tokenizer.eos_token is not None:
+            log.info("%s: no pad or unk token; padding with EOS (always masked)", type(tokenizer).__name__)
+            tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
