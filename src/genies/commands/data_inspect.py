@@ -1,0 +1,194 @@
+"""`genies data validate | list | show`: check, count and read preference data.
+
+`validate` prints every problem in every file plus the quirk audit, because a researcher fixing
+a dataset wants the whole list at once and needs to know about leakage before trusting a number.
+Commands that need the installed data print one line saying what to run when there is none
+(exit 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from genies.data.audit import audit_distribution, audit_identical_distributions, length_cue
+from genies.data.home import DataNotFoundError, find_data_root
+from genies.data.loading import (
+    UnknownDistributionError,
+    folder_metadata,
+    is_hf_folder,
+    list_distributions,
+    load_distribution,
+)
+from genies.data.schema import SPLITS, DataError, Distribution
+from genies.data.validation import ERROR, Finding, check_distribution_folder, is_distribution_folder
+
+console = Console(soft_wrap=True)  # one finding per line, so output greps cleanly
+err_console = Console(stderr=True)
+EXIT_NO_DATA = 2
+
+
+def _data_root() -> Path:
+    try:
+        return find_data_root()  # type: ignore[return-value]
+    except DataNotFoundError as err:
+        err_console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(EXIT_NO_DATA) from None
+
+
+def _distribution_folders(paths: list[Path]) -> tuple[list[Path], list[Finding]]:
+    """Expand each PATH: a distribution folder is itself, a folder of them is its children."""
+    folders: list[Path] = []
+    findings: list[Finding] = []
+    for path in paths:
+        if is_distribution_folder(path) or is_hf_folder(path):
+            folders.append(path)
+        elif path.is_dir() and (children := [path / n for n in list_distributions(path)]):
+            folders.extend(children)
+        else:
+            findings.append(Finding(str(path), "not a distribution folder (no train/test .json or .jsonl) "
+                                               "and no distribution folders inside"))
+    return folders, findings
+
+
+def _check_hf(folder: Path) -> tuple[Distribution | None, list[Finding]]:
+    try:
+        dist = load_distribution(folder)
+        for split in SPLITS:
+            dist.split(split)
+    except DataError as err:
+        return None, [Finding(err.file, err.problem, err.index)]
+    return dist, []
+
+
+def validate(
+    paths: list[Path] = typer.Argument(None, help="Distribution folders, or folders of them (default: the installed data)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line and errors."),
+) -> None:
+    """Report every problem in every file and the known data quirks; exit 1 on any error."""
+    folders, findings = _distribution_folders(paths or [_data_root()])
+    loaded: list[Distribution] = []
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("validating", total=len(folders))
+        for folder in folders:
+            if is_hf_folder(folder):
+                dist, problems = _check_hf(folder)
+            else:
+                splits, problems = check_distribution_folder(folder)
+                dist = None
+                if not any(p.severity == ERROR for p in problems):
+                    # already parsed and checked: audit these splits instead of reading the files twice
+                    dist = Distribution(folder.name, splits.__getitem__, folder_metadata(folder), folder)
+            findings.extend(problems)
+            if dist is not None:
+                loaded.append(dist)
+                findings.extend(audit_distribution(dist))
+            progress.advance(task)
+        findings.extend(audit_identical_distributions(loaded))
+    n_errors = sum(f.severity == ERROR for f in findings)
+    warnings = [f for f in findings if f.severity != ERROR]
+    for f in findings:
+        if f.severity == ERROR:
+            console.print(f"[red]error[/red]: {escape(_where(f))}: {escape(f.problem)}")
+        elif not quiet:
+            console.print(f"[yellow]warning[/yellow]: {escape(_where(f))}: {escape(f.problem)}")
+    kinds = Counter(f.problem.split(":", 1)[0] for f in warnings)
+    detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})" if kinds else ""
+    colour = "red" if n_errors else "green"
+    console.print(f"[{colour}]{len(folders)} distributions checked: {n_errors} errors, "
+                  f"{len(warnings)} warnings{detail}[/{colour}]")
+    if n_errors:
+        raise typer.Exit(1)
+
+
+def _where(f: Finding) -> str:
+    return f.file if f.index is None else f"{f.file}, example {f.index}"
+
+
+def _load(name: str, root: Path | None) -> Distribution:
+    try:
+        return load_distribution(name, root)
+    except (UnknownDistributionError, DataError) as err:
+        err_console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _counts(dist: Distribution) -> dict[str, object]:
+    row: dict[str, object] = {"name": dist.id}
+    for split in SPLITS:
+        examples = dist.split(split)
+        sizes = sorted({len(ex.responses) for ex in examples})
+        row[f"{split}_prompts"] = len(examples)
+        row[f"{split}_responses_per_prompt"] = sizes[0] if len(sizes) == 1 else sizes
+        row[f"{split}_pairs"] = sum(len(ex.responses) - 1 for ex in examples)
+    cue = length_cue(dist.test)
+    row["test_preferred_longest"] = round(cue.preferred_longest, 3)
+    row["test_preferred_shortest"] = round(cue.preferred_shortest, 3)
+    return row
+
+
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+) -> None:
+    """Counts per distribution: prompts, responses per prompt and evaluation pairs per split."""
+    root = _data_root()
+    rows = []
+    with Progress(console=err_console, transient=True) as progress:
+        names = list_distributions(root)
+        task = progress.add_task("reading", total=len(names))
+        for name in names:
+            rows.append(_counts(_load(name, root)))
+            progress.advance(task)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} distributions in {root}")
+    for col in ("name", "train prompts", "test prompts", "responses/prompt", "train pairs", "test pairs",
+                "+ longest", "+ shortest"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for r in rows:
+        k = r["test_responses_per_prompt"]
+        table.add_row(str(r["name"]), str(r["train_prompts"]), str(r["test_prompts"]), str(k),
+                      str(r["train_pairs"]), str(r["test_pairs"]),
+                      f"{r['test_preferred_longest']:.0%}", f"{r['test_preferred_shortest']:.0%}")
+    console.print(table)
+
+
+def show(
+    name: str = typer.Argument(..., help="A distribution name (or folder)."),
+    split: str = typer.Option("test", "--split", help="train or test."),
+    n: int = typer.Option(3, "-n", help="How many examples."),
+) -> None:
+    """Print readable examples: the prompt, each response, and which one is preferred."""
+    if split not in SPLITS:
+        err_console.print(f"[red]unknown split {split!r}; use train or test[/red]")
+        raise typer.Exit(1)
+    root = None if Path(name).exists() else _data_root()
+    dist = _load(name, root)
+    try:
+        examples = dist.split(split)
+    except DataError as err:
+        err_console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"[bold]{escape(dist.id)}[/bold] {split}: {len(examples)} examples, showing {min(n, len(examples))}")
+    for i, ex in enumerate(examples[:n]):
+        console.rule(f"example {i}")
+        console.print("[bold]prompt[/bold]")
+        console.print(escape(ex.prompt), highlight=False)
+        for j, response in enumerate(ex.responses):
+            mark = "[green]+ preferred[/green]" if j == ex.preferred else "[red]- dispreferred[/red]"
+            console.print(f"[bold]response {j}[/bold] {mark}")
+            console.print(escape(response), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
+    app.command("list")(list_)
+    app.command("show")(show)
