@@ -31,7 +31,9 @@ from genies.data.schema import SPLITS, DataError, Distribution
 from genies.data.validation import ERROR, Finding, check_distribution_folder, is_distribution_folder
 
 console = Console(soft_wrap=True)  # one finding per line, so output greps cleanly
-err_console = Console(stderr=True)
+if not console.is_terminal:
+    console.width = max(console.width, 160)  # piped output: whole table rows, not an 80-column fold
+err_console = Console(stderr=True, soft_wrap=True)
 EXIT_NO_DATA = 2
 
 
@@ -150,9 +152,8 @@ def list_(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"{len(rows)} distributions in {root}")
-    for col in ("name", "train prompts", "test prompts", "responses/prompt", "train pairs", "test pairs",
-                "+ longest", "+ shortest"):
-        table.add_column(col, justify="left" if col == "name" else "right")
+    for col in ("name", "train", "test", "responses", "train pairs", "test pairs", "+ longest", "+ shortest"):
+        table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
     for r in rows:
         k = r["test_responses_per_prompt"]
         table.add_row(str(r["name"]), str(r["train_prompts"]), str(r["test_prompts"]), str(k),

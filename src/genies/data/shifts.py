@@ -144,7 +144,7 @@ def check_shifts(shifts: list[Shift], data_root: Path) -> list[str]:
     for i, shift in enumerate(shifts):
         for role in ("source", "target", "target_reference"):
             name = getattr(shift, role)
-            if name in present:
+            if name in present or (role == "target_reference" and name == shift.target):
                 continue
             hint = closest_names(name, available)
             problems.append(
