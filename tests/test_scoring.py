@@ -1,0 +1,103 @@
+"""The scoring engine equals the naive reference, is batch/padding invariant and counts truncation."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from genies.data.schema import Example
+from genies.models.scoring import count_truncated, score_examples, score_examples_naive
+from genies.models.testing import tiny_model
+
+ARCHS = ("llama", "qwen2", "gpt_neox", "gemma")
+
+
+def _examples(n: int = 12, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+
+    def text(lo: int, hi: int) -> str:
+        return "".join(rng.choice("abcdefgh ijk.?") for _ in range(rng.randint(lo, hi)))
+
+    return [Example(text(1, 40), tuple(text(0, 20) for _ in range(rng.randint(2, 4))), 0) for _ in range(n)]
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    return tiny_model(tmp_path_factory.mktemp("scoring") / request.param, request.param)
+
+
+def _max_diff(a, b) -> float:
+    return max(float(np.abs(x.sum - y.sum).max()) for x, y in zip(a, b, strict=True))
+
+
+def _manual(lm, prompt: str, response: str) -> float:
+    """log P(response + EOS | prompt) from one unpadded full forward: the textbook definition."""
+    tok = lm.tokenizer
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    r = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([p + r])).logits[0].double().log_softmax(-1)
+    return float(sum(logits[len(p) - 1 + t, r[t]] for t in range(len(r))))
+
+
+def test_engine_equals_naive_and_manual(tiny) -> None:
+    examples = _examples()
+    engine = score_examples(tiny, examples, batch_tokens=300)
+    naive = score_examples_naive(tiny, examples, batch_tokens=300)
+    assert _max_diff(engine, naive) < 1e-4
+    ex = examples[3]
+    for k, response in enumerate(ex.responses):
+        assert engine[3].sum[k] == pytest.approx(_manual(tiny, ex.prompt, response), abs=1e-4)
+    # byte tokenizer: one token per character, plus EOS; mean is the per-token average
+    assert list(engine[3].n_tokens) == [len(r) + 1 for r in ex.responses]
+    np.testing.assert_allclose(engine[3].mean, engine[3].sum / engine[3].n_tokens)
+    assert all((s.sum < 0).all() for s in engine)
+
+
+def test_batch_size_invariance(tiny_llama) -> None:
+    examples = _examples(10, seed=1)
+    one_row = score_examples(tiny_llama, examples, batch_tokens=1)
+    big = score_examples(tiny_llama, examples, batch_tokens=100_000)
+    assert _max_diff(one_row, big) < 1e-5
+
+
+@pytest.mark.parametrize("scorer", [score_examples, score_examples_naive])
+def test_padding_side_invariance(tiny_llama, scorer) -> None:
+    examples = _examples(10, seed=2)
+    tok = tiny_llama.tokenizer
+    old = tok.padding_side
+    try:
+        tok.padding_side = "right"
+        right = scorer(tiny_llama, examples, batch_tokens=100_000)
+        tok.padding_side = "left"
+        left = scorer(tiny_llama, examples, batch_tokens=100_000)
+    finally:
+        tok.padding_side = old
+    assert _max_diff(left, right) < 1e-5
+
+
+def test_truncation_counted_and_keeps_the_prompt_end(tiny_llama, caplog: pytest.LogCaptureFixture) -> None:
+    long = Example("x" * 50 + "the end", ("abc", "de"), 0)
+    short = Example("hi", ("abc", "de"), 0)
+    limit = 20  # longest response + EOS = 4 tokens, so 16 prompt tokens are kept
+    with caplog.at_level("WARNING"):
+        scores = score_examples(tiny_llama, [long, short], max_length=limit)
+    assert "1 of 2 examples" in caplog.text
+    assert count_truncated(scores) == 1
+    assert scores[0].truncated_prompt_tokens == len(long.prompt) - 16
+    assert scores[1].truncated_prompt_tokens == 0
+    kept = score_examples(tiny_llama, [Example(long.prompt[-16:], long.responses, 0)])
+    np.testing.assert_allclose(scores[0].sum, kept[0].sum, atol=1e-5)
+    naive = score_examples_naive(tiny_llama, [long, short], max_length=limit)
+    assert _max_diff(scores, naive) < 1e-4
+
+
+def test_bad_input_is_named(tiny_llama) -> None:
+    with pytest.raises(ValueError, match="example 1: a response has 31 tokens"):
+        score_examples(tiny_llama, [Example("ok", ("a", "b"), 0), Example("ok", ("y" * 30, "b"), 0)],
+                       max_length=20)
+    with pytest.raises(ValueError, match="example 0: the prompt is empty"):
+        score_examples(tiny_llama, [Example("", ("a", "b"), 0)])
