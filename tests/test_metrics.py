@@ -47,6 +47,9 @@ def test_rms_and_ece_use_the_bins_own_label_mean():
     p = [0.9, 0.8, 0.3]
     assert m.rms_calibration_error(p, n_bins=2) == pytest.approx(math.sqrt((1 / 3 - 0.2) ** 2))
     assert m.expected_calibration_error(p, n_bins=2) == pytest.approx(abs(1 / 3 - 0.2))
+    # Floating-point edges: 1 - 0.9 shares the 0.1 bin. Bins hold (.1, win) x3 + (.1, loss) x2
+    # and (.9, win) x2 + (.9, loss) x3: error .5 in both.
+    assert m.rms_calibration_error([0.1, 0.1, 0.1, 0.9, 0.9]) == pytest.approx(0.5)
     # Confident and always right is calibrated only at 1.0 (included in the last bin).
     assert m.rms_calibration_error([1.0, 1.0]) == 0.0
     # Bins are weighted by count: 0.95 x3 (outcomes 1) and 0.05 x3 (outcomes 0) in the outer

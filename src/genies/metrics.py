@@ -78,7 +78,9 @@ def _calibration_bins(p: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     conf = np.concatenate([p, 1.0 - p])
     outcome = np.concatenate([np.ones_like(p), np.zeros_like(p)])
-    index = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    # Rounding first keeps p and 1 - p in mirrored bins: 1 - 0.9 is 0.09999999999999998 and
+    # must land in the same bin as 0.1.
+    index = np.minimum(np.floor(np.round(conf * n_bins, 9)).astype(np.int64), n_bins - 1)
     counts = np.bincount(index, minlength=n_bins).astype(np.float64)
     conf_sum = np.bincount(index, weights=conf, minlength=n_bins)
     outcome_sum = np.bincount(index, weights=outcome, minlength=n_bins)

@@ -1,0 +1,266 @@
+"""The `genies run` pipeline on generated data with stand-in interventions whose every output is
+known: hand-computed metrics, plan minimality, resume after a kill, reruns, concurrency,
+determinism and failure isolation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import genies
+from genies.data.schema import Distribution, Example
+from genies.data.shift import Shift
+from genies.interventions.base import FitContext, Intervention, Predictions, State, register
+from genies.pipeline.results import load_run
+
+TESTS = Path(__file__).parent
+
+
+def _p_from_lengths(dist: Distribution, split: str, direction: int, high: float) -> np.ndarray:
+    """high if the preferred response is longer (direction +1) / shorter (-1), 1 - high if not."""
+    pairs = dist.eval_pairs(split)
+    diff = np.array([direction * (len(q.preferred) - len(q.dispreferred)) for q in pairs])
+    return np.where(diff > 0, high, np.where(diff < 0, 1 - high, 0.5))
+
+
+def _predictions(dist: Distribution, split: str, p: np.ndarray) -> Predictions:
+    pairs = dist.eval_pairs(split)
+    return Predictions(np.array([q.example_index for q in pairs]), np.array([q.preferred_index for q in pairs]),
+                       np.array([q.dispreferred_index for q in pairs]), p)
+
+
+@register("pt_length", family="fine-tuning", description="test stand-in: learns longer-or-shorter")
+@dataclass
+class LengthRule(Intervention):
+    """Fit: prefer longer responses if the source's preferred ones mostly are; p = 0.5 +- scale."""
+
+    scale: float = 0.4
+    delay: float = 0.0
+
+    def fit(self, lm, source, ctx: FitContext) -> State:
+        time.sleep(self.delay)
+        if os.environ.get("GENIES_TEST_FAIL") == self.name and Path(os.environ["GENIES_TEST_FAIL_MARKER"]).exists():
+            raise RuntimeError("planned failure")
+        longer = np.mean([len(q.preferred) > len(q.dispreferred) for q in source.train_pairs(ctx.seed)])
+        return State(self.name, self.hparams(), {"direction": 1 if longer >= 0.5 else -1})
+
+    def predict(self, lm, state, dist, split, ctx) -> Predictions:
+        time.sleep(self.delay)
+        return _predictions(dist, split, _p_from_lengths(dist, split, state.info["direction"], 0.5 + self.scale))
+
+
+@register("pt_length2", family="fine-tuning", description="test stand-in: a second copy of pt_length")
+@dataclass
+class LengthRule2(LengthRule):
+    pass
+
+
+@register("pt_zero", family="baseline", description="test stand-in: prefers the shorter response")
+@dataclass
+class PreferShorter(Intervention):
+    needs_training_data = False
+    delay: float = 0.0
+
+    def fit(self, lm, source, ctx) -> State:
+        assert not source.train, "a method without training data must get none"
+        return State(self.name, self.hparams())
+
+    def predict(self, lm, state, dist, split, ctx) -> Predictions:
+        time.sleep(self.delay)
+        return _predictions(dist, split, _p_from_lengths(dist, split, -1, 0.7))
+
+
+def ex(preferred: str, *others: str, first: bool = True) -> Example:
+    responses = (preferred, *others) if first else (*others, preferred)
+    return Example(f"prompt {preferred}", responses, 0 if first else len(others))
+
+
+def distributions() -> dict[str, Distribution]:
+    longer_train = [ex("aaaa", "a"), ex("bbb", "b", first=False), ex("cc", "c"), ex("ddd", "d")]
+    shorter_train = [ex("e", "eeee"), ex("f", "ff", first=False), ex("g", "ggg"), ex("hhhh", "h")]
+    return {
+        "src": Distribution.from_examples("src", longer_train, [
+            ex("aaaa", "a"), ex("aaa", "a"), ex("aa", "a", first=False), ex("a", "aaa")]),
+        # 5 pairs: the preferred response is shorter in 3, longer in 2.
+        "tgt": Distribution.from_examples("tgt", shorter_train, [
+            ex("a", "aaa", "aa"), ex("b", "bbbb", first=False), ex("cccc", "c"), ex("dd", "d")]),
+        "tgt2": Distribution.from_examples("tgt2", shorter_train, [ex("xx", "x"), ex("y", "yyy")]),
+    }
+
+
+SHIFTS = [Shift("src", "tgt", "tgt", "skill", "extreme"), Shift("src", "tgt2", "tgt", "quality", "probing")]
+
+
+def run_kwargs(tmp: Path, **extra):
+    kwargs = dict(shifts=SHIFTS, distributions=distributions(), out=tmp / "run", cache_dir=tmp / "cache",
+                  baseline="pt_zero", target_tuned_interventions=["pt_length"], plain=True, seed=0)
+    kwargs.update(extra)
+    return kwargs
+
+
+def statuses(run_dir: Path) -> list[str]:
+    return [j["status"] for j in json.loads((run_dir / "manifest.json").read_text())["jobs"]]
+
+
+def test_known_answer_run(tmp_path, tiny_llama):
+    res = genies.run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
+    row = next(r for r in res.rows if r.target == "tgt")
+    # Source train prefers longer -> the rule prefers longer. tgt pairs: p = .1 .1 .1 .9 .9.
+    assert row.generalization_accuracy == pytest.approx(2 / 5)
+    assert row.baseline_accuracy == pytest.approx(3 / 5)  # prefer-shorter: .7 .7 .7 .3 .3
+    assert row.target_tuned_capability == pytest.approx(3 / 5)  # rule fitted on tgt prefers shorter
+    assert row.target_tuned_capability_intervention == "pt_length"
+    assert row.source_ID_accuracy == pytest.approx(3 / 4)  # src test: .9 .9 .9 .1
+    assert row.differential_elicitation == pytest.approx((0.4 - 0.6) / 0.6)
+    assert row.elicitation == pytest.approx(0.4 / 0.6)
+    assert row.brier == pytest.approx((3 * 0.81 + 2 * 0.01) / 5)
+    assert row.average_probability == pytest.approx(0.42)
+    assert row.RMS_calibration_error == pytest.approx(0.5) and row.ece == pytest.approx(0.5)
+    assert np.isnan(row.legacy_RMS_calibration_error)  # no bin reaches 20 items
+    assert row.accuracy_ci_low <= 0.4 <= row.accuracy_ci_high
+    assert (row.length_longer_accuracy, row.length_shorter_accuracy, row.length_cue_flag) == (0.4, 0.6, False)
+    row2 = next(r for r in res.rows if r.target == "tgt2")
+    assert (row2.generalization_accuracy, row2.baseline_accuracy, row2.target_tuned_capability) == (0.5, 0.5, 0.6)
+    assert row2.differential_elicitation == pytest.approx(0.0)
+    assert row2.length_cue_flag is False
+    agg = res.aggregate("pt_length")
+    assert agg.mean_de == pytest.approx(((0.4 - 0.6) / 0.6 + 0.0) / 2) and agg.n_shifts == 2
+    assert res.aggregate("pt_length", "family:probing").mean_de == pytest.approx(0.0)
+    # The run directory follows the contract and loads back to the same values.
+    run_dir = tmp_path / "run"
+    header = (run_dir / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[:11] == ["source", "target", "target_reference", "generalization_accuracy", "baseline_accuracy",
+                           "baseline_intervention", "target_tuned_capability",
+                           "target_tuned_capability_intervention", "source_ID_accuracy", "RMS_calibration_error",
+                           "differential_elicitation"]
+    loaded = load_run(run_dir)
+    assert loaded.rows[0].differential_elicitation == res.rows[0].differential_elicitation
+    evaluation = json.loads((run_dir / row.target_evaluation).read_text())
+    assert evaluation["accuracy"] == pytest.approx(0.4) and len(evaluation["pairs"]) == 5
+    assert evaluation["examples"][0]["responses"] == ["a", "aaa", "aa"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["hyperparameters"]["pt_length"] == {"scale": 0.4, "delay": 0.0}
+    assert set(manifest["data_hashes"]) == {"src", "tgt", "tgt2"}
+
+
+def test_plan_is_minimal_and_reruns_do_no_work(tmp_path, tiny_llama):
+    genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    # fits: zero-shot once, pt_length on src and (as target-tuned) on tgt, pt_length2 on src = 4;
+    # predictions: baseline on 2 targets, target-tuned on tgt once, each method on tgt, tgt2, src = 9.
+    jobs = statuses(tmp_path / "run")
+    assert len(jobs) == 13 and set(jobs) == {"done"}
+    before = (tmp_path / "run" / "results.csv").read_bytes()
+    genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    assert set(statuses(tmp_path / "run")) == {"cached"}
+    assert (tmp_path / "run" / "results.csv").read_bytes() == before
+    # A changed hyperparameter of pt_length2 reruns its fit and its 3 predictions only.
+    genies.run(tiny_llama, ["pt_length", "pt_length2"], hparams={"pt_length2": {"scale": 0.3}},
+               **run_kwargs(tmp_path))
+    assert statuses(tmp_path / "run").count("done") == 4
+
+
+def test_failing_job_is_isolated_and_retried(tmp_path, tiny_llama, monkeypatch):
+    marker = tmp_path / "fail"
+    marker.touch()
+    monkeypatch.setenv("GENIES_TEST_FAIL", "pt_length2")
+    monkeypatch.setenv("GENIES_TEST_FAIL_MARKER", str(marker))
+    res = genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    assert {r.intervention for r in res.rows} == {"pt_length"}
+    assert sorted(res.failed_cells) == ["pt_length2: src->tgt", "pt_length2: src->tgt2"]
+    assert any("planned failure" in f["error"] for f in res.failed)
+    assert "RuntimeError: planned failure" in (tmp_path / "run" / "log.txt").read_text()
+    marker.unlink()
+    res = genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    assert len(res.rows) == 4 and not res.failed
+    assert statuses(tmp_path / "run").count("done") == 4  # the failed fit and its 3 predictions
+
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+import genies, test_pipeline as t
+from genies.models.testing import tiny_model
+kwargs = t.run_kwargs(Path({tmp!r}), out=Path({out!r}), hparams={{n: {{"delay": {delay}}} for n in
+                      ("pt_length", "pt_length2", "pt_zero")}})
+genies.run(tiny_model(Path({model!r})), ["pt_length", "pt_length2"], **kwargs)
+"""
+
+
+def _script(tmp: Path, out: Path, model: Path, delay: float) -> list[str]:
+    code = SCRIPT.format(tests=str(TESTS), tmp=str(tmp), out=str(out), model=str(model), delay=delay)
+    return [sys.executable, "-c", code]
+
+
+def test_kill_and_resume_gives_identical_results(tmp_path, tiny_llama):
+    proc = subprocess.Popen(_script(tmp_path, tmp_path / "run", tiny_llama.path, 0.4),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = 0
+    for line in proc.stdout:
+        seen += line.startswith("[")
+        if seen == 5:
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    assert seen == 5, "the run ended before it could be killed"
+    assert not (tmp_path / "run" / "results.csv").exists()
+    resumed = genies.run(tiny_llama, ["pt_length", "pt_length2"],
+                         hparams={n: {"delay": 0.4} for n in ("pt_length", "pt_length2", "pt_zero")},
+                         **run_kwargs(tmp_path))
+    jobs = statuses(tmp_path / "run")
+    assert 5 <= jobs.count("cached") < 13 and jobs.count("done") == 13 - jobs.count("cached")
+    fresh = tmp_path / "fresh"
+    genies.run(tiny_llama, ["pt_length", "pt_length2"],
+               hparams={n: {"delay": 0.0} for n in ("pt_length", "pt_length2", "pt_zero")},
+               **run_kwargs(fresh))
+    assert resumed.rows  # and the numbers do not depend on the interruption:
+    assert (tmp_path / "run" / "results.csv").read_bytes() == (fresh / "run" / "results.csv").read_bytes()
+
+
+def test_concurrent_runs_share_the_cache_safely(tmp_path, tiny_llama):
+    procs = [subprocess.Popen(_script(tmp_path, tmp_path / f"run{i}", tiny_llama.path, 0.1),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+    a, b = (tmp_path / "run0" / "results.csv").read_bytes(), (tmp_path / "run1" / "results.csv").read_bytes()
+    assert a == b and len(a.splitlines()) == 5
+    done = statuses(tmp_path / "run0").count("done") + statuses(tmp_path / "run1").count("done")
+    assert done == 13, "each job must be computed exactly once across the two runs"
+
+
+def test_same_seed_same_bytes(tmp_path, tiny_llama):
+    for name in ("a", "b"):
+        genies.run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path / name))
+    for file in ("results.csv", "results.json"):
+        assert (tmp_path / "a" / "run" / file).read_bytes() == (tmp_path / "b" / "run" / file).read_bytes()
+    evals = sorted(p.name for p in (tmp_path / "a" / "run" / "evaluations").iterdir())
+    assert evals and all((tmp_path / "a" / "run" / "evaluations" / n).read_bytes()
+                         == (tmp_path / "b" / "run" / "evaluations" / n).read_bytes() for n in evals)
+    with open(tmp_path / "a" / "run" / "results.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+
+
+def test_unknown_names_are_clear_errors(tmp_path, tiny_llama):
+    from genies.pipeline.api import RunConfigError
+
+    with pytest.raises(RunConfigError, match="available"):
+        genies.run(tiny_llama, ["no_such_method"], **run_kwargs(tmp_path))
+    bad = [Shift("src", "nowhere", "nowhere", "skill", "extreme")]
+    with pytest.raises(RunConfigError, match="available: src, tgt, tgt2"):
+        genies.run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, shifts=bad))
+
+
+def test_ray_executor_when_installed(tmp_path, tiny_llama):
+    pytest.importorskip("ray")
+    res = genies.run(tiny_llama, ["pt_length"], executor="ray", **run_kwargs(tmp_path))
+    assert len(res.rows) == 2
