@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from genies.report import plots
-from genies.report.load import EVALUATION_KEYS, Evaluation, Run, load_runs
+from genies.report.load import Evaluation, Run, load_runs
 from genies.report.page import render_page, round_probabilities, write_atomic
 from genies.report.reference import ReferenceRow, load_reference
 
@@ -28,7 +28,8 @@ ROW_KEYS = {
     "elicitation": "elic", "source_ID_accuracy": "src", "ece": "ece", "brier": "brier", "RMS_calibration_error": "rms",
     "accuracy_ci_low": "ci_lo", "accuracy_ci_high": "ci_hi", "length_cue_flag": "len_flag",
 }
-EVAL_SHORT = {"target_evaluation": "ev_t", "source_evaluation": "ev_s", "baseline_evaluation": "ev_b"}
+EVAL_SHORT = {"target_evaluation": "ev_t", "source_evaluation": "ev_s", "baseline_evaluation": "ev_b",
+              "target_tuned_evaluation": "ev_r"}
 
 
 def figures_dir(out: Path) -> Path:
@@ -65,7 +66,8 @@ class _Embedder:
         if ours != canonical:
             block["e"], block["r"] = ev.example_index.tolist(), ev.dispreferred_index.tolist()
         if ev.response_scores is not None:
-            block["s"] = [[round(float(x), 4) for x in scores] for scores in ev.response_scores]
+            block["s"] = [None if scores is None else [None if x is None else round(float(x), 4) for x in scores]
+                          for scores in ev.response_scores]
         eid = len(self.evals)
         self.evals.append({"d": key, "acc": ev.accuracy, "label": _eval_label(ev)})
         self.blobs[f"ev-{eid}"] = block
@@ -93,7 +95,7 @@ def report_payload(runs: Sequence[Run], reference: Sequence[ReferenceRow] | None
         for row in run.rows:
             out: dict[str, Any] = {"run": k}
             out.update({short: _clean(row.get(key)) for key, short in ROW_KEYS.items()})
-            for kind in EVALUATION_KEYS:
+            for kind in EVAL_SHORT:
                 if row.get(kind):
                     out[EVAL_SHORT[kind]] = embed.evaluation(run.evaluation(row[kind]))
             rows.append(out)

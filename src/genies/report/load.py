@@ -19,7 +19,6 @@ import numpy as np
 # that a report still renders for runs where a metric could not be computed (stored as null).
 REQUIRED_ROW_KEYS = ("intervention", "source", "target", "category", "family", "differential_elicitation",
                      "generalization_accuracy")
-EVALUATION_KEYS = ("target_evaluation", "source_evaluation", "baseline_evaluation")
 
 
 class ReportError(ValueError):

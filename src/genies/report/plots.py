@@ -272,6 +272,7 @@ def save_figure(fig: Figure, folder: Path, name: str) -> str:
     with matplotlib.rc_context(STYLE):
         svg, png = io.BytesIO(), io.BytesIO()
         fig.savefig(svg, format="svg", metadata={"Date": None})
+        fig.set_layout_engine("none")  # keep the positions just computed: the PNG needs no second layout pass
         fig.savefig(png, format="png", dpi=160)
     write_atomic(folder / f"{name}.svg", svg.getvalue())
     write_atomic(folder / f"{name}.png", png.getvalue())

@@ -94,7 +94,7 @@
       it.worst = ps.length ? Math.min(...ps) : null;
       it.status = it.worst == null ? "na" : it.worst < 0.5 ? "err" : it.worst === 0.5 ? "tie" : "ok";
       it.text = (it.ex[0] + "\n" + it.ex[1].join("\n")).toLowerCase();
-      if (it.scores) it.pick = it.scores.indexOf(Math.max(...it.scores));
+      if (it.scores && it.scores.every((x) => x != null)) it.pick = it.scores.indexOf(Math.max(...it.scores));
       else if (it.status === "err") it.pick = it.pairs.reduce((a, b) => (b.p < a.p ? b : a)).j;
       else it.pick = it.ex[2];
     }
@@ -114,7 +114,10 @@
     else if (it.status === "na") head.append(h("span", { class: "badge tie", text: "no prediction" }));
     if (it.worst != null) head.append(h("span", null, "P(preferred wins), worst pair: ", probBar(it.worst)));
     head.append(h("span", { class: "pill", text: responses.length + " responses" }));
-    const promptBox = h("div", { class: "prompt" }, marked(prompt, q));
+    // The Alpaca preamble ("Below is an instruction ...") is the same everywhere: dim it so the instruction stands out.
+    const cut = /^Below is an instruction[^\n]*\n+/.exec(prompt);
+    const promptBox = h("div", { class: "prompt" }, cut ? h("span", { class: "preamble" }, marked(cut[0], q)) : null,
+      marked(cut ? prompt.slice(cut[0].length) : prompt, q));
     if (prompt.length > 420 || prompt.split("\n").length > 7) {
       promptBox.append(h("button", { type: "button", class: "more", text: "show all", onclick: (e) => {
         const open = promptBox.classList.toggle("open"); e.target.textContent = open ? "show less" : "show all"; } }));
@@ -130,7 +133,7 @@
       if (isPick && !isPref) rh.append(h("span", { class: "tag pick", text: "MODEL'S PICK" }));
       if (isPick && isPref) rh.append(h("span", { text: "model's pick ✓" }));
       if (!isPref && p != null) rh.append(h("span", null, "P(preferred over this) ", probBar(p)));
-      if (it.scores) rh.append(h("span", { text: "score " + fmt(it.scores[j], 3) }));
+      if (it.scores && it.scores[j] != null) rh.append(h("span", { text: "score " + fmt(it.scores[j], 3) }));
       resps.append(h("div", { class: "resp" + (isPref ? " pref" : "") + (beats ? " beats" : "") + (isPick && !isPref ? " pick" : "") },
         rh, h("div", { class: "rt" }, marked(text, q))));
     });
@@ -299,7 +302,7 @@
       if (runs.length > 1) kids.push(field("run", select("b-run", runs.map((r, k) => [String(k), r.label]), st.run, (v) => { st.run = v; st.page = 0; drawControls(); draw(); })));
       kids.push(field("intervention", select("b-int", interventions.map((i) => [i, i]), st.intervention, (v) => { st.intervention = v; st.page = 0; drawControls(); draw(); })));
       kids.push(field("shift", select("b-shift", shiftOptions(), st.shift, (v) => { st.shift = v; st.page = 0; draw(); })));
-      kids.push(field("evaluation", seg("b-which", [["ev_t", "target"], ["ev_s", "source (in-distribution)"], ["ev_b", "zero-shot on target"]], st.which, (v) => { st.which = v; st.page = 0; draw(); })));
+      kids.push(field("evaluation", seg("b-which", [["ev_t", "target"], ["ev_s", "source (in-distribution)"], ["ev_b", "zero-shot on target"], ["ev_r", "target-tuned reference"]], st.which, (v) => { st.which = v; st.page = 0; draw(); })));
       kids.push(field("show", seg("b-filter", [["all", "all"], ["errors", "errors"], ["correct", "correct"]], st.filter, (v) => { st.filter = v; st.page = 0; draw(); })));
       kids.push(field("order", select("b-sort", [["index", "dataset order"], ["confident", "most confident errors first"], ["uncertain", "least confident first"]], st.sort, (v) => { st.sort = v; st.page = 0; draw(); })));
       kids.push(field("search", searchBox(st, draw)));

@@ -1,0 +1,48 @@
+"""`genies report RUN_DIR [RUN_DIR ...] --out report.html [--reference DIR] [--serve]`.
+
+Writes one self-contained HTML report (it opens offline, from a file or an e-mail attachment)
+and the same figures as PNG and SVG beside it; several run folders compare models or presets in
+one page. `--serve` shows it on 127.0.0.1 only, for machines where opening a file is awkward.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from genies.report.build import build_report, figures_dir
+from genies.report.load import ReportError
+from genies.report.serve import serve, served_files
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="One or more run folders written by `genies run`."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
+    reference: Path | None = typer.Option(
+        None, "--reference", help="Published results in the generalization_metrics layout: DIR/<model>/<intervention>/{GENIES,all}.csv."),
+    serve_: bool = typer.Option(False, "--serve", help="Serve the report on 127.0.0.1 after writing it (Ctrl-C stops)."),
+    port: int = typer.Option(0, "--port", help="Port for --serve (0: any free port)."),
+    serve_seconds: float | None = typer.Option(None, "--serve-seconds", help="Stop serving after this many seconds."),
+) -> None:
+    """Write the HTML report (table, plots, calibration, sample browser) and its PNG/SVG figures."""
+    try:
+        with console.status(f"building the report for {len(run_dirs)} run(s)"):
+            path = build_report(run_dirs, out, reference_dir=reference)
+    except (ReportError, OSError) as err:
+        err_console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"report: {escape(str(path.resolve()))}")
+    console.print(f"figures (PNG + SVG): {escape(str(figures_dir(path).resolve()))}")
+    if serve_:
+        serve(served_files(path, figures_dir(path)), port=port, seconds=serve_seconds,
+              announce=lambda url: console.print(f"serving on {url}  (127.0.0.1 only; Ctrl-C stops)"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
