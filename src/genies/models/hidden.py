@@ -281,7 +281,8 @@ def iter_hidden(
             handle.remove()
 
 
-def _max_length(lm: LoadedModel) -> int | None:
+def model_max_length(lm: LoadedModel) -> int | None:
+    """The model's context length from its config (None if it names none): the truncation limit."""
     config = lm.model.config
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
@@ -313,7 +314,7 @@ def extract_hidden(
     `max_length` defaults to the model's context length.
     """
     _check(sites, position)
-    max_length = max_length or _max_length(lm)
+    max_length = max_length or model_max_length(lm)
     encoded = encode_texts(lm.tokenizer, prefixes, completions, add_bos=add_bos, add_eos=add_eos,
                            max_length=max_length)
     warn_truncated(encoded, max_length)

@@ -1,0 +1,232 @@
+"""A content-addressed, memory-mapped store of hidden states, so each (model, data, template) is
+read by the model once and shared by every representation method.
+
+Layout: `<root>/<key>/` holds `residual.npy` and `heads.npy` (float32, one row per text),
+`example_index.npy`, `response_index.npy`, and `meta.json` (the key fields, shapes, creation time).
+The texts of a split are every response of every example, in order. `key` hashes everything that
+changes the numbers: the model fingerprint and dtype, the distribution id and split content hash,
+the template (name and text), the position, and `EXTRACTION_VERSION`; all layers are always
+stored, so layer choices need no key. Both sites come from one forward pass, so a method asking
+for `heads` and another asking for `residual` share it.
+
+Writers build an entry in a temporary folder and publish it with one `os.replace`, so readers see
+a complete entry or none. A per-key file lock makes a second process wait for the first instead
+of computing the same entry twice; should two writers still race (a filesystem without locks),
+the first rename wins and the loser's copy is discarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock, Timeout
+from rich.progress import Progress
+
+from genies.data.home import genies_home
+from genies.data.schema import Distribution
+from genies.models.base import LoadedModel
+from genies.models.hidden import POSITIONS, SITES, encode_texts, iter_hidden, model_max_length, warn_truncated
+from genies.models.templates import get_template
+
+# Bump when extraction changes its numbers (tokenization, BOS/EOS, pooling): old entries stop matching.
+EXTRACTION_VERSION = 1
+META = "meta.json"
+TMP_PREFIX = ".tmp-"
+LOCKS = ".locks"
+
+
+@dataclass(frozen=True)
+class Activations:
+    """One site's activations for a split: row t is response `response_index[t]` of example
+    `example_index[t]`. `values` is a read-only memory map, so large splits stay on disk."""
+
+    values: np.ndarray
+    example_index: np.ndarray
+    response_index: np.ndarray
+    key: str
+    meta: dict
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One stored entry as listed by `genies cache ls`."""
+
+    key: str
+    path: Path
+    size_bytes: int
+    created: float
+    meta: dict
+
+
+def _folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def publish(tmp: Path, final: Path) -> bool:
+    """Atomically move a finished entry into place; False (and tmp removed) if another writer won."""
+    try:
+        os.replace(tmp, final)
+        return True
+    except OSError:
+        if (final / META).is_file():
+            _remove(tmp)
+            return False
+        raise
+
+
+class ActivationStore:
+    """Hidden states per (model, distribution split, template, position), computed on first use."""
+
+    def __init__(self, root: Path | str | None = None, *, batch_size: int = 8,
+                 progress: Progress | None = None) -> None:
+        self.root = Path(root) if root is not None else genies_home() / "activations"
+        self.batch_size = batch_size
+        self.progress = progress
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def key_fields(self, lm: LoadedModel, dist: Distribution, split: str, template: str, position: str) -> dict:
+        """Everything that changes the stored numbers; the key is its hash."""
+        t = get_template(template)
+        if position not in POSITIONS:
+            raise ValueError(f"unknown position {position!r}; choose from {', '.join(POSITIONS)}")
+        return {
+            "model": lm.fingerprint,
+            "dtype": str(lm.dtype).removeprefix("torch."),
+            "distribution": dist.id,
+            "split": split,
+            "data_hash": dist.content_hash(split),
+            "template": t.name,
+            "template_text": [t.before, t.after, t.add_eos],
+            "position": position,
+            "add_bos": True,
+            "version": EXTRACTION_VERSION,
+        }
+
+    def key(self, lm: LoadedModel, dist: Distribution, split: str, template: str = "plain",
+            position: str = "last") -> str:
+        fields = self.key_fields(lm, dist, split, template, position)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+    # -- read / compute -------------------------------------------------------------------------
+
+    def get(self, lm: LoadedModel, dist: Distribution, split: str, template: str = "plain", site: str = "heads",
+            position: str = "last") -> Activations:
+        """The activations at `site`, from the store or computed now (both sites in one pass)."""
+        if site not in SITES:
+            raise ValueError(f"unknown site {site!r}; choose from {', '.join(SITES)}")
+        fields = self.key_fields(lm, dist, split, template, position)
+        key = self.key(lm, dist, split, template, position)
+        final = self.root / key
+        if not (final / META).is_file():
+            (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
+            with FileLock(self.root / LOCKS / f"{key}.lock"):
+                if not (final / META).is_file():
+                    self._compute(lm, dist, split, template, position, fields, final)
+        return self._load(final, site)
+
+    def _compute(self, lm: LoadedModel, dist: Distribution, split: str, template: str, position: str,
+                 fields: dict, final: Path) -> None:
+        examples = dist.split(split)
+        fill = get_template(template)
+        texts = [(i, j, fill(ex.prompt, r)) for i, ex in enumerate(examples) for j, r in enumerate(ex.responses)]
+        if not texts:
+            raise ValueError(f"{dist.id}: split {split!r} has no responses, so there is nothing to extract")
+        max_length = model_max_length(lm)
+        encoded = encode_texts(lm.tokenizer, [t.prefix for _, _, t in texts], [t.completion for _, _, t in texts],
+                               add_bos=True, add_eos=fill.add_eos, max_length=max_length)
+        warn_truncated(encoded, max_length)
+        tmp = self.root / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            arrays: dict[str, np.ndarray] = {}
+            for batch in iter_hidden(lm, encoded, sites=SITES, position=position, batch_size=self.batch_size,
+                                     progress=self.progress):
+                for site, values in batch.values.items():
+                    if site not in arrays:
+                        arrays[site] = np.lib.format.open_memmap(
+                            tmp / f"{site}.npy", mode="w+", dtype=np.float32, shape=(len(texts), *values.shape[1:]))
+                    arrays[site][batch.indices] = values
+            np.save(tmp / "example_index.npy", np.array([i for i, _, _ in texts], np.int64))
+            np.save(tmp / "response_index.npy", np.array([j for _, j, _ in texts], np.int64))
+            meta = {
+                "key": final.name, **fields, "n_texts": len(texts), "n_truncated": int(encoded.truncated.sum()),
+                "shapes": {site: list(a.shape) for site, a in arrays.items()}, "created": time.time(),
+                "model_name": lm.name,
+            }
+            for site in list(arrays):  # flush and close the maps before the folder moves
+                arrays.pop(site).flush()
+            (tmp / META).write_text(json.dumps(meta, indent=1))
+            publish(tmp, final)
+        finally:
+            if tmp.exists():
+                _remove(tmp)
+
+    @staticmethod
+    def _load(folder: Path, site: str) -> Activations:
+        meta = json.loads((folder / META).read_text())
+        return Activations(
+            values=np.load(folder / f"{site}.npy", mmap_mode="r"),
+            example_index=np.load(folder / "example_index.npy"),
+            response_index=np.load(folder / "response_index.npy"),
+            key=folder.name,
+            meta=meta,
+        )
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def entries(self) -> list[CacheEntry]:
+        """Complete entries, oldest first (unfinished temporary folders are not entries)."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in self.root.iterdir():
+            meta_file = folder / META
+            if folder.name.startswith(".") or not meta_file.is_file():
+                continue
+            meta = json.loads(meta_file.read_text())
+            found.append(CacheEntry(folder.name, folder, _folder_size(folder), float(meta.get("created", 0)), meta))
+        return sorted(found, key=lambda e: e.created)
+
+    def total_size(self) -> int:
+        """Bytes under the root, temporary folders included (they occupy the disk too)."""
+        return _folder_size(self.root) if self.root.is_dir() else 0
+
+    def clear(self, older_than_s: float | None = None, *, now: Callable[[], float] = time.time) -> list[CacheEntry]:
+        """Remove entries (all, or those created more than `older_than_s` seconds ago) and abandoned
+        temporary folders. Entries being written by another process are skipped, not broken."""
+        cutoff = None if older_than_s is None else now() - older_than_s
+        removed = []
+        for entry in self.entries():
+            if cutoff is None or entry.created < cutoff:
+                if self._remove_locked(entry.key, [entry.path]):
+                    removed.append(entry)
+        if self.root.is_dir():
+            for tmp in self.root.glob(f"{TMP_PREFIX}*"):
+                key = tmp.name[len(TMP_PREFIX):].rsplit("-", 1)[0]
+                if cutoff is None or tmp.stat().st_mtime < cutoff:
+                    self._remove_locked(key, [tmp])
+        return removed
+
+    def _remove_locked(self, key: str, paths: list[Path]) -> bool:
+        (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(self.root / LOCKS / f"{key}.lock", timeout=0):
+                for path in paths:
+                    _remove(path)
+            return True
+        except Timeout:
+            return False

@@ -1,0 +1,173 @@
+"""Activation store: hits do not recompute, keys track what changes the numbers, writers are safe."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from genies.data.schema import Distribution, Example
+from genies.models.activations import ActivationStore, publish
+from genies.models.hidden import extract_hidden
+from genies.models.templates import get_template
+from genies.models.testing import tiny_model
+
+TRAIN = [
+    Example("What is 2+2?", (" 4", " 5", " four"), 0),
+    Example("Name a colour.", (" blue", " seven"), 0),
+]
+TEST = [Example("Say hi.", (" hi", " bye"), 1)]
+
+
+def _dist(train=TRAIN) -> Distribution:
+    return Distribution.from_examples("toy", train, TEST)
+
+
+class ForwardCounter:
+    """Counts forward calls of the model's base (the only thing extraction runs)."""
+
+    def __init__(self, lm):
+        self.n = 0
+        self.handle = lm.model.base_model.register_forward_hook(self._count)
+
+    def _count(self, *args):
+        self.n += 1
+
+
+@pytest.fixture()
+def counter(tiny_llama):
+    c = ForwardCounter(tiny_llama)
+    yield c
+    c.handle.remove()
+
+
+def test_values_match_direct_extraction_and_indices(tmp_path, tiny_llama):
+    store = ActivationStore(tmp_path, batch_size=2)
+    acts = store.get(tiny_llama, _dist(), "train", template="cra_yes", site="heads")
+    fill = get_template("cra_yes")
+    texts = [fill(ex.prompt, r) for ex in TRAIN for r in ex.responses]
+    direct = extract_hidden(tiny_llama, [t.prefix for t in texts], [t.completion for t in texts])
+    np.testing.assert_allclose(acts.values, direct["heads"], atol=1e-6)
+    np.testing.assert_allclose(store.get(tiny_llama, _dist(), "train", "cra_yes", "residual").values,
+                               direct["residual"], atol=1e-5)
+    assert isinstance(acts.values, np.memmap) and acts.values.dtype == np.float32
+    assert acts.example_index.tolist() == [0, 0, 0, 1, 1]
+    assert acts.response_index.tolist() == [0, 1, 2, 0, 1]
+
+
+def test_hit_does_not_recompute_and_one_pass_serves_both_sites(tmp_path, tiny_llama, counter):
+    store = ActivationStore(tmp_path, batch_size=8)  # 5 texts: one batch, one forward
+    store.get(tiny_llama, _dist(), "train", site="heads")
+    assert counter.n == 1
+    store.get(tiny_llama, _dist(), "train", site="residual")
+    ActivationStore(tmp_path).get(tiny_llama, _dist(), "train", site="heads")
+    assert counter.n == 1
+    store.get(tiny_llama, _dist(), "test", site="heads")
+    assert counter.n == 2
+
+
+def test_key_changes_with_template_data_model_and_position(tmp_path, tiny_llama):
+    store = ActivationStore(tmp_path)
+    base = store.key(tiny_llama, _dist(), "train")
+    edited = [TRAIN[0], Example("Name a colour.", (" blue", " eight"), 0)]
+    other = tiny_model(tmp_path / "other", "llama", seed=7)
+    variants = {
+        store.key(tiny_llama, _dist(), "train", template="lat_stim_2"),
+        store.key(tiny_llama, _dist(edited), "train"),
+        store.key(tiny_llama, _dist(), "test"),
+        store.key(other, _dist(), "train"),
+        store.key(tiny_llama, _dist(), "train", position="mean"),
+        store.key(tiny_llama, Distribution.from_examples("toy2", TRAIN, TEST), "train"),
+    }
+    assert base not in variants and len(variants) == 6
+    assert store.key(tiny_llama, _dist(list(TRAIN)), "train") == base  # same content, same key
+
+
+def test_bad_arguments_are_named(tmp_path, tiny_llama):
+    store = ActivationStore(tmp_path)
+    with pytest.raises(KeyError, match="unknown text template 'nope'"):
+        store.get(tiny_llama, _dist(), "train", template="nope")
+    with pytest.raises(ValueError, match="unknown site 'mlp'"):
+        store.get(tiny_llama, _dist(), "train", site="mlp")
+    with pytest.raises(ValueError, match="toy: split 'train' has no responses"):
+        store.get(tiny_llama, Distribution.from_examples("toy", [], TEST), "train")
+    assert store.entries() == []
+
+
+def test_concurrent_writers_end_with_one_valid_entry(tmp_path, tiny_llama, counter):
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(ActivationStore(tmp_path).get(tiny_llama, _dist(), "train", site="residual").values)
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert counter.n == 1  # the lock made the others wait and then read
+    assert len(ActivationStore(tmp_path).entries()) == 1
+    assert not list(tmp_path.glob(".tmp-*"))
+    for values in results[1:]:
+        np.testing.assert_array_equal(values, results[0])
+
+
+def test_losing_writer_is_discarded_and_winner_kept(tmp_path):
+    final, tmp = tmp_path / "k", tmp_path / ".tmp-k-1"
+    for folder, tag in ((final, "winner"), (tmp, "loser")):
+        folder.mkdir()
+        (folder / "meta.json").write_text(json.dumps({"tag": tag}))
+    assert publish(tmp, final) is False
+    assert not tmp.exists() and json.loads((final / "meta.json").read_text())["tag"] == "winner"
+
+
+def test_ls_du_clear(tmp_path, tiny_llama):
+    store = ActivationStore(tmp_path)
+    store.get(tiny_llama, _dist(), "train")
+    store.get(tiny_llama, _dist(), "test")
+    entries = store.entries()
+    assert len(entries) == 2 and {e.meta["split"] for e in entries} == {"train", "test"}
+    assert store.total_size() >= sum(e.size_bytes for e in entries) > 0
+    # Age the train entry by 10 days; clearing entries older than 7 days removes only it.
+    meta_file = next(e.path for e in entries if e.meta["split"] == "train") / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["created"] = time.time() - 10 * 86400
+    meta_file.write_text(json.dumps(meta))
+    removed = store.clear(older_than_s=7 * 86400)
+    assert [e.meta["split"] for e in removed] == ["train"]
+    assert [e.meta["split"] for e in store.entries()] == ["test"]
+    (tmp_path / ".tmp-abandoned-1234").mkdir()
+    store.clear()
+    assert store.entries() == [] and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_cli_ls_du_clear(tmp_path, tiny_llama, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from genies.commands.cache import register
+
+    monkeypatch.setenv("GENIES_HOME", str(tmp_path))
+    ActivationStore().get(tiny_llama, _dist(), "train")
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["ls"])
+    assert listed.exit_code == 0 and "toy" in listed.output and "train" in listed.output
+    du = runner.invoke(app, ["du"])
+    assert du.exit_code == 0 and "1 entr" in du.output
+    assert runner.invoke(app, ["clear", "--older-than", "7d", "--yes"]).exit_code == 0
+    assert len(ActivationStore().entries()) == 1
+    bad = runner.invoke(app, ["clear", "--older-than", "7 fortnights", "--yes"])
+    assert bad.exit_code != 0 and "--older-than" in bad.output
+    assert runner.invoke(app, ["clear"], input="n\n").exit_code != 0
+    assert len(ActivationStore().entries()) == 1
+    assert runner.invoke(app, ["clear", "--yes"]).exit_code == 0
+    assert ActivationStore().entries() == []
