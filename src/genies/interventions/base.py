@@ -2,20 +2,26 @@
 
 Reads like a scikit-learn estimator: an intervention is a dataclass of hyperparameters,
 `fit(lm, source, ctx)` learns a `State` (a self-describing directory: `state.json` plus
-`tensors.safetensors`, plus any extra files such as a LoRA adapter), and `predict(lm, state,
-dist, split, ctx)` is pure. Methods register by name with `@register`; third-party packages add
-theirs through the `genies.interventions` entry-point group.
+`tensors.safetensors`, plus any extra files such as a legacy model folder), and
+`predict(lm, state, dist, split, ctx)` is pure. Methods register by name with `@register`;
+third-party packages add theirs through the `genies.interventions` entry-point group, and a
+folder written for the original GENIES (`train.py` / `eval.py`) loads through
+`load_intervention(path)`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
 import os
 import pkgutil
+import shutil
+import sys
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -25,11 +31,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from genies.data.schema import Distribution
+from genies.data.schema import Distribution, Example, eval_pairs
 from genies.models.base import LoadedModel
 
-FAMILIES = ("baseline", "prompting", "fine-tuning", "representation")
+FAMILIES = ("baseline", "prompting", "fine-tuning", "representation", "external")
 ENTRY_POINT_GROUP = "genies.interventions"
+STATE_FILES = ("state.json", "tensors.safetensors")
+
+
+def hparam(default: Any, help: str, **metadata: Any) -> Any:
+    """A hyperparameter field whose `help` text feeds `genies interventions show` and the docs."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class Predictions:
 
     Arrays are aligned per pair (the order of `Distribution.eval_pairs`); `response_scores`
     holds, per example, the method's raw score of each response (None where it has none).
+    `info` carries anything else the method reports (an adapter's own accuracy, warnings).
     """
 
     example_index: np.ndarray
@@ -45,29 +60,101 @@ class Predictions:
     dispreferred_index: np.ndarray
     p_preferred: np.ndarray
     response_scores: list[np.ndarray] | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.p_preferred)
         for name in ("example_index", "preferred_index", "dispreferred_index"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"Predictions.{name} has {len(getattr(self, name))} entries, expected {n}")
-        if n and (np.nanmin(self.p_preferred) < 0 or np.nanmax(self.p_preferred) > 1):
+        finite = np.asarray(self.p_preferred, dtype=float)
+        finite = finite[~np.isnan(finite)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
             raise ValueError("Predictions.p_preferred must lie in [0, 1]")
+
+    @classmethod
+    def from_scores(cls, examples: Sequence[Example], scores: Sequence[np.ndarray],
+                    info: Mapping[str, Any] | None = None) -> Predictions:
+        """Pairwise probabilities from one scalar score per response (Bradley-Terry).
+
+        P(preferred beats dispreferred) = sigmoid(s_pref - s_disp), which is also the softmax
+        over a prompt's responses restricted to the pair. Only the pair layout reads labels.
+        """
+        if len(scores) != len(examples):
+            raise ValueError(f"{len(scores)} score arrays for {len(examples)} examples")
+        scores = [np.asarray(s, dtype=np.float64) for s in scores]
+        for i, (ex, s) in enumerate(zip(examples, scores)):
+            if s.shape != (len(ex.responses),):
+                raise ValueError(f"example {i}: {s.shape} scores for {len(ex.responses)} responses")
+        pairs = eval_pairs(examples)
+        diff = np.array([scores[p.example_index][p.preferred_index] - scores[p.example_index][p.dispreferred_index]
+                         for p in pairs], dtype=np.float64)
+        return cls(
+            example_index=np.array([p.example_index for p in pairs], dtype=np.int64),
+            preferred_index=np.array([p.preferred_index for p in pairs], dtype=np.int64),
+            dispreferred_index=np.array([p.dispreferred_index for p in pairs], dtype=np.int64),
+            p_preferred=_sigmoid(diff),
+            response_scores=scores,
+            info=dict(info or {}),
+        )
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """A sigmoid that neither overflows nor loses the tails (exp only of non-positive values)."""
+    out = np.empty_like(x, dtype=np.float64)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    ex = np.exp(x[~pos])
+    out[~pos] = ex / (1.0 + ex)
+    return out
 
 
 @dataclass
 class FitContext:
-    """What the pipeline lends an intervention: the seed, the shared activation store, progress."""
+    """What the pipeline lends an intervention: the seed, the shared activation store, progress.
+
+    `state_dir` is where the state will be saved. Methods that leave files beside the tensors
+    (a legacy model folder) write them there; when it is None they use a temporary folder and
+    `State.save` copies the files over.
+    """
 
     seed: int = 0
     activation_store: Any = None  # genies.models.activations.ActivationStore
     progress: Any = None  # callable(message: str) or None
     device: str | None = None
+    state_dir: Path | None = None
+
+    def report(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+    def artifact_dir(self) -> Path:
+        """The folder for a state's extra files: `state_dir` when given, else a fresh temporary one."""
+        if self.state_dir is not None:
+            Path(self.state_dir).mkdir(parents=True, exist_ok=True)
+            return Path(self.state_dir)
+        return Path(tempfile.mkdtemp(prefix="genies-state-"))
+
+    @contextlib.contextmanager
+    def progress_bar(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A rich progress bar on stderr (hidden when stderr is not a terminal, e.g. in tests and
+        logs); yields `advance(n)`. It uses its own console so it never clashes with a pipeline's
+        live display."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.report(description)
+        console = Console(stderr=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n=1: bar.advance(task, n)
 
 
 @dataclass
 class State:
-    """A fitted intervention. Saved as `state.json` + `tensors.safetensors` in `directory`."""
+    """A fitted intervention. Saved as `state.json` + `tensors.safetensors` in `directory`,
+    plus any extra files the method left in `directory` before saving."""
 
     intervention: str
     hparams: dict[str, Any]
@@ -76,9 +163,12 @@ class State:
     directory: Path | None = None
 
     def save(self, directory: Path) -> None:
-        """Write atomically: files go to a temporary name first, then are renamed into place."""
+        """Write atomically: files go to a temporary name first, then are renamed into place.
+        Extra files in the current `directory` (if different) are copied to the new one."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.directory is not None and Path(self.directory).resolve() != directory.resolve():
+            _copy_extras(Path(self.directory), directory)
         self.directory = directory
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}
         _atomic_write(directory / "tensors.safetensors", lambda p: save_file(tensors, str(p)))
@@ -88,7 +178,10 @@ class State:
     @classmethod
     def load(cls, directory: Path) -> State:
         directory = Path(directory)
-        doc = json.loads((directory / "state.json").read_text())
+        state_file = directory / "state.json"
+        if not state_file.exists():
+            raise FileNotFoundError(f"{state_file}: not an intervention state (no state.json)")
+        doc = json.loads(state_file.read_text())
         tensors_file = directory / "tensors.safetensors"
         tensors = load_file(str(tensors_file)) if tensors_file.exists() else {}
         return cls(doc["intervention"], doc["hparams"], doc.get("info", {}), tensors, directory)
@@ -97,6 +190,20 @@ class State:
                 ctx: FitContext | None = None) -> Predictions:
         method = get_intervention(self.intervention)(**self.hparams)
         return method.predict(lm, self, dist, split, ctx or FitContext())
+
+    predict_proba = predict
+
+
+def _copy_extras(source: Path, target: Path) -> None:
+    if not source.is_dir():
+        return
+    for item in source.iterdir():
+        if item.name in STATE_FILES:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, target / item.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, target / item.name)
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -108,6 +215,17 @@ def _atomic_write(path: Path, write: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@dataclass(frozen=True)
+class HParamInfo:
+    """One hyperparameter as `genies interventions show` prints it."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    presets: dict[str, Any]
 
 
 class Intervention(ABC):
@@ -129,7 +247,31 @@ class Intervention(ABC):
                                  f"choose from {', '.join(sorted(cls.presets))}")
             values.update(cls.presets.get(preset, {}))
         values.update(overrides)
+        known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
+        if known is not None:
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise TypeError(f"intervention {cls.name!r} has no hyperparameter {', '.join(map(repr, unknown))}; "
+                                f"valid: {', '.join(sorted(known)) or '(none)'}")
         return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[HParamInfo]:
+        """Every hyperparameter with its default, help text and per-preset values."""
+        if not dataclasses.is_dataclass(cls):
+            return []
+        rows = []
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = None
+            type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            presets = {p: values[f.name] for p, values in cls.presets.items() if f.name in values}
+            rows.append(HParamInfo(f.name, type_name, default, f.metadata.get("help", ""), presets))
+        return rows
 
     def hparams(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
@@ -149,6 +291,9 @@ _T = TypeVar("_T", bound=type[Intervention])
 _REGISTRY: dict[str, type[Intervention]] = {}
 # Modules of this package that hold shared machinery rather than one method each.
 _NOT_METHODS = {"base"}
+# Interventions that are resolvable by name but not listed among the methods: adapters that
+# need a folder to mean anything. name -> module that registers it.
+_ADAPTERS = {"legacy": "genies.interventions._legacy"}
 
 
 def register(name: str, *, family: str, description: str) -> Any:
@@ -179,20 +324,40 @@ def _load_all() -> None:
         importlib.import_module(f"genies.interventions.{module}")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
-            ep.load()
+            try:
+                ep.load()
+            except Exception as err:  # a broken plugin must not hide the built-in methods
+                print(f"genies: could not load intervention plugin {ep.name!r} ({ep.value}): {err}",
+                      file=sys.stderr)
 
 
 def available() -> dict[str, type[Intervention]]:
-    """Every registered intervention: built-ins, plugins, and classes registered at run time."""
+    """Every registered method: built-ins, plugins, and classes registered at run time
+    (adapters such as `legacy` are resolvable by name but not listed)."""
     _load_all()
-    return dict(sorted(_REGISTRY.items()))
+    return {k: v for k, v in sorted(_REGISTRY.items()) if k not in _ADAPTERS}
 
 
 def get_intervention(name: str) -> type[Intervention]:
+    if name in _ADAPTERS and name not in _REGISTRY:
+        importlib.import_module(_ADAPTERS[name])
     if name not in _REGISTRY and name in _builtin_modules():
         importlib.import_module(f"genies.interventions.{name}")
     if name not in _REGISTRY:
         _load_all()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown intervention {name!r}; available: {', '.join(available())}")
+        raise KeyError(f"unknown intervention {name!r}; available: {', '.join(available())} "
+                       "(or a folder with the original GENIES train.py/eval.py)")
     return _REGISTRY[name]
+
+
+def load_intervention(name_or_path: str | Path, preset: str | None = None, **overrides: Any) -> Intervention:
+    """A configured intervention from a registered name, or from a folder written for the
+    original GENIES (it holds `eval.py`, optionally `train.py`), which runs through the
+    `legacy` adapter."""
+    path = Path(name_or_path)
+    if path.is_dir() and (path / "eval.py").exists():
+        return get_intervention("legacy").from_preset(preset, folder=str(path.resolve()), **overrides)
+    if path.is_dir() or os.sep in str(name_or_path):
+        raise FileNotFoundError(f"{path}: not an intervention folder (no eval.py), and not a registered name")
+    return get_intervention(str(name_or_path)).from_preset(preset, **overrides)
