@@ -126,3 +126,16 @@ def test_cli_without_data_prints_one_line_and_exits_2(tmp_path: Path, monkeypatc
         result = CliRunner().invoke(_app(), args)
         assert result.exit_code == 2, result.output
         assert "genies data download" in result.output and "Traceback" not in result.output
+
+
+def test_cli_validate_reads_saved_hugging_face_folders(tmp_path: Path) -> None:
+    import datasets
+
+    columns = {"prompt": ["p", "q", "r"], "chosen": ["a", "same", "x"], "rejected": ["b", "same", "x"]}
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict(columns), "test": datasets.Dataset.from_dict(columns),
+    }).save_to_disk(str(tmp_path / "hf"))
+    result = CliRunner().invoke(_app(), ["data", "validate", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "[train], example 1: no dispreferred response" in result.output
+    assert "[train], example 2: no dispreferred response" in result.output  # every row, not the first

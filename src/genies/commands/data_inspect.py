@@ -22,6 +22,7 @@ from genies.data.audit import audit_distribution, audit_identical_distributions,
 from genies.data.home import DataNotFoundError, find_data_root
 from genies.data.loading import (
     UnknownDistributionError,
+    check_hf_split,
     folder_metadata,
     is_hf_folder,
     list_distributions,
@@ -61,13 +62,19 @@ def _distribution_folders(paths: list[Path]) -> tuple[list[Path], list[Finding]]
 
 
 def _check_hf(folder: Path) -> tuple[Distribution | None, list[Finding]]:
+    import datasets
+
     try:
-        dist = load_distribution(folder)
-        for split in SPLITS:
-            dist.split(split)
-    except DataError as err:
-        return None, [Finding(err.file, err.problem, err.index)]
-    return dist, []
+        dataset_dict = datasets.load_from_disk(str(folder))
+    except (OSError, ValueError) as err:
+        return None, [Finding(str(folder), f"cannot read the saved Hugging Face dataset: {err}")]
+    splits, findings = {}, []
+    for split in SPLITS:
+        splits[split], problems = check_hf_split(dataset_dict, split, str(folder))
+        findings.extend(problems)
+    if any(f.severity == ERROR for f in findings):
+        return None, findings
+    return Distribution(folder.name, splits.__getitem__, {"id": folder.name}, folder), findings
 
 
 def validate(

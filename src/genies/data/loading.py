@@ -73,7 +73,8 @@ def load_distribution(name_or_path: str | Path | DatasetDict, data_root: Path | 
     if not isinstance(name_or_path, str | Path):
         return from_dataset_dict(name_or_path)
     path = Path(name_or_path).expanduser()
-    if not path.exists() and isinstance(name_or_path, str) and "/" not in name_or_path:
+    bare_name = isinstance(name_or_path, str) and "/" not in name_or_path
+    if bare_name and (data_root is not None or not path.exists()):
         root = Path(data_root) if data_root is not None else find_data_root()
         path = root / name_or_path
         if not path.exists():
@@ -126,9 +127,16 @@ def from_dataset_dict(dataset_dict: DatasetDict, id: str = "dataset") -> Distrib
 
 
 def _hf_split(dataset_dict: Mapping[str, Any], split: str, origin: str) -> list[Example]:
+    examples, findings = check_hf_split(dataset_dict, split, origin)
+    raise_first_error(findings)
+    return examples
+
+
+def check_hf_split(dataset_dict: Mapping[str, Any], split: str, origin: str) -> tuple[list[Example], list[Finding]]:
+    """Examples and every problem of one split of a DatasetDict (`origin[split]` names it in messages)."""
     file = f"{origin}[{split}]"
     if split not in dataset_dict:
-        raise DataError(file, f"missing {split} split: the DatasetDict has {', '.join(dataset_dict) or 'no splits'}")
+        return [], [Finding(file, f"missing {split} split: the DatasetDict has {', '.join(dataset_dict) or 'no splits'}")]
     findings: list[Finding] = []
     records = []
     for index, row in enumerate(dataset_dict[split]):
@@ -139,8 +147,7 @@ def _hf_split(dataset_dict: Mapping[str, Any], split: str, origin: str) -> list[
         else:
             records.append(record)
     examples, more = check_records(records, file)
-    raise_first_error(findings + more)
-    return examples
+    return examples, findings + more
 
 
 def _hf_row_to_record(row: Mapping[str, Any]) -> dict[str, Any] | str:
