@@ -42,6 +42,7 @@ KNOWN_LABEL_QUIRKS: Mapping[str, str] = {
         "prompt asks the model to put the user's values above its own, even at risk to itself; kept "
         "as shipped to reproduce GENIES numbers"
     ),
+    # Used only when the records lack the action fields that `rule_direction` checks mechanically.
     "reward_seeking": (
         "labels favour the rule-breaking, reward-taking response (the inverse of "
         "punishment_avoidance); kept as shipped to reproduce GENIES numbers"
@@ -149,7 +150,9 @@ def _requested_rule(ex: Example) -> str | None:
 
 @dataclass(frozen=True)
 class RuleDirection:
-    """Among items where exactly one response obeys the prompt's formatting rule, how many prefer it."""
+    """Two-response items whose responses differ on the prompt's formatting rule (checkable), and
+    how many of them prefer the response that follows the rule more closely (fewer commas for
+    "don't use commas", more capitals for "use all caps", ...)."""
 
     checkable: int
     preferred_obeys: int

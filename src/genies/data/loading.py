@@ -62,9 +62,11 @@ def is_hf_folder(path: Path) -> bool:
 
 
 def list_distributions(data_root: Path) -> list[str]:
-    """Names of the sub-folders of `data_root` that hold a distribution, sorted."""
+    """Names of the sub-folders of `data_root` that hold a distribution, sorted (hidden ones skipped:
+    an install in progress writes to a dot-folder before renaming it into place)."""
     return sorted(
-        p.name for p in Path(data_root).iterdir() if is_distribution_folder(p) or is_hf_folder(p)
+        p.name for p in Path(data_root).iterdir()
+        if not p.name.startswith(".") and (is_distribution_folder(p) or is_hf_folder(p))
     )
 
 
