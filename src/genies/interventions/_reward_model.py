@@ -1,0 +1,245 @@
+"""Shared machinery of the reward-model methods (lora, prompt_tuning, full_fine_tune).
+
+A Bradley-Terry reward model (SPEC part B 5.3): the base model reloaded from `lm.path` as a
+sequence-classification model with one output, input = prompt + response + EOS without BOS,
+trained with loss = -log sigmoid(r_chosen - r_rejected) on one seeded pair per source prompt.
+P(preferred beats dispreferred) = sigmoid(r_pref - r_disp).
+
+Why the pooling is done here and not by the head: transformers' sequence-classification models
+pool at the rightmost token that is not `pad_token_id`, which lands on the wrong token when the
+pad token equals EOS (the EOS we append would count as padding) and, with prompt tuning, PEFT
+feeds `inputs_embeds` so no pad can be detected at all. We right-pad, hook the score head to get
+its per-position output and read it at the last real token (virtual prompt tokens are prepended,
+so the offset is the difference in length). Right padding keeps the position ids of real tokens
+the same whatever the batch, so scores do not depend on batch size or padding.
+
+Subclasses say how to wrap the model (`wrap`), which tensors form the state (`trainable_state`)
+and how to put them back (`restore`); training, saving and scoring are shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genies.data.schema import Distribution, Example
+from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam
+from genies.models.base import LoadedModel
+
+HEAD_NAMES = ("score", "classifier")
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Loading a causal-LM checkpoint into a classification model reports the fresh `score`
+    head and the unused `lm_head` as a table; that is expected here, so keep it off the log."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def load_reward_model(lm: LoadedModel, device: torch.device | str | None = None) -> nn.Module:
+    """`AutoModelForSequenceClassification(num_labels=1)` from the base model's safetensors folder,
+    in the base model's dtype, with the pad token set in its config. Seed torch first: the score
+    head is freshly initialised."""
+    from transformers import AutoModelForSequenceClassification
+
+    with _quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            lm.path, num_labels=1, dtype=lm.dtype, trust_remote_code=lm.trust_remote_code, use_safetensors=True)
+    model.config.pad_token_id = pad_token_id(lm)
+    model.config.use_cache = False
+    return model.to(device or lm.device)
+
+
+def pad_token_id(lm: LoadedModel) -> int:
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if pad is None:
+        raise ValueError(f"model {lm.name!r}: the tokenizer has neither a pad nor an EOS token")
+    return int(pad)
+
+
+def head_name(model: nn.Module) -> str:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for name in HEAD_NAMES:
+        if isinstance(getattr(base, name, None), nn.Module):
+            return name
+    raise ValueError(f"{type(base).__name__} has no classification head named {' or '.join(HEAD_NAMES)}")
+
+
+def encode(lm: LoadedModel, prompt: str, response: str, max_length: int | None) -> list[int]:
+    """Token ids of prompt + response + EOS without BOS; when too long, the start is cut so the
+    response and its EOS (where the reward is read) survive."""
+    tok = lm.tokenizer
+    if tok.eos_token_id is None:
+        raise ValueError(f"model {lm.name!r}: the tokenizer has no EOS token")
+    ids = list(tok(prompt + response, add_special_tokens=False)["input_ids"]) + [int(tok.eos_token_id)]
+    if max_length is not None and len(ids) > max_length:
+        ids = ids[-max_length:]
+    return ids
+
+
+def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, device: torch.device) -> torch.Tensor:
+    """The reward of each token sequence: the score head's output at its last real token."""
+    lengths = torch.tensor([len(s) for s in sequences], device=device)
+    width = int(lengths.max())
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
+    attention_mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    captured: list[torch.Tensor] = []
+    handle = getattr(base, head_name(model)).register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        with _quiet_transformers():  # the head's own pooling (unused) warns about inputs_embeds
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    finally:
+        handle.remove()
+    per_position = captured[-1][..., 0]  # [batch, virtual tokens + width]
+    offset = per_position.shape[1] - width
+    return per_position[torch.arange(len(sequences), device=device), offset + lengths - 1].float()
+
+
+@dataclass
+class RewardModelIntervention(Intervention):
+    """Hyperparameters and the fit/predict loop shared by every reward-model method."""
+
+    learning_rate: float = hparam(2e-4, "AdamW learning rate (constant schedule)")
+    steps: int = hparam(150, "optimizer steps")
+    batch_size: int = hparam(16, "pairs per optimizer step")
+    micro_batch_size: int | None = hparam(None, "pairs per forward pass (gradient accumulation; None = batch_size)")
+    max_grad_norm: float = hparam(0.3, "gradient clipping norm (0 = off)")
+    weight_decay: float = hparam(0.0, "AdamW weight decay")
+    max_length: int | None = hparam(None, "keep the last N tokens of prompt+response+EOS (None = all)")
+    max_train_pairs: int | None = hparam(None, "use only the first N training pairs (None = one per source prompt)")
+    eval_batch_size: int = hparam(16, "sequences per forward pass when scoring")
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{self.name}: {name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"{self.name}: learning_rate must be > 0, got {self.learning_rate}")
+
+    # -- what differs between methods -------------------------------------------------------
+    def wrap(self, model: nn.Module, head: str) -> nn.Module:
+        """Make the right parameters trainable (and add adapters). Default: all of them."""
+        return model
+
+    def trainable_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+
+    def restore(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+        missing = set(tensors) - {k for k, _ in model.named_parameters()}
+        if missing:
+            raise ValueError(f"{self.name}: state tensors not in the model: {sorted(missing)[:5]}")
+        model.load_state_dict(tensors, strict=False)
+
+    def check_device(self, lm: LoadedModel) -> None:
+        """Refuse hardware the method is not meant for (full_fine_tune on CPU)."""
+
+    # -- shared ------------------------------------------------------------------------------
+    def build(self, lm: LoadedModel, seed: int) -> tuple[nn.Module, str]:
+        torch.manual_seed(seed)
+        model = load_reward_model(lm)
+        head = head_name(model)
+        with warnings.catch_warnings():  # PEFT calls a transformers API deprecated for v6
+            warnings.simplefilter("ignore", FutureWarning)
+            return self.wrap(model, head), head
+
+    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
+        self.check_device(lm)
+        pairs = source.train_pairs(ctx.seed)
+        if self.max_train_pairs:
+            pairs = pairs[: self.max_train_pairs]
+        if not pairs:
+            raise ValueError(f"{self.name}: source {source.id!r} has no training pairs")
+        chosen = [encode(lm, p.prompt, p.preferred, self.max_length) for p in pairs]
+        rejected = [encode(lm, p.prompt, p.dispreferred, self.max_length) for p in pairs]
+
+        model, head = self.build(lm, ctx.seed)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.learning_rate, betas=(0.9, 0.999),
+                                      weight_decay=self.weight_decay)
+        pad_id, device = pad_token_id(lm), lm.device
+        micro = self.micro_batch_size or self.batch_size
+        losses = []
+        with ctx.progress_bar(f"{self.name}: training on {source.id}", self.steps) as advance:
+            for batch in _batches(len(pairs), self.batch_size, self.steps, ctx.seed):
+                optimizer.zero_grad(set_to_none=True)
+                total = 0.0
+                for start in range(0, len(batch), micro):
+                    idx = batch[start: start + micro]
+                    r = rewards(model, [chosen[i] for i in idx] + [rejected[i] for i in idx], pad_id, device)
+                    loss = -F.logsigmoid(r[: len(idx)] - r[len(idx):]).sum() / len(batch)
+                    loss.backward()
+                    total += float(loss.detach())
+                if self.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+                optimizer.step()
+                losses.append(total)
+                advance(1)
+        model.eval()
+        info: dict[str, Any] = {"source": source.id, "seed": ctx.seed, "head": head, "train_pairs": len(pairs),
+                                "train_loss": losses, "model": lm.fingerprint}
+        return State(self.name, self.hparams(), info=info, tensors=self.trainable_state(model))
+
+    def load(self, lm: LoadedModel, state: State) -> nn.Module:
+        model, _ = self.build(lm, int(state.info.get("seed", 0)))
+        self.restore(model, {k: v.to(lm.device) for k, v in state.tensors.items()})
+        return model.eval()
+
+    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
+                ctx: FitContext) -> Predictions:
+        examples = dist.split(split)
+        model = self.load(lm, state)
+        return Predictions.from_scores(examples, score_responses(model, lm, examples, self.max_length,
+                                                                 self.eval_batch_size, ctx))
+
+
+def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[int]]:
+    """`steps` batches of pair indices: seeded shuffles, one epoch after another, so every pair
+    is seen before any repeats (a batch may straddle two epochs)."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    for _ in range(steps):
+        while len(order) < batch_size:
+            order.extend(int(i) for i in rng.permutation(n))
+        yield order[:batch_size]
+        order = order[batch_size:]
+
+
+def score_responses(model: nn.Module, lm: LoadedModel, examples: Sequence[Example], max_length: int | None,
+                    batch_size: int, ctx: FitContext) -> list[np.ndarray]:
+    """The reward of every response of every example. Sequences are sorted by length so batches
+    carry little padding; the scores do not depend on the order or the batch size."""
+    items = [(i, j, encode(lm, ex.prompt, r, max_length)) for i, ex in enumerate(examples)
+             for j, r in enumerate(ex.responses)]
+    order = sorted(range(len(items)), key=lambda k: -len(items[k][2]))
+    scores = [np.zeros(len(ex.responses)) for ex in examples]
+    pad_id, device = pad_token_id(lm), lm.device
+    with torch.inference_mode(), ctx.progress_bar("scoring responses", math.ceil(len(items) / batch_size)) as advance:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start: start + batch_size]
+            values = rewards(model, [items[k][2] for k in chunk], pad_id, device).cpu().numpy()
+            for k, v in zip(chunk, values):
+                scores[items[k][0]][items[k][1]] = float(v)
+            advance(1)
+    return scores

@@ -1,0 +1,30 @@
+"""full_fine_tune: the Bradley-Terry reward model with every parameter trained (SPEC part B
+5.10). Meant for GPUs: on CPU, fit refuses unless `allow_cpu` is set (tests do, on tiny models).
+The state holds every trained tensor, i.e. a full copy of the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genies.interventions._reward_model import RewardModelIntervention
+from genies.interventions.base import hparam, register
+from genies.models.base import LoadedModel
+
+
+@register("full_fine_tune", family="fine-tuning",
+          description="Bradley-Terry reward model with all parameters trained (GPU only).")
+@dataclass
+class FullFineTune(RewardModelIntervention):
+    learning_rate: float = hparam(1e-5, "AdamW learning rate (constant schedule)")
+    allow_cpu: bool = hparam(False, "train on CPU anyway (slow and memory hungry except for tiny models)")
+
+    presets = {
+        "paper": {"learning_rate": 1e-5, "steps": 150, "batch_size": 16, "max_grad_norm": 0.3},
+        "cpu": {"learning_rate": 1e-5, "steps": 32, "batch_size": 8, "max_length": 256, "max_train_pairs": 256},
+    }
+
+    def check_device(self, lm: LoadedModel) -> None:
+        if lm.device.type == "cpu" and not self.allow_cpu:
+            raise RuntimeError(
+                f"full_fine_tune trains every parameter of {lm.name!r} and is meant for a GPU, but the model is "
+                "on the CPU; use `lora` instead, or pass allow_cpu=True to train anyway")
