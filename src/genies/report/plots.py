@@ -149,7 +149,7 @@ def de_heatmap(run: Run) -> Figure:
             values[index[(r["source"], r["target"])], interventions.index(r["intervention"])] = r["differential_elicitation"]
     bound = max(0.05, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.05)
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = Figure(figsize=(2.8 + 0.62 * len(interventions), 0.6 + 0.2 * len(shifts)), layout="constrained")
+        fig = Figure(figsize=(3.2 + 0.62 * len(interventions), max(2.6, 1.2 + 0.2 * len(shifts))), layout="constrained")
         ax = fig.subplots()
         image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto", interpolation="nearest")
         ax.set_xticks(np.arange(len(interventions)), interventions, rotation=35, ha="right")
@@ -262,7 +262,7 @@ def reference_bars(runs: Sequence[Run], reference: Sequence[ReferenceRow]) -> Fi
         ax.set_xticks(x, interventions)
         ax.set_ylabel("mean differential elicitation")
         ax.set_title("ours beside the published numbers (same shifts)", loc="left")
-        ax.legend(loc="outside right upper", fontsize=8)
+        fig.legend(loc="outside right upper", fontsize=8)
     return fig
 
 
@@ -271,7 +271,7 @@ def save_figure(fig: Figure, folder: Path, name: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context(STYLE):
         svg, png = io.BytesIO(), io.BytesIO()
-        fig.savefig(svg, format="svg", metadata={"Date": None})
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None, "Type": None, "Format": None})
         fig.set_layout_engine("none")  # keep the positions just computed: the PNG needs no second layout pass
         fig.savefig(png, format="png", dpi=160)
     write_atomic(folder / f"{name}.svg", svg.getvalue())
