@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from genies.commands import data_store
-from genies.data.manifest import Manifest, build_manifest, load_manifest, verify
+from genies.data.manifest import FileEntry, Manifest, build_manifest, load_manifest, verify
 from genies.data.store import (
     ManifestMismatchError,
     StoreError,
@@ -47,7 +47,7 @@ def data(tmp_path: Path) -> tuple[Path, Manifest]:
 
 
 def _tar(folder: Path, out: Path, prefix: str = "GENIES-0123/distributions") -> Path:
-    with tarfile.open(out, "w") as tar:
+    with tarfile.open(out, "w:gz" if out.name.endswith(".gz") else "w") as tar:
         tar.add(folder, arcname=prefix)
         readme = folder.parent / "README.md"
         readme.write_text("not data")
@@ -84,7 +84,10 @@ class _Server:
                 if server.honor_range and self.headers.get("Range"):
                     start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
                     if start >= len(server.payload):
-                        self.send_error(416)
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(server.payload)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
                         return
                 body = server.payload[start:]
                 self.send_response(206 if start else 200)
@@ -201,6 +204,17 @@ def test_server_ignoring_range_restarts_the_download(
     assert verify(result.path, data[1]) == []
 
 
+def test_complete_part_file_is_used_without_downloading_again(
+    server: _Server, data: tuple[Path, Manifest], home: Path
+) -> None:
+    part = home / "downloads" / (_download_name(server.url) + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(server.payload)  # stopped after the last byte, before the rename
+    result = download(urls=[server.url], progress=False, manifest=data[1])
+    assert server.ranges == [f"bytes={len(server.payload)}-"] and server.sent == 0
+    assert verify(result.path, data[1]) == []
+
+
 def test_falls_back_to_the_next_url(server: _Server, data: tuple[Path, Manifest], home: Path) -> None:
     missing = server.url.replace("genies.tar", "gone.tar")
     result = download(urls=[missing, server.url], progress=False, manifest=data[1])
@@ -211,7 +225,7 @@ def test_mismatching_archive_is_rejected_and_not_installed(
     server: _Server, data: tuple[Path, Manifest], home: Path
 ) -> None:
     entries = dict(data[1].files)
-    entries["beta/train.json"] = type(entries["beta/train.json"])("0" * 64, entries["beta/train.json"].size)
+    entries["beta/train.json"] = FileEntry("0" * 64, entries["beta/train.json"].size)
     with pytest.raises(StoreError) as err:
         download(urls=[server.url], progress=False, manifest=Manifest(entries))
     message = str(err.value)
@@ -239,11 +253,12 @@ def test_import_from_folder_above_the_data(data: tuple[Path, Manifest], home: Pa
     assert verify(result.path, manifest) == [] and verify(folder, manifest) == ["unexpected file: alpha/notes.txt"]
 
 
-@pytest.mark.parametrize("prefix", ["GENIES-0123/distributions", "distributions", "."])
+@pytest.mark.parametrize(("prefix", "name"), [
+    ("GENIES-0123/distributions", "repo.tar.gz"), ("distributions", "genies-datasets.tar"), (".", "flat.tar")])
 def test_import_from_tar_in_each_layout(
-    data: tuple[Path, Manifest], home: Path, tmp_path: Path, prefix: str
+    data: tuple[Path, Manifest], home: Path, tmp_path: Path, prefix: str, name: str
 ) -> None:
-    archive = _tar(data[0], tmp_path / "data.tar", prefix)
+    archive = _tar(data[0], tmp_path / name, prefix)
     result = import_data(archive, manifest=data[1])
     assert result.files == 9 and verify(result.path, data[1]) == [] and _leftovers(home) == []
 

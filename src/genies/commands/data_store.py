@@ -17,13 +17,16 @@ from genies.data.manifest import load_manifest
 from genies.data.store import DEFAULT_URLS, ImportResult, StoreError, download, import_data
 
 
+_DEST_HELP = "Install here instead of the data home (GENIES_HOME/distributions)."
+
+
 def register(app: typer.Typer) -> None:
     app.command("download")(download_command)
     app.command("import")(import_command)
 
 
 def download_command(
-    dest: Path = typer.Option(None, "--dest", help="Install here instead of the data home (GENIES_HOME/distributions)."),
+    dest: Path = typer.Option(None, "--dest", help=_DEST_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Download the GENIES datasets archive (resumable), verify every file and install it."""
@@ -32,7 +35,7 @@ def download_command(
 
 def import_command(
     path: Path = typer.Argument(..., help="A distributions folder, a folder above it, or a .tar/.tar.gz archive."),
-    dest: Path = typer.Option(None, "--dest", help="Install here instead of the data home (GENIES_HOME/distributions)."),
+    dest: Path = typer.Option(None, "--dest", help=_DEST_HELP),
 ) -> None:
     """Import the GENIES data from a local folder or archive, verifying every file against the manifest."""
     _report(lambda: import_data(path, dest, manifest=load_manifest()))
@@ -42,7 +45,7 @@ def _report(action: Callable[[], ImportResult]) -> None:
     out, err = Console(), Console(stderr=True)
     try:
         result = action()
-    except (StoreError, UnsafeArchiveError) as error:
+    except (StoreError, UnsafeArchiveError, OSError) as error:  # OSError: disk full, permissions
         err.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     if result.source == "already installed":

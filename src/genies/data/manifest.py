@@ -101,7 +101,8 @@ def verify(folder: str | Path, manifest: Manifest | None = None) -> list[str]:
             continue
         digest = file_sha256(path)
         if digest != entry.sha256:
-            problems.append(f"checksum mismatch: {rel} (expected sha256 {entry.sha256[:12]}..., found {digest[:12]}...)")
+            problems.append(
+                f"checksum mismatch: {rel} (expected sha256 {entry.sha256[:12]}..., found {digest[:12]}...)")
     for root, dirs, names in os.walk(folder):
         dirs.sort()
         for name in sorted(names):

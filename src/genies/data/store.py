@@ -154,7 +154,10 @@ def fetch(url: str, folder: Path, progress: bool = True) -> Path:
     start = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={start}-"} if start else {}
     with requests.get(url, headers=headers, stream=True, timeout=_TIMEOUT) as response:
-        if response.status_code == 416:  # the part is not a prefix of what the server has now
+        if response.status_code == 416:  # nothing after byte `start`: complete, or not this file
+            if _range_total(response) == start:
+                os.replace(part, final)
+                return final
             part.unlink()
             return fetch(url, folder, progress)
         response.raise_for_status()
@@ -260,6 +263,11 @@ def _download_name(url: str) -> str:
 
 def _range_start(response: requests.Response) -> int | None:
     match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _range_total(response: requests.Response) -> int | None:
+    match = re.match(r"bytes \*/(\d+)", response.headers.get("Content-Range", ""))
     return int(match.group(1)) if match else None
 
 
