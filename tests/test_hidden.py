@@ -14,8 +14,11 @@ from genies.models.hidden import UnsupportedArchitectureError, encode_texts, ext
 from genies.models.testing import byte_tokenizer, tiny_model
 
 ARCHS = ("llama", "qwen2", "gpt_neox", "gemma")
-PREFIXES = ["Question: add 2 and 3.", "a", "Write a very long poem about the sea and the sky", "Hi"]
-COMPLETIONS = [" Five.", "bcd", " Waves.", " there!"]
+# Repeated prefixes are packed into one row; " Five." / " Fivefold." share tokens past the prefix,
+# and texts 0 and 5 are identical, so the packing's shared part is exercised at its edges.
+Q = "Question: add 2 and 3."
+PREFIXES = [Q, "a", "Write a very long poem about the sea and the sky", "Hi", Q, Q]
+COMPLETIONS = [" Five.", "bcd", " Waves.", " there!", " Fivefold.", " Five."]
 
 # The attention module (whose output is o_proj(heads)) per family, written out independently of
 # genies.models.hidden's generic search.
@@ -50,8 +53,8 @@ def test_shapes(arch_model):
     arch, lm = arch_model
     out = extract_hidden(lm, PREFIXES, COMPLETIONS)
     cfg = lm.model.config
-    assert out["residual"].shape == (4, cfg.num_hidden_layers + 1, cfg.hidden_size)
-    assert out["heads"].shape == (4, cfg.num_hidden_layers, cfg.num_attention_heads, 8)
+    assert out["residual"].shape == (6, cfg.num_hidden_layers + 1, cfg.hidden_size)
+    assert out["heads"].shape == (6, cfg.num_hidden_layers, cfg.num_attention_heads, 8)
     assert all(v.dtype == np.float32 for v in out.values())
     assert set(extract_hidden(lm, PREFIXES, COMPLETIONS, sites=("heads",))) == {"heads"}
 
@@ -126,7 +129,7 @@ def test_padding_side_and_batch_size_invariance(arch_model, position):
     _, lm = arch_model
     ref = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=1, position=position)
     for side in ("left", "right"):
-        for bs in (2, 4):
+        for bs in (2, 4, 6):
             out = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=bs, padding_side=side, position=position)
             for site in ref:
                 _close(out[site], ref[site])
@@ -146,6 +149,19 @@ def test_mean_is_average_of_last_over_completion_prefixes(arch_model, add_eos):
         per_token = {s: np.concatenate([per_token[s], eos[s]]) for s in per_token}
     for site in mean:
         _close(mean[site][0], per_token[site].mean(0))
+
+
+def test_responses_to_one_prompt_share_its_tokens(tiny_llama):
+    """Three responses to a 100-character prompt read 1 + 100 + 3 tokens, not 3 x 102."""
+    fed = []
+    hook = tiny_llama.model.model.embed_tokens.register_forward_hook(lambda m, a, out: fed.append(a[0].numel()))
+    try:
+        out = extract_hidden(tiny_llama, ["x" * 100] * 3, ["a", "b", "c"], batch_size=3)
+    finally:
+        hook.remove()
+    assert fed == [104]
+    alone = extract_hidden(tiny_llama, ["x" * 100], ["b"])
+    _close(out["heads"][1], alone["heads"][0])
 
 
 def test_eos_and_bos_placement(tiny_llama):
@@ -195,7 +211,7 @@ def test_gpt2_layout_padding_invariance_and_heads(tiny_gpt2):
     lm = tiny_gpt2
     ref = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=1)
     left = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=4, padding_side="left")
-    assert ref["heads"].shape == (4, 2, 4, 8)
+    assert ref["heads"].shape == (6, 2, 4, 8)
     for site in ref:
         _close(left[site], ref[site])
     seen = {}

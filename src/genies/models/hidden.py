@@ -14,8 +14,11 @@ whole text to the model), with BOS prepended when asked and the tokenizer has on
 when asked. `position="last"` reads the last token (the EOS when added); `position="mean"` averages
 over the completion's tokens (those covering any completion character, plus the EOS when added).
 
-Results do not depend on batch size or padding side: position ids are computed from the attention
-mask, so left padding does not shift rotary or absolute positions. Texts longer than the model's
+Texts with the same prefix (an example's responses) are packed into one row with a block mask, so
+the prompt is read once for all of its responses; each text's tokens are still exactly those of
+its own joint tokenization, and its position ids are those it would have alone. Results therefore
+equal one-text-at-a-time forwards and do not depend on batch size or padding side (explicit
+position ids keep left padding from shifting rotary or absolute positions). Texts longer than the model's
 context are truncated from the LEFT (BOS kept), counted, and reported with a warning.
 """
 
@@ -119,6 +122,7 @@ class EncodedTexts:
     ids: list[list[int]]
     completion_start: np.ndarray  # token index of the first completion token, per text
     truncated: np.ndarray  # bool, per text
+    group_keys: list[str]  # texts with equal keys (the same prefix) share one packed row
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -162,7 +166,7 @@ def encode_texts(
             body, start, truncated[i] = body[drop:], max(start - drop, 0), True
         ids.append(bos + body)
         comp_start[i] = len(bos) + start
-    return EncodedTexts(ids, comp_start, truncated)
+    return EncodedTexts(ids, comp_start, truncated, list(prefixes))
 
 
 @dataclass(frozen=True)
@@ -181,32 +185,115 @@ def _check(sites: Sequence[str], position: str) -> None:
         raise ValueError(f"unknown position {position!r}; choose from {', '.join(POSITIONS)}")
 
 
-def _pad(encoded: EncodedTexts, rows: np.ndarray, pad_id: int, side: str, device: torch.device):
-    """Padded ids, mask, position ids, and the per-row pooling weights over the real tokens."""
-    lengths = [len(encoded.ids[r]) for r in rows]
+def _groups(prefixes: Sequence[str]) -> list[list[int]]:
+    """Texts that share a prefix string (an example's responses), in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, prefix in enumerate(prefixes):
+        groups.setdefault(prefix, []).append(i)
+    return list(groups.values())
+
+
+def _shared_length(seqs: list[list[int]]) -> int:
+    """Tokens common to the start of every sequence, leaving each at least one token of its own
+    (so every text's last token lies in its own segment of a packed row)."""
+    limit = min(len(s) for s in seqs) - 1
+    n = 0
+    while n < limit and all(s[n] == seqs[0][n] for s in seqs):
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """A batch of packed rows and, per text, the (row, position, weight) triples to pool."""
+
+    ids: torch.Tensor
+    positions: torch.Tensor
+    mask: torch.Tensor  # [B, 1, T, T] additive float mask
+    texts: np.ndarray  # caller indices of the batch's texts
+    pool_text: torch.Tensor
+    pool_row: torch.Tensor
+    pool_pos: torch.Tensor
+    pool_weight: torch.Tensor
+
+
+def _pack(encoded: EncodedTexts, groups: Sequence[list[int]], position: str, pad_id: int, side: str,
+          dtype: torch.dtype, device: torch.device) -> _Packed:
+    """One row per group: [shared tokens, own tokens of text 1, own tokens of text 2, ...].
+
+    The block mask lets each text's own tokens see the shared tokens and their own earlier
+    tokens, and position ids restart after the shared part, so every text is computed exactly as
+    if it were alone while the shared tokens are computed once.
+    """
+    lengths, shared = [], []
+    for g in groups:
+        seqs = [encoded.ids[t] for t in g]
+        shared.append(_shared_length(seqs))
+        lengths.append(shared[-1] + sum(len(s) - shared[-1] for s in seqs))
     width = max(lengths)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    last = torch.zeros(len(rows), dtype=torch.long)
-    span = torch.zeros((len(rows), width), dtype=torch.float32)  # completion tokens, for "mean"
-    for b, (r, n) in enumerate(zip(rows, lengths, strict=True)):
-        offset = width - n if side == "left" else 0
-        ids[b, offset:offset + n] = torch.tensor(encoded.ids[r])
-        mask[b, offset:offset + n] = 1
-        last[b] = offset + n - 1
-        start = offset + int(encoded.completion_start[r])
-        if start > last[b]:
-            raise ValueError(f"text {int(r)}: the completion is empty, so position='mean' has no tokens to average")
-        span[b, start:offset + n] = 1.0 / (offset + n - start)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), positions.to(device), last.to(device), span.to(device)
+    ids = np.full((len(groups), width), pad_id, np.int64)
+    pos = np.zeros((len(groups), width), np.int64)
+    seg = np.full((len(groups), width), -1, np.int64)  # -1 pad, 0 shared, k + 1 text k of the group
+    texts, p_text, p_row, p_pos, p_w = [], [], [], [], []
+    for b, (g, c) in enumerate(zip(groups, shared, strict=True)):
+        at = width - lengths[b] if side == "left" else 0
+        first = encoded.ids[g[0]]
+        ids[b, at:at + c], pos[b, at:at + c], seg[b, at:at + c] = first[:c], np.arange(c), 0
+        cursor = at + c
+        for k, t in enumerate(g):
+            seq, n = encoded.ids[t], len(encoded.ids[t])
+            ids[b, cursor:cursor + n - c] = seq[c:]
+            pos[b, cursor:cursor + n - c] = np.arange(c, n)
+            seg[b, cursor:cursor + n - c] = k + 1
+            # where token j of this text sits in the row
+            where = lambda j: at + j if j < c else cursor + j - c  # noqa: E731
+            start = int(encoded.completion_start[t])
+            if position == "last":
+                span = [n - 1]
+            elif start >= n:
+                raise ValueError(f"text {t}: the completion is empty, so position='mean' has no tokens to average")
+            else:
+                span = range(start, n)
+            local = len(texts)
+            texts.append(t)
+            for j in span:
+                p_text.append(local)
+                p_row.append(b)
+                p_pos.append(where(j))
+                p_w.append(1.0 / len(span))
+            cursor += n - c
+    seg_t = torch.from_numpy(seg)
+    idx = torch.arange(width)
+    sj, si = seg_t[:, None, :], seg_t[:, :, None]
+    allowed = (idx[None, :] <= idx[:, None])[None] & (sj >= 0) & ((sj == 0) | (sj == si))
+    allowed |= torch.eye(width, dtype=torch.bool)[None]  # pad rows see themselves: no NaN rows
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+    return _Packed(
+        torch.from_numpy(ids).to(device), torch.from_numpy(pos).to(device), mask.to(device), np.array(texts),
+        torch.tensor(p_text, device=device), torch.tensor(p_row, device=device),
+        torch.tensor(p_pos, device=device), torch.tensor(p_w, dtype=torch.float32, device=device),
+    )
 
 
-def _pooler(position: str, last: torch.Tensor, span: torch.Tensor):
-    rows = torch.arange(last.shape[0], device=last.device)
-    if position == "last":
-        return lambda x: x[rows, last].float()
-    return lambda x: torch.einsum("bt,btw->bw", span, x.float())
+def _pool(packed: _Packed, x: torch.Tensor) -> torch.Tensor:
+    """Per text, the weighted sum of `x` [B, T, W] over its pooled positions, in float32."""
+    picked = x[packed.pool_row, packed.pool_pos].float() * packed.pool_weight[:, None]
+    out = torch.zeros((len(packed.texts), x.shape[-1]), dtype=torch.float32, device=x.device)
+    return out.index_add_(0, packed.pool_text, picked)
+
+
+def _batches(groups: list[list[int]], batch_size: int) -> list[list[list[int]]]:
+    """Consecutive groups holding up to `batch_size` texts (a bigger group goes alone)."""
+    batches: list[list[list[int]]] = []
+    count = 0
+    for g in groups:
+        if batches and count + len(g) <= batch_size:
+            batches[-1].append(g)
+            count += len(g)
+        else:
+            batches.append([g])
+            count = len(g)
+    return batches
 
 
 def _default_progress() -> Progress:
@@ -221,9 +308,11 @@ def iter_hidden(
     lm: LoadedModel, encoded: EncodedTexts, *, sites: Sequence[str] = SITES, position: str = "last",
     batch_size: int = 8, padding_side: str = "right", progress: Progress | None = None,
 ) -> Iterator[HiddenBatch]:
-    """Yield activations batch by batch (longest texts first), halving the batch on out-of-memory.
+    """Yield activations batch by batch (longest prompts first), halving the batch on out-of-memory.
 
-    Streaming lets the activation store write rows straight into memory-mapped files, so a
+    Texts with the same prefix string are packed into one row that computes their common leading
+    tokens once (an example's prompt is read once for all of its responses); `batch_size` counts
+    texts, and one prompt's texts always share a batch. Streaming lets the activation store write rows straight into memory-mapped files, so a
     split's activations never have to fit in RAM at once.
     """
     _check(sites, position)
@@ -233,14 +322,14 @@ def iter_hidden(
     tok = lm.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     device = lm.model.get_input_embeddings().weight.device
-    order = np.argsort([-len(ids) for ids in encoded.ids], kind="stable")
+    groups = sorted(_groups(encoded.group_keys), key=lambda g: -sum(len(encoded.ids[t]) for t in g))
     captured: list[torch.Tensor | None] = [None] * len(layout.out_projs)
-    state: dict = {}
+    state: dict[str, _Packed] = {}
 
     def make_hook(layer: int):
         def hook(module, args, kwargs):
             x = args[0] if args else next(iter(kwargs.values()))
-            captured[layer] = state["pool"](x)
+            captured[layer] = _pool(state["packed"], x)
         return hook
 
     handles = []
@@ -250,32 +339,34 @@ def iter_hidden(
     progress = _default_progress() if own_progress else progress
     try:
         with progress if own_progress else contextlib.nullcontext():
-            task = progress.add_task(f"hidden states ({lm.name})", total=len(order))
-            start, size = 0, max(1, batch_size)
-            while start < len(order):
-                rows = order[start:start + size]
-                ids, mask, positions, last, span = _pad(encoded, rows, pad_id, padding_side, device)
-                state["pool"] = _pooler(position, last, span)
+            task = progress.add_task(f"hidden states ({lm.name})", total=len(encoded))
+            size = max(1, batch_size)
+            pending = _batches(groups, size)
+            while pending:
+                batch = pending.pop(0)
+                packed = _pack(encoded, batch, position, pad_id, padding_side, lm.dtype, device)
+                state["packed"] = packed
                 try:
                     with torch.inference_mode():
-                        out = layout.base(input_ids=ids, attention_mask=mask, position_ids=positions,
+                        out = layout.base(input_ids=packed.ids, attention_mask=packed.mask,
+                                          position_ids=packed.positions,
                                           output_hidden_states="residual" in sites, use_cache=False)
                 except torch.OutOfMemoryError:
-                    if size == 1:
+                    if len(batch) == 1:  # one prompt's texts are packed in one row: cannot split
                         raise
                     size = max(1, size // 2)
+                    pending = _batches(batch, size) + pending
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
                     continue
                 values = {}
                 if "residual" in sites:
-                    values["residual"] = torch.stack([state["pool"](h) for h in out.hidden_states], 1).cpu().numpy()
+                    values["residual"] = torch.stack([_pool(packed, h) for h in out.hidden_states], 1).cpu().numpy()
                 if "heads" in sites:
                     heads = torch.stack(captured, 1)
-                    values["heads"] = heads.reshape(len(rows), len(captured), layout.num_heads, -1).cpu().numpy()
-                yield HiddenBatch(rows, values)
-                progress.advance(task, len(rows))
-                start += len(rows)
+                    values["heads"] = heads.reshape(len(packed.texts), len(captured), layout.num_heads, -1).cpu().numpy()
+                yield HiddenBatch(packed.texts, values)
+                progress.advance(task, len(packed.texts))
     finally:
         for handle in handles:
             handle.remove()
