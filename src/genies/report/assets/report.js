@@ -280,7 +280,7 @@
       tb.append(tr);
     }
     table.append(tb);
-    box.append(h("div", { class: "tablewrap" }, table));
+    box.append(h("div", { class: "tablewrap fit" }, table));
   }
 
   function reportBrowser(runs, rows, interventions, firstInt) {
@@ -302,7 +302,9 @@
       if (runs.length > 1) kids.push(field("run", select("b-run", runs.map((r, k) => [String(k), r.label]), st.run, (v) => { st.run = v; st.page = 0; drawControls(); draw(); })));
       kids.push(field("intervention", select("b-int", interventions.map((i) => [i, i]), st.intervention, (v) => { st.intervention = v; st.page = 0; drawControls(); draw(); })));
       kids.push(field("shift", select("b-shift", shiftOptions(), st.shift, (v) => { st.shift = v; st.page = 0; draw(); })));
-      kids.push(field("evaluation", seg("b-which", [["ev_t", "target"], ["ev_s", "source (in-distribution)"], ["ev_b", "zero-shot on target"], ["ev_r", "target-tuned reference"]], st.which, (v) => { st.which = v; st.page = 0; draw(); })));
+      const kinds = [["ev_t", "target"], ["ev_s", "source (in-distribution)"], ["ev_b", "zero-shot on target"], ["ev_r", "target-tuned reference"]]
+        .filter(([k]) => rows.some((r) => r[k] != null));
+      if (kinds.length > 1) kids.push(field("evaluation", seg("b-which", kinds, st.which, (v) => { st.which = v; st.page = 0; draw(); })));
       kids.push(field("show", seg("b-filter", [["all", "all"], ["errors", "errors"], ["correct", "correct"]], st.filter, (v) => { st.filter = v; st.page = 0; draw(); })));
       kids.push(field("order", select("b-sort", [["index", "dataset order"], ["confident", "most confident errors first"], ["uncertain", "least confident first"]], st.sort, (v) => { st.sort = v; st.page = 0; draw(); })));
       kids.push(field("search", searchBox(st, draw)));
