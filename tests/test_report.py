@@ -27,14 +27,20 @@ from genies.report.testing import write_run_dir
 INTERVENTIONS = ("zero_shot", "lora", "mms")
 REAL_REFERENCE = Path("/work/shared/genies/reference-results")
 # Namespaces matplotlib writes into SVG: identifiers, never fetched.
-SVG_NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink", "http://purl.org/dc/elements/1.1/",
-                  "http://creativecommons.org/ns#", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
+SVG_NAMESPACES = {
+    "http://www.w3.org/2000/svg",
+    "http://www.w3.org/1999/xlink",
+    "http://purl.org/dc/elements/1.1/",
+    "http://creativecommons.org/ns#",
+    "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_run_dir(tmp_path_factory.mktemp("run") / "run", n_shifts=6, interventions=INTERVENTIONS,
-                         n_examples=12, failed=1)
+    return write_run_dir(
+        tmp_path_factory.mktemp("run") / "run", n_shifts=6, interventions=INTERVENTIONS, n_examples=12, failed=1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +85,10 @@ def test_embedded_rows_and_probabilities_equal_the_files(report: Path, run_dir: 
     for row, original in zip(data["rows"], results["rows"], strict=True):
         assert row["de"] == pytest.approx(original["differential_elicitation"])
         assert (row["source"], row["target"], row["intervention"]) == (
-            original["source"], original["target"], original["intervention"])
+            original["source"],
+            original["target"],
+            original["intervention"],
+        )
         evaluation = json.loads((run_dir / original["target_evaluation"]).read_text())
         block = blobs[f"ev-{row['ev_t']}"]
         assert block["p"] == pytest.approx([p["p_preferred"] for p in evaluation["pairs"]], abs=5e-5)
@@ -163,14 +172,19 @@ def test_bad_pair_index_names_the_evaluation(tmp_path: Path) -> None:
 
 
 def _reference_dir(root: Path) -> Path:
-    header = "source,target,target_reference,generalization_accuracy,baseline_accuracy,baseline_intervention," \
-             "target_tuned_capability,target_tuned_capability_intervention,source_ID_accuracy,RMS_calibration_error," \
-             "differential_elicitation\n"
+    header = (
+        "source,target,target_reference,generalization_accuracy,baseline_accuracy,baseline_intervention,"
+        "target_tuned_capability,target_tuned_capability_intervention,source_ID_accuracy,RMS_calibration_error,"
+        "differential_elicitation\n"
+    )
     folder = root / "llama-7b" / "lora_fine_tuning"
     folder.mkdir(parents=True)
     (folder / "GENIES.csv").write_text(header + "source_0,target_0,target_0,0.7,0.5,zero_shot,0.8,lora,0.9,0.1,0.25\n")
-    (folder / "all.csv").write_text(header + "source_0,target_0,target_0,0.7,0.5,zero_shot,0.8,lora,0.9,0.1,0.25\n"
-                                    + "source_1,target_1,target_1,0.6,0.5,zero_shot,1.0,lora,0.9,,0.1\n" * 2)
+    (folder / "all.csv").write_text(
+        header
+        + "source_0,target_0,target_0,0.7,0.5,zero_shot,0.8,lora,0.9,0.1,0.25\n"
+        + "source_1,target_1,target_1,0.6,0.5,zero_shot,1.0,lora,0.9,,0.1\n" * 2
+    )
     return root
 
 
@@ -184,8 +198,9 @@ def test_reference_means_use_our_shifts_only(tmp_path: Path) -> None:
     run = write_run_dir(tmp_path / "run", n_shifts=1, interventions=("lora",), n_examples=2)
     means = reference_means(load_runs([run]), load_reference(_reference_dir(tmp_path / "ref")))
     published = [m for m in means if m["reference"]]
-    assert published == [{"intervention": "lora", "source": "published llama-7b", "mean_de": 0.25, "n": 1,
-                          "reference": True}]
+    assert published == [
+        {"intervention": "lora", "source": "published llama-7b", "mean_de": 0.25, "n": 1, "reference": True}
+    ]
     out = build_report([run], tmp_path / "r.html", reference_dir=tmp_path / "ref")
     data, _ = page_data(out)
     assert data["reference"]["rows"] == [{"m": "llama-7b", "i": "lora", "s": "source_0", "t": "target_0", "de": 0.25}]
@@ -195,8 +210,11 @@ def test_reference_means_use_our_shifts_only(tmp_path: Path) -> None:
 @pytest.mark.skipif(not REAL_REFERENCE.is_dir(), reason="the published GENIES results are not on this machine")
 def test_real_reference_reproduces_the_published_genies_mean() -> None:
     rows = load_reference(REAL_REFERENCE)
-    mms = [r.differential_elicitation for r in rows if r.model == "llama-30b" and r.intervention == "mms"
-           and "GENIES" in r.lists]
+    mms = [
+        r.differential_elicitation
+        for r in rows
+        if r.model == "llama-30b" and r.intervention == "mms" and "GENIES" in r.lists
+    ]
     assert len(mms) == 15 and np.mean(mms) == pytest.approx(0.145, abs=5e-4)  # SPEC §7
     assert len({(r.source, r.target) for r in rows if r.model == "llama-30b" and r.intervention == "lora"}) == 56
 
@@ -243,15 +261,22 @@ def _dist(name: str, n: int) -> Distribution:
 
 def test_browse_embeds_each_split_and_shift(tmp_path: Path) -> None:
     shift = Shift("src", "tgt", "tgt", "skill", "extreme")
-    out = build_browse([_dist("src", 5), _dist("tgt", 3)], tmp_path / "d.html", shifts=[shift],
-                       splits=("test", "train"), max_examples=4)
+    out = build_browse(
+        [_dist("src", 5), _dist("tgt", 3)],
+        tmp_path / "d.html",
+        shifts=[shift],
+        splits=("test", "train"),
+        max_examples=4,
+    )
     data, blobs = page_data(out)
     assert data["mode"] == "browse" and data["shifts"][0]["name"] == "src → tgt"
     src = data["dists"][0]["blobs"]
     assert blobs[f"ex-{src['test']}"] == [[f"src prompt {i}", [f"good {i}", f"bad {i}"], i % 2] for i in range(4)]
     assert len(blobs[f"ex-{src['train']}"]) == 1
     with pytest.raises(ValueError, match="not loaded: other"):
-        build_browse([_dist("src", 1)], tmp_path / "e.html", shifts=[Shift("src", "other", "other", "skill", "extreme")])
+        build_browse(
+            [_dist("src", 1)], tmp_path / "e.html", shifts=[Shift("src", "other", "other", "skill", "extreme")]
+        )
 
 
 @pytest.mark.data
@@ -261,8 +286,19 @@ def test_data_browse_command_on_real_data(genies_data_dir: Path, tmp_path: Path)
     app = typer.Typer()
     data_browse.register(app)
     app.command("noop")(lambda: None)
-    result = CliRunner().invoke(app, ["browse", "alpaca_easy", "--shifts", str(_shift_file(tmp_path)),
-                                      "--max-examples", "3", "--out", str(tmp_path / "d.html")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "browse",
+            "alpaca_easy",
+            "--shifts",
+            str(_shift_file(tmp_path)),
+            "--max-examples",
+            "3",
+            "--out",
+            str(tmp_path / "d.html"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data, blobs = page_data(tmp_path / "d.html")
     assert [d["name"] for d in data["dists"]] == ["alpaca_easy", "alpaca_hard"]

@@ -60,8 +60,9 @@ class Page:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_run_dir(tmp_path_factory.mktemp("run") / "run", n_shifts=N_SHIFTS, interventions=INTERVENTIONS,
-                         n_examples=25)
+    return write_run_dir(
+        tmp_path_factory.mktemp("run") / "run", n_shifts=N_SHIFTS, interventions=INTERVENTIONS, n_examples=25
+    )
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +168,9 @@ def test_screenshots(page: Page) -> None:
 
 
 def test_two_runs_side_by_side(browser: object, run_dir: Path, tmp_path: Path) -> None:
-    other = write_run_dir(tmp_path / "other", n_shifts=N_SHIFTS, interventions=INTERVENTIONS, n_examples=5, seed=3,
-                          model="other-model")
+    other = write_run_dir(
+        tmp_path / "other", n_shifts=N_SHIFTS, interventions=INTERVENTIONS, n_examples=5, seed=3, model="other-model"
+    )
     loaded = Page(browser, build_report([run_dir, other], tmp_path / "two.html"))
     assert loaded.errors == []
     loaded.page.select_option("#f-run", "*")
@@ -187,8 +189,11 @@ def test_dataset_browser_shows_source_and_target_side_by_side(browser: object, t
         examples = [Example(e["prompt"], tuple(e["responses"]), e["preferred"]) for e in fake_examples(name, 12, 0)]
         return Distribution.from_examples(name, examples, examples)
 
-    out = build_browse([dist("src"), dist("tgt"), dist("other")], tmp_path / "d.html",
-                       shifts=[Shift("src", "tgt", "tgt", "skill", "extreme")])
+    out = build_browse(
+        [dist("src"), dist("tgt"), dist("other")],
+        tmp_path / "d.html",
+        shifts=[Shift("src", "tgt", "tgt", "skill", "extreme")],
+    )
     loaded = Page(browser, out)
     assert loaded.errors == []
     heads = loaded.page.locator(".colhead").all_inner_texts()
@@ -205,8 +210,18 @@ def test_dataset_browser_shows_source_and_target_side_by_side(browser: object, t
 @pytest.fixture(scope="module")
 def full_size_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("full")
-    interventions = ("zero_shot", "few_shot", "prompt_tuning", "lora", "mms", "lat_stim_1", "lat_stim_2", "cra",
-                     "ccs", "random")
+    interventions = (
+        "zero_shot",
+        "few_shot",
+        "prompt_tuning",
+        "lora",
+        "mms",
+        "lat_stim_1",
+        "lat_stim_2",
+        "cra",
+        "ccs",
+        "random",
+    )
     run = write_run_dir(root / "run", n_shifts=56, interventions=interventions, n_examples=250)
     return build_report([run], root / "report.html")
 

@@ -28,10 +28,14 @@ def browse(
     names: list[str] | None = typer.Argument(None, help="Distribution names or folders to include."),
     out: Path = typer.Option(Path("datasets.html"), "--out", "-o", help="The HTML file to write."),
     shifts: str | None = typer.Option(
-        None, "--shifts", help="Shifts to browse side by side: genies | all | <category> | <file>. Default: all, "
-                               "unless names are given."),
+        None,
+        "--shifts",
+        help="Shifts to browse side by side: genies | all | <category> | <file>. Default: all, unless names are given.",
+    ),
     split: list[str] = typer.Option(["test"], "--split", help="Split(s) to include: test, train (repeatable)."),
-    max_examples: int | None = typer.Option(None, "--max-examples", min=1, help="Keep the first N examples of each split."),
+    max_examples: int | None = typer.Option(
+        None, "--max-examples", min=1, help="Keep the first N examples of each split."
+    ),
 ) -> None:
     """Write an offline HTML page for browsing source and target examples."""
     bad = [s for s in split if s not in SPLITS]

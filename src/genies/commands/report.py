@@ -25,8 +25,13 @@ def report(
     run_dirs: list[Path] = typer.Argument(..., help="One or more run folders written by `genies run`."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
     reference: Path | None = typer.Option(
-        None, "--reference", help="Published results in the generalization_metrics layout: DIR/<model>/<intervention>/{GENIES,all}.csv."),
-    serve_: bool = typer.Option(False, "--serve", help="Serve the report on 127.0.0.1 after writing it (Ctrl-C stops)."),
+        None,
+        "--reference",
+        help="Published results in the generalization_metrics layout: DIR/<model>/<intervention>/{GENIES,all}.csv.",
+    ),
+    serve_: bool = typer.Option(
+        False, "--serve", help="Serve the report on 127.0.0.1 after writing it (Ctrl-C stops)."
+    ),
     port: int = typer.Option(0, "--port", help="Port for --serve (0: any free port)."),
     serve_seconds: float | None = typer.Option(None, "--serve-seconds", help="Stop serving after this many seconds."),
 ) -> None:
@@ -40,8 +45,12 @@ def report(
     console.print(f"report: {escape(str(path.resolve()))}")
     console.print(f"figures (PNG + SVG): {escape(str(figures_dir(path).resolve()))}")
     if serve_:
-        serve(served_files(path, figures_dir(path)), port=port, seconds=serve_seconds,
-              announce=lambda url: console.print(f"serving on {url}  (127.0.0.1 only; Ctrl-C stops)"))
+        serve(
+            served_files(path, figures_dir(path)),
+            port=port,
+            seconds=serve_seconds,
+            announce=lambda url: console.print(f"serving on {url}  (127.0.0.1 only; Ctrl-C stops)"),
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -21,8 +21,13 @@ def _compact(examples: Sequence[Example]) -> list[list[Any]]:
     return [[ex.prompt, list(ex.responses), ex.preferred] for ex in examples]
 
 
-def build_browse(distributions: Sequence[Distribution], out: str | Path, shifts: Sequence[Shift] = (),
-                 splits: Sequence[str] = ("test",), max_examples: int | None = None) -> Path:
+def build_browse(
+    distributions: Sequence[Distribution],
+    out: str | Path,
+    shifts: Sequence[Shift] = (),
+    splits: Sequence[str] = ("test",),
+    max_examples: int | None = None,
+) -> Path:
     """Write the dataset browser; shifts need their source and target among `distributions`."""
     out = Path(out)
     by_name = {d.id: d for d in distributions}
@@ -43,15 +48,26 @@ def build_browse(distributions: Sequence[Distribution], out: str | Path, shifts:
         "mode": "browse",
         "splits": list(splits),
         "dists": dists,
-        "shifts": [{"name": f"{s.source} → {s.target}", "source": s.source, "target": s.target,
-                    "target_reference": s.target_reference, "category": s.category, "family": s.family} for s in shifts],
+        "shifts": [
+            {
+                "name": f"{s.source} → {s.target}",
+                "source": s.source,
+                "target": s.target,
+                "target_reference": s.target_reference,
+                "category": s.category,
+                "family": s.family,
+            }
+            for s in shifts
+        ],
     }
     title = "genies datasets"
     limit = f", first {max_examples} examples of each split" if max_examples else ""
-    body = (f'<header class="top"><h1>{html.escape(title)}</h1><div class="sub">{len(distributions)} distribution(s), '
-            f"{len(shifts)} shift(s), split(s): {html.escape(', '.join(splits))}{limit}</div></header>"
-            '<main><section id="samples"><h2>Sample browser</h2><p class="note">Pick a shift to see its source and '
-            "target examples side by side, or one distribution. The preferred response of each example is green. "
-            'Search matches prompts and responses.</p><div id="browser"></div></section></main>')
+    body = (
+        f'<header class="top"><h1>{html.escape(title)}</h1><div class="sub">{len(distributions)} distribution(s), '
+        f"{len(shifts)} shift(s), split(s): {html.escape(', '.join(splits))}{limit}</div></header>"
+        '<main><section id="samples"><h2>Sample browser</h2><p class="note">Pick a shift to see its source and '
+        "target examples side by side, or one distribution. The preferred response of each example is green. "
+        'Search matches prompts and responses.</p><div id="browser"></div></section></main>'
+    )
     write_atomic(out, render_page(title, body, data, blobs))
     return out

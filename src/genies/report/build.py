@@ -22,14 +22,32 @@ from genies.report.reference import ReferenceRow, load_reference
 
 # results.json row key -> short key the page uses
 ROW_KEYS = {
-    "intervention": "intervention", "source": "source", "target": "target", "target_reference": "target_reference",
-    "category": "category", "family": "family", "differential_elicitation": "de", "generalization_accuracy": "ga",
-    "baseline_accuracy": "base", "target_tuned_capability": "att", "target_tuned_capability_intervention": "att_by",
-    "elicitation": "elic", "source_ID_accuracy": "src", "ece": "ece", "brier": "brier", "RMS_calibration_error": "rms",
-    "accuracy_ci_low": "ci_lo", "accuracy_ci_high": "ci_hi", "length_cue_flag": "len_flag",
+    "intervention": "intervention",
+    "source": "source",
+    "target": "target",
+    "target_reference": "target_reference",
+    "category": "category",
+    "family": "family",
+    "differential_elicitation": "de",
+    "generalization_accuracy": "ga",
+    "baseline_accuracy": "base",
+    "target_tuned_capability": "att",
+    "target_tuned_capability_intervention": "att_by",
+    "elicitation": "elic",
+    "source_ID_accuracy": "src",
+    "ece": "ece",
+    "brier": "brier",
+    "RMS_calibration_error": "rms",
+    "accuracy_ci_low": "ci_lo",
+    "accuracy_ci_high": "ci_hi",
+    "length_cue_flag": "len_flag",
 }
-EVAL_SHORT = {"target_evaluation": "ev_t", "source_evaluation": "ev_s", "baseline_evaluation": "ev_b",
-              "target_tuned_evaluation": "ev_r"}
+EVAL_SHORT = {
+    "target_evaluation": "ev_t",
+    "source_evaluation": "ev_s",
+    "baseline_evaluation": "ev_b",
+    "target_tuned_evaluation": "ev_r",
+}
 
 
 def figures_dir(out: Path) -> Path:
@@ -59,15 +77,18 @@ class _Embedder:
         if ev.path in self.eval_ids:
             return self.eval_ids[ev.path]
         key = self.examples(ev.examples)
-        canonical = [(i, j) for i, ex in enumerate(ev.examples) for j in range(len(ex["responses"]))
-                     if j != int(ex["preferred"])]
+        canonical = [
+            (i, j) for i, ex in enumerate(ev.examples) for j in range(len(ex["responses"])) if j != int(ex["preferred"])
+        ]
         ours = list(zip(ev.example_index.tolist(), ev.dispreferred_index.tolist(), strict=True))
         block: dict[str, Any] = {"p": round_probabilities(ev.p_preferred)}
         if ours != canonical:
             block["e"], block["r"] = ev.example_index.tolist(), ev.dispreferred_index.tolist()
         if ev.response_scores is not None:
-            block["s"] = [None if scores is None else [None if x is None else round(float(x), 4) for x in scores]
-                          for scores in ev.response_scores]
+            block["s"] = [
+                None if scores is None else [None if x is None else round(float(x), 4) for x in scores]
+                for scores in ev.response_scores
+            ]
         eid = len(self.evals)
         self.evals.append({"d": key, "acc": ev.accuracy, "label": _eval_label(ev)})
         self.blobs[f"ev-{eid}"] = block
@@ -87,7 +108,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def report_payload(runs: Sequence[Run], reference: Sequence[ReferenceRow] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def report_payload(
+    runs: Sequence[Run], reference: Sequence[ReferenceRow] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The page's main JSON (runs, rows, aggregates, reference) and its lazily parsed blocks."""
     embed = _Embedder()
     rows: list[dict[str, Any]] = []
@@ -99,13 +122,22 @@ def report_payload(runs: Sequence[Run], reference: Sequence[ReferenceRow] | None
                 if row.get(kind):
                     out[EVAL_SHORT[kind]] = embed.evaluation(run.evaluation(row[kind]))
             rows.append(out)
-    aggregates = [{"run": k, **{key: _clean(v) for key, v in agg.items()}} for k, run in enumerate(runs)
-                  for agg in run.aggregates]
+    aggregates = [
+        {"run": k, **{key: _clean(v) for key, v in agg.items()}} for k, run in enumerate(runs) for agg in run.aggregates
+    ]
     data: dict[str, Any] = {
         "mode": "report",
-        "runs": [{"label": run.label, "dir": run.path.name, "interventions": run.interventions,
-                  "n_shifts": len(run.shifts), **{k: run.info.get(k) for k in ("model", "preset", "seed", "shifts")},
-                  "failed": run.failed} for run in runs],
+        "runs": [
+            {
+                "label": run.label,
+                "dir": run.path.name,
+                "interventions": run.interventions,
+                "n_shifts": len(run.shifts),
+                **{k: run.info.get(k) for k in ("model", "preset", "seed", "shifts")},
+                "failed": run.failed,
+            }
+            for run in runs
+        ],
         "rows": rows,
         "aggregates": aggregates,
         "evals": embed.evals,
@@ -115,16 +147,28 @@ def report_payload(runs: Sequence[Run], reference: Sequence[ReferenceRow] | None
         ours = {(r["source"], r["target"]) for run in runs for r in run.rows}
         data["reference"] = {
             "models": sorted({r.model for r in reference}),
-            "rows": [{"m": r.model, "i": r.intervention, "s": r.source, "t": r.target,
-                      "de": round(r.differential_elicitation, 4)} for r in reference if (r.source, r.target) in ours],
+            "rows": [
+                {
+                    "m": r.model,
+                    "i": r.intervention,
+                    "s": r.source,
+                    "t": r.target,
+                    "de": round(r.differential_elicitation, 4),
+                }
+                for r in reference
+                if (r.source, r.target) in ours
+            ],
             "means": plots.reference_means(runs, reference),
         }
     return data, embed.blobs
 
 
 def _section(anchor: str, title: str, note: str, *content: str) -> str:
-    return (f'<section id="{anchor}"><h2>{html.escape(title)}</h2><p class="note">{note}</p>'
-            + "".join(content) + "</section>")
+    return (
+        f'<section id="{anchor}"><h2>{html.escape(title)}</h2><p class="note">{note}</p>'
+        + "".join(content)
+        + "</section>"
+    )
 
 
 def _figure(svg: str, caption: str = "") -> str:
@@ -136,20 +180,34 @@ def _overview(runs: Sequence[Run]) -> str:
     cards = []
     for run in runs:
         info = run.info
-        facts = [("model", info.get("model")), ("preset", info.get("preset")), ("seed", info.get("seed")),
-                 ("shifts", f"{info.get('shifts', '?')} ({len(run.shifts)})"),
-                 ("interventions", ", ".join(run.interventions)), ("target-tuned", info.get("target_tuned"))]
-        body = "".join(f'<div><span class="k">{html.escape(k)}:</span> <span class="v">{html.escape(str(v))}</span></div>'
-                       for k, v in facts if v is not None)
-        cards.append(f'<div class="card"><div class="v">{html.escape(run.label)}</div>{body}'
-                     f'<div class="k">{html.escape(str(run.path))}</div></div>')
+        facts = [
+            ("model", info.get("model")),
+            ("preset", info.get("preset")),
+            ("seed", info.get("seed")),
+            ("shifts", f"{info.get('shifts', '?')} ({len(run.shifts)})"),
+            ("interventions", ", ".join(run.interventions)),
+            ("target-tuned", info.get("target_tuned")),
+        ]
+        body = "".join(
+            f'<div><span class="k">{html.escape(k)}:</span> <span class="v">{html.escape(str(v))}</span></div>'
+            for k, v in facts
+            if v is not None
+        )
+        cards.append(
+            f'<div class="card"><div class="v">{html.escape(run.label)}</div>{body}'
+            f'<div class="k">{html.escape(str(run.path))}</div></div>'
+        )
     failed = [(run.label, f) for run in runs for f in run.failed]
     warn = ""
     if failed:
-        items = "".join(f"<pre>{html.escape(label)} · {html.escape(str(f.get('job')))}\n{html.escape(str(f.get('error')))}</pre>"
-                        for label, f in failed)
-        warn = (f'<details class="warn" id="failed-jobs"><summary>{len(failed)} job(s) failed; their rows are missing '
-                f"from this report</summary>{items}</details>")
+        items = "".join(
+            f"<pre>{html.escape(label)} · {html.escape(str(f.get('job')))}\n{html.escape(str(f.get('error')))}</pre>"
+            for label, f in failed
+        )
+        warn = (
+            f'<details class="warn" id="failed-jobs"><summary>{len(failed)} job(s) failed; their rows are missing '
+            f"from this report</summary>{items}</details>"
+        )
     return f'<div class="cards">{"".join(cards)}</div>{warn}'
 
 
@@ -162,8 +220,10 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
     reference = load_reference(reference_dir) if reference_dir else None
     figs = figures_dir(out)
     bars = plots.save_figure(plots.de_bars(runs), figs, "de_by_intervention")
-    heatmaps = [plots.save_figure(plots.de_heatmap(run), figs, "de_heatmap" if len(runs) == 1 else f"de_heatmap_{k + 1}")
-                for k, run in enumerate(runs)]
+    heatmaps = [
+        plots.save_figure(plots.de_heatmap(run), figs, "de_heatmap" if len(runs) == 1 else f"de_heatmap_{k + 1}")
+        for k, run in enumerate(runs)
+    ]
     calibration = plots.save_figure(plots.reliability(runs), figs, "reliability")
     ref_svg = None
     if reference:
@@ -172,44 +232,73 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
     data, blobs = report_payload(runs, reference)
 
     title = "genies report: " + " vs ".join(run.label for run in runs)
-    nav = [("overview", "Overview"), ("results", "Results table"), ("heatmap", "Heatmap"),
-           ("calibration", "Calibration")] + ([("reference", "Published")] if reference else []) + [("samples", "Sample browser")]
+    nav = (
+        [("overview", "Overview"), ("results", "Results table"), ("heatmap", "Heatmap"), ("calibration", "Calibration")]
+        + ([("reference", "Published")] if reference else [])
+        + [("samples", "Sample browser")]
+    )
     sections = [
-        _section("overview", "Mean differential elicitation",
-                 "DE = (generalization accuracy − zero-shot accuracy on the target) / target-tuned capability. "
-                 "Positive: the intervention, trained on the source only, elicits more of the model's ability to judge the "
-                 "target than zero-shot scoring does. Error bars and brackets are the run's bootstrap confidence intervals "
-                 "over shifts; one panel for all shifts, then one per category.",
-                 _overview(runs), '<div id="summary-table" style="margin-top:14px"></div>',
-                 _figure(bars, f"Figure files: {figs.name}/de_by_intervention.png and .svg")),
-        _section("results", "Per-shift results",
-                 "One row per shift for the chosen run and intervention; sort by clicking a column header, filter by "
-                 "category, family or intervention, and click a row to see that shift's examples in the sample browser.",
-                 '<div class="controls" id="table-controls"></div><div class="count" id="table-count"></div>'
-                 '<div class="tablewrap"><table id="results-table"></table></div>'),
-        _section("heatmap", "DE by shift and intervention",
-                 "Blue: the intervention generalized better than zero-shot; red: worse. Shifts are grouped by category.",
-                 '<div class="figrow">' + "".join(_figure(svg) for svg in heatmaps) + "</div>"),
-        _section("calibration", "Calibration (reliability diagrams)",
-                 "Every target pair of an intervention, pooled over shifts and binned by the model's confidence in the "
-                 "response it ranks higher; a calibrated model lies on the dashed diagonal. Marker size: pairs in the bin. "
-                 "ECE: count-weighted mean gap between accuracy and confidence.", _figure(calibration)),
+        _section(
+            "overview",
+            "Mean differential elicitation",
+            "DE = (generalization accuracy − zero-shot accuracy on the target) / target-tuned capability. "
+            "Positive: the intervention, trained on the source only, elicits more of the model's ability to judge the "
+            "target than zero-shot scoring does. Error bars and brackets are the run's bootstrap confidence intervals "
+            "over shifts; one panel for all shifts, then one per category.",
+            _overview(runs),
+            '<div id="summary-table" style="margin-top:14px"></div>',
+            _figure(bars, f"Figure files: {figs.name}/de_by_intervention.png and .svg"),
+        ),
+        _section(
+            "results",
+            "Per-shift results",
+            "One row per shift for the chosen run and intervention; sort by clicking a column header, filter by "
+            "category, family or intervention, and click a row to see that shift's examples in the sample browser.",
+            '<div class="controls" id="table-controls"></div><div class="count" id="table-count"></div>'
+            '<div class="tablewrap"><table id="results-table"></table></div>',
+        ),
+        _section(
+            "heatmap",
+            "DE by shift and intervention",
+            "Blue: the intervention generalized better than zero-shot; red: worse. Shifts are grouped by category.",
+            '<div class="figrow">' + "".join(_figure(svg) for svg in heatmaps) + "</div>",
+        ),
+        _section(
+            "calibration",
+            "Calibration (reliability diagrams)",
+            "Every target pair of an intervention, pooled over shifts and binned by the model's confidence in the "
+            "response it ranks higher; a calibrated model lies on the dashed diagonal. Marker size: pairs in the bin. "
+            "ECE: count-weighted mean gap between accuracy and confidence.",
+            _figure(calibration),
+        ),
     ]
     if reference:
-        sections.append(_section(
-            "reference", "Published GENIES numbers",
-            f"Read from {html.escape(str(reference_dir))}. Means are over the shifts this report's runs cover, so the "
-            "bars compare models and code, not shift sets. The summary table above lists the same means; the results "
-            "table shows the published DE per shift.", _figure(ref_svg) if ref_svg else
-            "<p>No published result overlaps these interventions and shifts.</p>"))
-    sections.append(_section(
-        "samples", "Sample browser",
-        "Target examples with every response: the preferred response is green; a dispreferred response the model "
-        "ranked above it is red, and the one it was most confident about is marked MODEL'S PICK. P(preferred over "
-        "this) is the model's probability that the preferred response wins that pair. Filter to errors and order by "
-        "confidence to see where the reward model generalized the wrong way.", '<div id="browser"></div>'))
-    body = (f'<header class="top"><h1>{html.escape(title)}</h1><div class="sub">GENIES reward-model generalization report · '
-            f'{len(runs)} run(s)</div><nav>' + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav></header>"
-            f"<main>{''.join(sections)}</main>")
+        sections.append(
+            _section(
+                "reference",
+                "Published GENIES numbers",
+                f"Read from {html.escape(str(reference_dir))}. Means are over the shifts this report's runs cover, "
+                "so the bars compare models and code, not shift sets. The summary table above lists the same means; "
+                "the results table shows the published DE per shift.",
+                _figure(ref_svg) if ref_svg else "<p>No published result overlaps these interventions and shifts.</p>",
+            )
+        )
+    sections.append(
+        _section(
+            "samples",
+            "Sample browser",
+            "Target examples with every response: the preferred response is green; a dispreferred response the model "
+            "ranked above it is red, and the one it was most confident about is marked MODEL'S PICK. "
+            "P(preferred over this) is the model's probability that the preferred response wins that pair. Filter to "
+            "errors and order by confidence to see where the reward model generalized the wrong way.",
+            '<div id="browser"></div>',
+        )
+    )
+    links = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in nav)
+    body = (
+        f'<header class="top"><h1>{html.escape(title)}</h1>'
+        f'<div class="sub">GENIES reward-model generalization report · {len(runs)} run(s)</div>'
+        f"<nav>{links}</nav></header><main>{''.join(sections)}</main>"
+    )
     write_atomic(out, render_page(title, body, data, blobs))
     return out

@@ -8,7 +8,6 @@ problem names the file (and row) so a broken run is fixed, not guessed at.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,15 @@ import numpy as np
 
 # Columns every results row must carry; the rest of the contract's columns are optional here so
 # that a report still renders for runs where a metric could not be computed (stored as null).
-REQUIRED_ROW_KEYS = ("intervention", "source", "target", "category", "family", "differential_elicitation",
-                     "generalization_accuracy")
+REQUIRED_ROW_KEYS = (
+    "intervention",
+    "source",
+    "target",
+    "category",
+    "family",
+    "differential_elicitation",
+    "generalization_accuracy",
+)
 
 
 class ReportError(ValueError):
@@ -90,14 +96,6 @@ def _read_json(path: Path) -> Any:
         raise ReportError(path, f"not valid JSON ({err})") from err
 
 
-def _number(value: Any) -> float | None:
-    """Metric values may be null or NaN where a metric does not apply (e.g. CCS calibration)."""
-    if value is None or value == "":
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
 def load_run(run_dir: str | Path) -> Run:
     """Read RUN_DIR/results.json and check the rows carry what the report shows."""
     path = Path(run_dir)
@@ -116,15 +114,19 @@ def load_run(run_dir: str | Path) -> Run:
             raise ReportError(results_file, f"row {i} lacks {', '.join(missing)}")
         rows.append(dict(row))
     info = dict(data.get("run") or {})
-    return Run(path=path, info=info, rows=rows, aggregates=list(data.get("aggregates") or []),
-               failed=list(data.get("failed") or []))
+    return Run(
+        path=path,
+        info=info,
+        rows=rows,
+        aggregates=list(data.get("aggregates") or []),
+        failed=list(data.get("failed") or []),
+    )
 
 
 def load_runs(run_dirs: list[str | Path]) -> list[Run]:
     """Several runs with distinct labels (model and preset, then the folder name if they clash)."""
     runs = [load_run(d) for d in run_dirs]
-    base = [" · ".join(str(x) for x in (r.info.get("model"), r.info.get("preset")) if x) or r.path.name
-            for r in runs]
+    base = [" · ".join(str(x) for x in (r.info.get("model"), r.info.get("preset")) if x) or r.path.name for r in runs]
     for run, label in zip(runs, base, strict=True):
         run.label = label if base.count(label) == 1 else f"{label} ({run.path.name})"
     labels = [r.label for r in runs]
@@ -146,8 +148,10 @@ def read_evaluation(path: Path) -> Evaluation:
         if not isinstance(ex.get("responses"), list) or not 0 <= int(ex.get("preferred", -1)) < len(ex["responses"]):
             raise ReportError(path, f"example {i}: 'preferred' does not index its responses")
     n = len(examples)
-    arrays = {k: np.array([p[k] for p in pairs], dtype=np.int64) if pairs else np.zeros(0, np.int64)
-              for k in ("example_index", "preferred_index", "dispreferred_index")}
+    arrays = {
+        k: np.array([p[k] for p in pairs], dtype=np.int64) if pairs else np.zeros(0, np.int64)
+        for k in ("example_index", "preferred_index", "dispreferred_index")
+    }
     probs = np.array([np.nan if p["p_preferred"] is None else p["p_preferred"] for p in pairs], dtype=np.float64)
     for j, p in enumerate(pairs):
         if not 0 <= p["example_index"] < n:
@@ -156,8 +160,14 @@ def read_evaluation(path: Path) -> Evaluation:
         if not (0 <= p["preferred_index"] < len(responses) and 0 <= p["dispreferred_index"] < len(responses)):
             raise ReportError(path, f"pair {j}: response index outside the example's {len(responses)} responses")
     return Evaluation(
-        path=path, intervention=str(data.get("intervention", "")), trained_on=data.get("trained_on"),
-        distribution=str(data.get("distribution", "")), accuracy=float(data.get("accuracy", float("nan"))),
-        brier=float(data.get("brier", float("nan"))), examples=examples, p_preferred=probs,
-        response_scores=data.get("response_scores"), **arrays,
+        path=path,
+        intervention=str(data.get("intervention", "")),
+        trained_on=data.get("trained_on"),
+        distribution=str(data.get("distribution", "")),
+        accuracy=float(data.get("accuracy", float("nan"))),
+        brier=float(data.get("brier", float("nan"))),
+        examples=examples,
+        p_preferred=probs,
+        response_scores=data.get("response_scores"),
+        **arrays,
     )

@@ -83,10 +83,17 @@ def _aggregate(run: Run, intervention: str, scope: str) -> tuple[float, float, f
     """(mean, ci_low, ci_high) from the run's aggregates; the mean of rows (no CI) if absent."""
     for agg in run.aggregates:
         if agg.get("intervention") == intervention and agg.get("scope") == scope:
-            return tuple(float("nan") if agg.get(k) is None else float(agg[k])  # type: ignore[return-value]
-                         for k in ("mean_de", "ci_low", "ci_high"))
-    values = [r["differential_elicitation"] for r in run.rows if r["intervention"] == intervention
-              and (scope == "all" or scope == f"category:{r['category']}") and r["differential_elicitation"] is not None]
+            return tuple(
+                float("nan") if agg.get(k) is None else float(agg[k])  # type: ignore[return-value]
+                for k in ("mean_de", "ci_low", "ci_high")
+            )
+    values = [
+        r["differential_elicitation"]
+        for r in run.rows
+        if r["intervention"] == intervention
+        and (scope == "all" or scope == f"category:{r['category']}")
+        and r["differential_elicitation"] is not None
+    ]
     return (float(np.mean(values)), float("nan"), float("nan")) if values else None
 
 
@@ -116,13 +123,20 @@ def de_bars(runs: Sequence[Run]) -> Figure:
                 lo = np.array([s[1] if s else np.nan for s in stats])
                 hi = np.array([s[2] if s else np.nan for s in stats])
                 err = np.vstack([np.where(np.isnan(lo), 0, mean - lo), np.where(np.isnan(hi), 0, hi - mean)])
-                ax.bar(x + (k - (len(runs) - 1) / 2) * bar, mean, bar * 0.92, yerr=err, capsize=2,
-                       color=RUN_COLORS[k % len(RUN_COLORS)], error_kw={"elinewidth": 0.9, "ecolor": "#333"},
-                       label=run.label)
+                ax.bar(
+                    x + (k - (len(runs) - 1) / 2) * bar,
+                    mean,
+                    bar * 0.92,
+                    yerr=err,
+                    capsize=2,
+                    color=RUN_COLORS[k % len(RUN_COLORS)],
+                    error_kw={"elinewidth": 0.9, "ecolor": "#333"},
+                    label=run.label,
+                )
             ax.axhline(0, color="#555", linewidth=0.8)
             ax.set_title("all shifts" if scope == "all" else scope.split(":", 1)[1].replace("_", " "))
             ax.set_xticks(x, interventions, rotation=35, ha="right")
-        for ax in axes[len(scopes):]:
+        for ax in axes[len(scopes) :]:
             ax.set_visible(False)
         for row in range(nrows):
             axes[row * ncols].set_ylabel("mean differential elicitation")
@@ -146,7 +160,9 @@ def de_heatmap(run: Run) -> Figure:
     index = {s[1:]: i for i, s in enumerate(shifts)}
     for r in run.rows:
         if r["differential_elicitation"] is not None:
-            values[index[(r["source"], r["target"])], interventions.index(r["intervention"])] = r["differential_elicitation"]
+            values[index[(r["source"], r["target"])], interventions.index(r["intervention"])] = r[
+                "differential_elicitation"
+            ]
     bound = max(0.05, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.05)
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
         fig = Figure(figsize=(3.2 + 0.62 * len(interventions), max(2.6, 1.2 + 0.2 * len(shifts))), layout="constrained")
@@ -161,14 +177,28 @@ def de_heatmap(run: Run) -> Figure:
             for j in range(len(interventions)):
                 v = values[i, j]
                 if np.isfinite(v):
-                    ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if abs(v) > 0.6 * bound else "#222")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:+.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if abs(v) > 0.6 * bound else "#222",
+                    )
         start = 0
         for k, (cat, _, _) in enumerate(shifts + [("", "", "")]):
             if k == len(shifts) or (k and cat != shifts[k - 1][0]):
                 ax.axhline(k - 0.5, color="white", linewidth=2)
-                ax.text(len(interventions) - 0.4, (start + k - 1) / 2, shifts[start][0].replace("_", " "),
-                        va="center", ha="left", fontsize=7, color="#555")
+                ax.text(
+                    len(interventions) - 0.4,
+                    (start + k - 1) / 2,
+                    shifts[start][0].replace("_", " "),
+                    va="center",
+                    ha="left",
+                    fontsize=7,
+                    color="#555",
+                )
                 start = k
         fig.colorbar(image, ax=ax, shrink=0.5, label="differential elicitation", location="top", aspect=30)
         ax.set_title(run.label, loc="left")
@@ -177,8 +207,9 @@ def de_heatmap(run: Run) -> Figure:
 
 def pooled_target_probabilities(run: Run, intervention: str) -> np.ndarray:
     """Every target pair probability of one intervention, each evaluation file counted once."""
-    files = dict.fromkeys(r.get("target_evaluation") for r in run.rows
-                          if r["intervention"] == intervention and r.get("target_evaluation"))
+    files = dict.fromkeys(
+        r.get("target_evaluation") for r in run.rows if r["intervention"] == intervention and r.get("target_evaluation")
+    )
     parts = [run.evaluation(f).p_preferred for f in files]
     return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -198,16 +229,29 @@ def reliability(runs: Sequence[Run], n_bins: int = 10) -> Figure:
                     continue
                 sizes = 12 + 120 * bins.count / bins.count.max()
                 color = RUN_COLORS[k % len(RUN_COLORS)]
-                ax.plot(bins.confidence, bins.accuracy, color=color, linewidth=1.2,
-                        label=f"{run.label}: ECE {bins.ece:.3f}" if len(runs) > 1 else f"ECE {bins.ece:.3f}")
-                ax.scatter(bins.confidence, bins.accuracy, s=sizes, color=color, alpha=0.8, zorder=3,
-                           edgecolors="white", linewidths=0.5)
+                ax.plot(
+                    bins.confidence,
+                    bins.accuracy,
+                    color=color,
+                    linewidth=1.2,
+                    label=f"{run.label}: ECE {bins.ece:.3f}" if len(runs) > 1 else f"ECE {bins.ece:.3f}",
+                )
+                ax.scatter(
+                    bins.confidence,
+                    bins.accuracy,
+                    s=sizes,
+                    color=color,
+                    alpha=0.8,
+                    zorder=3,
+                    edgecolors="white",
+                    linewidths=0.5,
+                )
             ax.set_xlim(0.48, 1.02)
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(intervention)
             ax.set_xlabel("confidence in its pick")
             ax.legend(loc="lower right", fontsize=7)
-        for ax in axes[len(interventions):]:
+        for ax in axes[len(interventions) :]:
             ax.set_visible(False)
         for row in range(nrows):
             axes[row * ncols].set_ylabel("accuracy")
@@ -224,18 +268,38 @@ def reference_means(runs: Sequence[Run], reference: Sequence[ReferenceRow]) -> l
     out: list[dict[str, object]] = []
     for intervention in _interventions(runs):
         for run in runs:
-            values = [r["differential_elicitation"] for r in run.rows
-                      if r["intervention"] == intervention and r["differential_elicitation"] is not None]
+            values = [
+                r["differential_elicitation"]
+                for r in run.rows
+                if r["intervention"] == intervention and r["differential_elicitation"] is not None
+            ]
             if values:
-                out.append({"intervention": intervention, "source": run.label, "mean_de": float(np.mean(values)),
-                            "n": len(values), "reference": False})
+                out.append(
+                    {
+                        "intervention": intervention,
+                        "source": run.label,
+                        "mean_de": float(np.mean(values)),
+                        "n": len(values),
+                        "reference": False,
+                    }
+                )
         models = sorted({row.model for row in reference})
         for model in models:
-            values = [row.differential_elicitation for row in reference if row.model == model
-                      and row.intervention == intervention and (row.source, row.target) in ours]
+            values = [
+                row.differential_elicitation
+                for row in reference
+                if row.model == model and row.intervention == intervention and (row.source, row.target) in ours
+            ]
             if values:
-                out.append({"intervention": intervention, "source": f"published {model}",
-                            "mean_de": float(np.mean(values)), "n": len(values), "reference": True})
+                out.append(
+                    {
+                        "intervention": intervention,
+                        "source": f"published {model}",
+                        "mean_de": float(np.mean(values)),
+                        "n": len(values),
+                        "reference": True,
+                    }
+                )
     return out
 
 

@@ -61,10 +61,15 @@ def load_reference(directory: str | Path) -> list[ReferenceRow]:
                 if not key[2] or not key[3]:
                     raise ReportError(csv_path, f"line {line}: missing source or target")
                 previous = found.get(key)
-                lists = (previous.lists if previous else ()) + ((csv_path.stem,) if not previous or
-                                                                csv_path.stem not in previous.lists else ())
+                lists = (previous.lists if previous else ()) + (
+                    (csv_path.stem,) if not previous or csv_path.stem not in previous.lists else ()
+                )
                 found[key] = ReferenceRow(
-                    model=model, intervention=intervention, lists=lists, source=key[2], target=key[3],
+                    model=model,
+                    intervention=intervention,
+                    lists=lists,
+                    source=key[2],
+                    target=key[3],
                     differential_elicitation=_float(csv_path, line, row, "differential_elicitation"),
                     generalization_accuracy=_float(csv_path, line, row, "generalization_accuracy"),
                     baseline_accuracy=_float(csv_path, line, row, "baseline_accuracy"),

@@ -56,8 +56,9 @@ def make_server(files: dict[str, Path], port: int = 0) -> ThreadingHTTPServer:
     return ThreadingHTTPServer((HOST, port), Handler)
 
 
-def serve(files: dict[str, Path], port: int = 0, seconds: float | None = None,
-          announce: Callable[[str], None] = print) -> None:
+def serve(
+    files: dict[str, Path], port: int = 0, seconds: float | None = None, announce: Callable[[str], None] = print
+) -> None:
     """Serve until Ctrl-C, or for `seconds` when given; `announce` receives the page's address."""
     server = make_server(files, port)
     page = next(k for k in files if k != "/")
