@@ -264,3 +264,19 @@ def test_ray_executor_when_installed(tmp_path, tiny_llama):
     pytest.importorskip("ray")
     res = genies.run(tiny_llama, ["pt_length"], executor="ray", **run_kwargs(tmp_path))
     assert len(res.rows) == 2
+
+
+def test_cli_show_and_bad_names(tmp_path, tiny_llama):
+    from typer.testing import CliRunner
+
+    from genies.cli import _build
+
+    genies.run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
+    app = _build()
+    shown = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["results", "show", str(tmp_path / "run")])
+    assert shown.exit_code == 0, shown.output
+    assert "src -> tgt2" in shown.output and "Per family" in shown.output
+    bad = CliRunner().invoke(app, ["run", "--intervention", "no_such_method", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "available" in bad.output and "Traceback" not in bad.output
+    missing = CliRunner().invoke(app, ["results", "show", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2
