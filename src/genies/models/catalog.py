@@ -1,0 +1,54 @@
+"""What models are available offline: the embedded default, converted GGUF models, the HF cache."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from genies.models.embedded import DEFAULT_MODEL_LABEL, ModelNotFoundError, default_gguf_path
+from genies.models.loading import MANIFEST, models_cache_dir
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str  # what to pass to `load_model` / `--model`
+    kind: str  # default | converted | hf-cache
+    location: str
+    size_mib: float | None
+    note: str = ""
+
+
+def _folder_mib(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+
+
+def list_models() -> list[ModelEntry]:
+    """Every model genies can load without a network, default first."""
+    entries: list[ModelEntry] = []
+    try:
+        gguf = default_gguf_path()
+        entries.append(ModelEntry("default", "default", str(gguf), gguf.stat().st_size / 2**20,
+                                  f"{DEFAULT_MODEL_LABEL} (GGUF, converted to safetensors on first load)"))
+    except ModelNotFoundError as err:
+        entries.append(ModelEntry("default", "default", "-", None, str(err)))
+    cache = models_cache_dir()
+    if cache.is_dir():
+        for folder in sorted(cache.iterdir()):
+            manifest = folder / MANIFEST
+            if folder.name.startswith(".") or not manifest.is_file():
+                continue  # a conversion in progress or abandoned: never offered
+            info = json.loads(manifest.read_text())
+            entries.append(ModelEntry(str(folder), "converted", str(folder), _folder_mib(folder),
+                                      f"from {Path(info.get('source', '?')).name}, fingerprint {info.get('fingerprint')}"))
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        repos = sorted(scan_cache_dir().repos, key=lambda r: r.repo_id)
+    except Exception:  # no HF cache folder at all: nothing to list
+        repos = []
+    for repo in repos:
+        if repo.repo_type == "model":
+            entries.append(ModelEntry(repo.repo_id, "hf-cache", str(repo.repo_path), repo.size_on_disk / 2**20,
+                                      f"{len(repo.revisions)} revision(s)"))
+    return entries
