@@ -1,0 +1,1 @@
+"""Benchmarks of genies' engines against their naive references (`genies bench ...`)."""

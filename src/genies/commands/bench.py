@@ -1,0 +1,78 @@
+"""`genies bench scoring`: the scoring engine against the naive reference, on real data, one process."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def _default_distributions() -> list[str]:
+    """The targets of the GENIES-15 shifts, in registry order, each once."""
+    from genies.data.shifts import get_shifts
+
+    return list(dict.fromkeys(s.target for s in get_shifts("genies")))
+
+
+def scoring(
+    model: str = typer.Option("default", "--model", "-m", help="Model name (see `genies models list`)."),
+    dist: list[str] = typer.Option(None, "--dist", "-d", help="Distribution name or path; repeatable. "
+                                   "Default: the 15 targets of the GENIES shifts."),
+    n: int = typer.Option(4, "-n", help="Test examples per distribution (the first N)."),
+    batch_tokens: int = typer.Option(None, "--batch-tokens", help="Padded tokens per batch (default: engine's)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the checkpoint."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Also load pickled (.bin) weights."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line of all numbers."),
+) -> None:
+    """Score the same examples with the engine and the naive reference; report speed against the machine."""
+    from genies.bench.scoring import run_scoring_bench
+    from genies.data.home import DataNotFoundError
+    from genies.data.loading import load_distribution
+    from genies.data.schema import DataError
+    from genies.models.embedded import ModelNotFoundError
+    from genies.models.loading import load_model
+
+    try:
+        lm = load_model(model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        names = dist or _default_distributions()
+        datasets = [(name, load_distribution(name).test[:n]) for name in names]
+    except (ModelNotFoundError, DataNotFoundError, DataError, ValueError) as err:
+        Console(stderr=True, soft_wrap=True).print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(1) from None
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("scoring", total=2 * len(datasets))
+
+        done = [0]
+
+        def step(name: str, method: str) -> None:
+            progress.update(task, description=f"{method} {name}", completed=done[0])
+            done[0] += 1
+
+        result = run_scoring_bench(lm, datasets, batch_tokens=batch_tokens, on_step=step)
+    table = Table(title=f"scoring benchmark: {escape(result.model)}, {result.examples} examples, "
+                        f"{result.response_tokens:,} scored tokens")
+    table.add_column("")
+    table.add_column("engine", justify="right")
+    table.add_column("naive", justify="right")
+    table.add_row("seconds", f"{result.engine_seconds:.1f}", f"{result.naive_seconds:.1f}")
+    table.add_row("scored tokens/s", f"{result.engine_tokens_per_s:.1f}", f"{result.naive_tokens_per_s:.1f}")
+    table.add_row("tokens processed", f"{result.unique_tokens:,}", f"{result.naive_tokens:,}")
+    Console().print(table)
+    Console().print(
+        f"speedup vs naive {result.speedup_vs_naive:.2f}x; engine {result.engine_unique_tokens_per_s:.0f} unique "
+        f"tokens/s = {result.fraction_of_limit:.2f} of the matmul limit ({result.limit_tokens_per_s:.0f} tokens/s at "
+        f"{result.matmul_gflops:.0f} GFLOP/s); max |engine - naive| {result.max_abs_diff:.1e}; "
+        f"{result.truncated_examples} truncated; peak RSS {result.peak_rss_mib:,.0f} MiB\n{escape(result.machine)}")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scoring")(scoring)

@@ -1,0 +1,48 @@
+"""`genies bench scoring` on a tiny model and a generated distribution: numbers and JSON keys."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from genies.bench.scoring import run_scoring_bench
+from genies.cli import _build
+from genies.data.schema import Example
+
+KEYS = ("engine_tokens_per_s", "naive_tokens_per_s", "speedup_vs_naive", "fraction_of_limit", "peak_rss_mib")
+
+
+def _examples(n: int, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    word = lambda: "".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 6)))  # noqa: E731
+    return [Example(" ".join(word() for _ in range(12)), tuple(word() for _ in range(3)), 0) for _ in range(n)]
+
+
+def test_run_scoring_bench_counts_tokens(tiny_llama) -> None:
+    examples = _examples(5)
+    result = run_scoring_bench(tiny_llama, [("a", examples[:3]), ("b", examples[3:])])
+    prompts = sum(len(ex.prompt) for ex in examples)  # byte tokenizer: one token per character
+    responses = sum(len(r) + 1 for ex in examples for r in ex.responses)
+    assert result.response_tokens == responses
+    assert result.unique_tokens == prompts + responses
+    assert result.naive_tokens == 3 * prompts + responses
+    assert result.max_abs_diff < 1e-4
+    assert result.speedup_vs_naive == result.naive_seconds / result.engine_seconds
+    assert all(getattr(result, k) > 0 for k in KEYS)
+
+
+def test_cli_json_last_line(tiny_llama, tmp_path: Path) -> None:
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for split, seed in (("train", 1), ("test", 2)):
+        records = [ex.to_record() for ex in _examples(4, seed)]
+        (folder / f"{split}.json").write_text(json.dumps(records))
+    result = CliRunner().invoke(_build(), ["bench", "scoring", "--model", str(tiny_llama.path), "--dist",
+                                           str(folder), "-n", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(k in last for k in KEYS)
+    assert last["examples"] == 3 and last["distributions"] == [str(folder)]
