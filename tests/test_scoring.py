@@ -101,3 +101,30 @@ def test_bad_input_is_named(tiny_llama) -> None:
                        max_length=20)
     with pytest.raises(ValueError, match="example 0: the prompt is empty"):
         score_examples(tiny_llama, [Example("", ("a", "b"), 0)])
+
+
+def test_shared_prefixes_across_examples_and_responses(tiny) -> None:
+    """Identical prompts, a common preamble and common response openings share tree nodes."""
+    pre = "### Instruction: "
+    examples = [
+        Example(pre + "name a fruit", ("apple pie", "apple", "a pear"), 0),
+        Example(pre + "name a fruit", ("apple", "banana"), 1),  # same prompt as above
+        Example(pre + "name a colour", ("red", "re", "red"), 0),  # duplicate response
+        Example("x", ("y", "yy"), 0),
+    ]
+    naive = score_examples_naive(tiny, examples)
+    for row_tokens in (1, 10_000):  # one example per row, everything in one row
+        assert _max_diff(score_examples(tiny, examples, row_tokens=row_tokens), naive) < 1e-4
+
+
+def test_rows_share_nodes(tiny_llama) -> None:
+    from genies.models.scoring import _pack_rows, _TreeRow, tokenize_examples
+
+    examples = [Example("abc", ("de", "df"), 0), Example("abc", ("de", "g"), 0)]
+    tokenized = tokenize_examples(tiny_llama, examples)
+    rows = _pack_rows(tokenized, 10_000)
+    assert rows == [[0, 1]]
+    row = _TreeRow.build(tokenized, rows[0])
+    # a b c | d e EOS | f EOS | g EOS  (the second example's "de"+EOS is already in the tree)
+    assert len(row.tokens) == 3 + 3 + 2 + 2
+    assert row.depth[:3] == [0, 1, 2] and row.depth[-2:] == [3, 4]

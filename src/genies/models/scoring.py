@@ -6,12 +6,15 @@ tokenizer could merge characters across the prompt/response boundary if the text
 first; tokenizing separately keeps every response's tokens identical whatever prompt precedes
 it, and is exactly what both the engine and the naive reference score.
 
-Engine: each example becomes one packed row `[prompt, r1+EOS, r2+EOS, ...]` with a block
-attention mask (prompt tokens are causal among themselves; each response token sees the whole
-prompt and the earlier tokens of its own response) and position ids that restart after the
-prompt for every response. The prompt's forward pass is thus computed once and shared by all
-of its responses. Rows are bucketed by length into batches of about `batch_tokens` padded
-tokens; the LM head and log-softmax run only at the positions that predict response tokens.
+Engine: examples are packed into prefix-tree rows. Each distinct token prefix of every
+`prompt + response + EOS` in a row is one position; the attention mask lets a position see
+exactly its ancestors, and its position id is its depth, so every sequence is computed exactly
+as if it were alone. A prompt's forward pass is thus computed once and shared by all of its
+responses, and so are identical prompts, common prompt preambles and common response openings
+of the examples sharing a row (examples are sorted by prompt ids so that those land together).
+Rows are bucketed by length into batches of about `batch_tokens` padded tokens; the LM head
+and log-softmax run only at the positions that predict response tokens. (An earlier version
+packed one example per row, `[prompt, r1, r2, ...]` with a block mask; the tree generalises it.)
 
 Context overflow: when prompt + the longest response + EOS exceeds the context, the prompt is
 truncated from the left (its end, next to the response, is kept). Every affected example is
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 
 CPU_BATCH_TOKENS = 2048
 GPU_BATCH_TOKENS = 32768
-HEAD_CHUNK = 1024  # positions per LM-head chunk: bounds the [chunk, vocab] logits buffer
+ROW_TOKENS = 768  # nodes per prefix-tree row (see _pack_rows)
+HEAD_CHUNK = 256  # positions per LM-head chunk: bounds the [chunk, vocab] logits buffer
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,101 @@ def _output_head(lm: LoadedModel) -> _OutputHead:
     return head
 
 
+@dataclass
+class _TreeRow:
+    """Several examples packed as one prefix tree: every distinct token prefix is one position.
+
+    Node order is creation order, so a node's ancestors always come before it; the attention
+    mask lets each node see exactly its ancestors and itself, and its position id is its depth.
+    A prompt shared by several responses, a common prompt preamble (the Alpaca header) or a
+    common response opening is therefore computed once.
+    """
+
+    tokens: list[int]
+    depth: list[int]
+    parent: list[int]
+    examples: list[int]
+    pred: list[int]  # node whose output predicts each scored token
+    targets: list[int]
+    owner: list[int]  # flat response number (in example order within the row) of each scored token
+
+    @classmethod
+    def build(cls, tokenized: Sequence[TokenizedExample], members: list[int]) -> _TreeRow:
+        row = cls([], [], [], members, [], [], [])
+        children: dict[tuple[int, int], int] = {}
+
+        def walk(node: int, ids: Sequence[int]) -> list[int]:
+            path = []
+            for tok in ids:
+                child = children.get((node, tok))
+                if child is None:
+                    child = children[(node, tok)] = len(row.tokens)
+                    row.tokens.append(tok)
+                    row.parent.append(node)
+                    row.depth.append(row.depth[node] + 1 if node >= 0 else 0)
+                path.append(child)
+                node = child
+            return path
+
+        n_resp = 0
+        for i in members:
+            t = tokenized[i]
+            last = walk(-1, t.prompt)[-1]
+            for response in t.responses:
+                path = walk(last, response)
+                row.pred.extend([last, *path[:-1]])
+                row.targets.extend(response)
+                row.owner.extend([n_resp] * len(response))
+                n_resp += 1
+        return row
+
+    def ancestors(self, width: int, offset: int) -> np.ndarray:
+        """[width, width] bool: node i may attend to node j (j is i or an ancestor); pads see themselves."""
+        allowed = np.zeros((width, width), dtype=bool)
+        for i, parent in enumerate(self.parent):
+            if parent >= 0:
+                allowed[offset + i, offset: offset + i] = allowed[offset + parent, offset: offset + i]
+            allowed[offset + i, offset + i] = True
+        pads = [j for j in range(width) if not offset <= j < offset + len(self.tokens)]
+        allowed[pads, pads] = True
+        return allowed
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _pack_rows(tokenized: Sequence[TokenizedExample], row_tokens: int) -> list[list[int]]:
+    """Group examples into prefix-tree rows of at most about `row_tokens` nodes.
+
+    Sorting by prompt ids puts identical prompts and shared preambles next to each other, and
+    in a sorted list the longest prefix shared with any earlier prompt is the one shared with
+    the previous prompt, so the row's node count is tracked (as an upper bound) without
+    building trees. Longer rows share more but cost more attention (quadratic in row length).
+    """
+    order = sorted(range(len(tokenized)), key=lambda i: tokenized[i].prompt)
+    rows: list[list[int]] = []
+    size = 0
+    prev: Sequence[int] = ()
+    for i in order:
+        t = tokenized[i]
+        own = len(t.prompt) + sum(len(r) for r in t.responses)
+        extra = own - _common_prefix(prev, t.prompt) if rows else own
+        if not rows or size + extra > row_tokens:
+            rows.append([i])
+            size = own
+        else:
+            rows[-1].append(i)
+            size += extra
+        prev = t.prompt
+    return rows
+
+
 def score_examples(
     lm: LoadedModel,
     examples: Sequence[Example],
@@ -220,67 +319,57 @@ def score_examples(
     batch_tokens: int | None = None,
     max_length: int | None = None,
     progress: Callable[[int], None] | None = None,
+    row_tokens: int = ROW_TOKENS,
 ) -> list[ResponseScores]:
-    """Score every response of every example with shared prompt passes (see module docstring).
+    """Score every response of every example with shared prefix passes (see module docstring).
 
-    `progress`, if given, is called with the number of examples finished after each batch.
+    `row_tokens` caps how many examples share one prefix-tree row; `progress`, if given, is
+    called with the number of examples finished after each batch.
     """
     tokenized = tokenize_examples(lm, examples, max_length)
     _report_truncation(tokenized, context_length(lm, max_length))
     head = _output_head(lm)
     results: list[ResponseScores | None] = [None] * len(tokenized)
-    lengths = [len(t.prompt) + sum(len(r) for r in t.responses) for t in tokenized]
+    rows = [_TreeRow.build(tokenized, members) for members in _pack_rows(tokenized, row_tokens)]
 
     def run(batch: list[int]) -> None:
-        sums = _score_packed(lm, head, [tokenized[i] for i in batch])
-        for i, s in zip(batch, sums):
-            results[i] = _finish(tokenized[i], s)
+        batch_rows = [rows[r] for r in batch]
+        for row, sums in zip(batch_rows, _score_tree_rows(lm, head, batch_rows)):
+            start = 0
+            for i in row.examples:
+                n = len(tokenized[i].responses)
+                results[i] = _finish(tokenized[i], sums[start: start + n])
+                start += n
         if progress is not None:
-            progress(len(batch))
+            progress(sum(len(row.examples) for row in batch_rows))
 
     with torch.inference_mode():
-        _run_with_backoff(lm, _batches(lengths, batch_tokens or default_batch_tokens(lm)), run)
+        _run_with_backoff(lm, _batches([len(r.tokens) for r in rows], batch_tokens or default_batch_tokens(lm)), run)
     return results  # type: ignore[return-value]
 
 
-def _score_packed(lm: LoadedModel, head: _OutputHead, rows: Sequence[TokenizedExample]) -> list[np.ndarray]:
-    """One forward pass over packed rows [prompt, r1, r2, ...]; per-response log-prob sums."""
+def _score_tree_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[_TreeRow]) -> list[np.ndarray]:
+    """One forward pass over a batch of prefix-tree rows; per-response log-prob sums per row."""
     device = lm.device
-    lengths = [len(t.prompt) + sum(len(r) for r in t.responses) for t in rows]
-    width = max(lengths)
+    width = max(len(r.tokens) for r in rows)
     left = lm.tokenizer.padding_side == "left"
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     pos = np.zeros((len(rows), width), dtype=np.int64)
-    seg = np.full((len(rows), width), -1, dtype=np.int64)  # -1 pad, 0 prompt, k+1 response k
-    sel_row, sel_pos, targets, owner = [], [], [], []  # owner: flat response number
+    allowed = np.empty((len(rows), width, width), dtype=bool)
+    sel_row, sel_pos, targets, owner = [], [], [], []
     n_resp = 0
-    for b, t in enumerate(rows):
-        at = width - lengths[b] if left else 0
-        p = len(t.prompt)
-        ids[b, at: at + p] = t.prompt
-        pos[b, at: at + p] = np.arange(p)
-        seg[b, at: at + p] = 0
-        cursor = at + p
-        for k, r in enumerate(t.responses):
-            n = len(r)
-            ids[b, cursor: cursor + n] = r
-            pos[b, cursor: cursor + n] = np.arange(p, p + n)
-            seg[b, cursor: cursor + n] = k + 1
-            # the last prompt token predicts the first response token, then each token the next
-            sel_pos.extend([at + p - 1, *range(cursor, cursor + n - 1)])
-            sel_row.extend([b] * n)
-            targets.extend(r)
-            owner.extend([n_resp] * n)
-            n_resp += 1
-            cursor += n
-    seg_t = torch.from_numpy(seg)
-    idx = torch.arange(width)
-    causal = idx[None, :] <= idx[:, None]
-    sj, si = seg_t[:, None, :], seg_t[:, :, None]
-    allowed = causal[None] & (sj >= 0) & ((sj == 0) | (sj == si))
-    allowed |= torch.eye(width, dtype=torch.bool)[None]  # pad rows attend to themselves (no NaN)
-    mask = torch.zeros(allowed.shape, dtype=lm.dtype).masked_fill_(~allowed, torch.finfo(lm.dtype).min)
+    for b, row in enumerate(rows):
+        at = width - len(row.tokens) if left else 0
+        ids[b, at: at + len(row.tokens)] = row.tokens
+        pos[b, at: at + len(row.tokens)] = row.depth
+        allowed[b] = row.ancestors(width, at)
+        sel_row.extend([b] * len(row.pred))
+        sel_pos.extend(at + p for p in row.pred)
+        targets.extend(row.targets)
+        owner.extend(n_resp + o for o in row.owner)
+        n_resp += max(row.owner) + 1
+    mask = torch.zeros(allowed.shape, dtype=lm.dtype).masked_fill_(~torch.from_numpy(allowed), torch.finfo(lm.dtype).min)
     states = head.hidden(input_ids=torch.from_numpy(ids).to(device), position_ids=torch.from_numpy(pos).to(device),
                          attention_mask=mask[:, None].to(device))
     picked = states[torch.tensor(sel_row, device=device), torch.tensor(sel_pos, device=device)]
@@ -289,9 +378,10 @@ def _score_packed(lm: LoadedModel, head: _OutputHead, rows: Sequence[TokenizedEx
     sums.index_add_(0, torch.tensor(owner, device=device), logprobs.double())
     sums_np = sums.cpu().numpy()
     out, start = [], 0
-    for t in rows:
-        out.append(sums_np[start: start + len(t.responses)])
-        start += len(t.responses)
+    for row in rows:
+        n = max(row.owner) + 1
+        out.append(sums_np[start: start + n])
+        start += n
     return out
 
 
