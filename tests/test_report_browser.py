@@ -167,6 +167,26 @@ def test_screenshots(page: Page) -> None:
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
 
 
+def test_model_pick_follows_scores_and_ties_pick_nothing(browser: object, tmp_path: Path) -> None:
+    run = write_run_dir(tmp_path / "run", n_shifts=1, interventions=("lora",), n_examples=2)
+    target = json.loads((run / "results.json").read_text())["rows"][0]["target_evaluation"]
+    doc = json.loads((run / target).read_text())
+    k = len(doc["examples"][0]["responses"])
+    wrong = (doc["examples"][0]["preferred"] + 1) % k
+    doc["response_scores"] = [[5.0 if j == wrong else 0.0 for j in range(k)], [1.0] * k]
+    for pair in doc["pairs"]:
+        pair["p_preferred"] = (
+            0.5 if pair["example_index"] == 1 else (0.1 if pair["dispreferred_index"] == wrong else 0.9)
+        )
+    (run / target).write_text(json.dumps(doc))
+    loaded = Page(browser, build_report([run], tmp_path / "r.html"))
+    assert loaded.errors == []
+    cards = loaded.page.locator("#ex-list .ex")
+    assert cards.nth(0).locator(".resp").nth(wrong).get_attribute("class") == "resp beats pick"
+    assert cards.nth(1).locator(".resp.pick").count() == 0 and "tie" in cards.nth(1).locator(".badge").inner_text()
+    loaded.page.close()
+
+
 def test_two_runs_side_by_side(browser: object, run_dir: Path, tmp_path: Path) -> None:
     other = write_run_dir(
         tmp_path / "other", n_shifts=N_SHIFTS, interventions=INTERVENTIONS, n_examples=5, seed=3, model="other-model"

@@ -94,9 +94,13 @@
       it.worst = ps.length ? Math.min(...ps) : null;
       it.status = it.worst == null ? "na" : it.worst < 0.5 ? "err" : it.worst === 0.5 ? "tie" : "ok";
       it.text = (it.ex[0] + "\n" + it.ex[1].join("\n")).toLowerCase();
-      if (it.scores && it.scores.every((x) => x != null)) it.pick = it.scores.indexOf(Math.max(...it.scores));
-      else if (it.status === "err") it.pick = it.pairs.reduce((a, b) => (b.p < a.p ? b : a)).j;
-      else it.pick = it.ex[2];
+      // The model's pick: its highest-scoring response when that is unique, else the response that beat the
+      // preferred one most confidently; none for a tie, where the model did not choose.
+      const top = it.scores && it.scores.every((x) => x != null) ? Math.max(...it.scores) : null;
+      if (top != null && it.scores.filter((x) => x === top).length === 1) it.pick = it.scores.indexOf(top);
+      else if (it.status === "err") it.pick = it.pairs.filter((q) => q.p != null).reduce((a, b) => (b.p < a.p ? b : a)).j;
+      else if (it.status === "ok") it.pick = it.ex[2];
+      else it.pick = null;
     }
     evalCache.set(evId, items);
     return items;
