@@ -56,6 +56,9 @@ def register(app: typer.Typer) -> None:
 
         from genies.commands.results import show
 
+        import transformers
+
+        transformers.logging.disable_progress_bar()  # per-job weight-loading bars would drown the job lines
         err_console = Console(stderr=True)
         try:
             res = run(model, intervention, shifts, out=out, preset=preset, max_train=max_train, max_eval=max_eval,
