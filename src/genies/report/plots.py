@@ -165,7 +165,7 @@ def de_heatmap(run: Run) -> Figure:
             ]
     bound = max(0.05, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.05)
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = Figure(figsize=(3.2 + 0.62 * len(interventions), max(2.6, 1.2 + 0.2 * len(shifts))), layout="constrained")
+        fig = Figure(figsize=(4.6 + 0.62 * len(interventions), max(3.0, 1.6 + 0.2 * len(shifts))), layout="constrained")
         ax = fig.subplots()
         image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto", interpolation="nearest")
         ax.set_xticks(np.arange(len(interventions)), interventions, rotation=35, ha="right")
@@ -186,21 +186,19 @@ def de_heatmap(run: Run) -> Figure:
                         fontsize=6,
                         color="white" if abs(v) > 0.6 * bound else "#222",
                     )
-        start = 0
+        # Category names on a right-hand axis, so the layout engine makes room for them before the colorbar.
+        start, centers, names = 0, [], []
         for k, (cat, _, _) in enumerate(shifts + [("", "", "")]):
             if k == len(shifts) or (k and cat != shifts[k - 1][0]):
                 ax.axhline(k - 0.5, color="white", linewidth=2)
-                ax.text(
-                    len(interventions) - 0.4,
-                    (start + k - 1) / 2,
-                    shifts[start][0].replace("_", " "),
-                    va="center",
-                    ha="left",
-                    fontsize=7,
-                    color="#555",
-                )
+                centers.append((start + k - 1) / 2)
+                names.append(shifts[start][0].replace("_", " "))
                 start = k
-        fig.colorbar(image, ax=ax, shrink=0.5, label="differential elicitation", location="top", aspect=30)
+        side = ax.secondary_yaxis("right")
+        side.set_yticks(centers, names, fontsize=7, color="#555")
+        side.tick_params(length=0)
+        side.spines["right"].set_visible(False)
+        fig.colorbar(image, ax=ax, location="bottom", shrink=0.6, aspect=35, label="differential elicitation")
         ax.set_title(run.label, loc="left")
     return fig
 
