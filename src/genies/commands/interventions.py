@@ -1,0 +1,66 @@
+"""`genies interventions list | show NAME`: what methods exist and how each is configured.
+
+`list` prints name, family and one-line description of every registered method (built-ins and
+plugins of the `genies.interventions` entry-point group); `show` prints a method's
+hyperparameters with their defaults, help text and the values of its presets (`paper`, `cpu`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from genies.interventions.base import available, get_intervention
+
+console = Console()
+if not console.is_terminal:
+    console.width = max(console.width, 160)  # piped output: keep rows on one line
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def list_interventions() -> None:
+    """List every registered intervention: name, family, description."""
+    methods = available()
+    table = Table(title=f"{len(methods)} interventions")
+    for col in ("name", "family", "description"):
+        table.add_column(col, no_wrap=col != "description")
+    for name, cls in methods.items():
+        table.add_row(name, cls.family, escape(cls.description))
+    console.print(table)
+    console.print("A folder written for the original GENIES (train.py / eval.py) also works wherever a name "
+                  "does; see `genies interventions show legacy`.")
+
+
+def show(name: str = typer.Argument(..., help="intervention name, e.g. lora")) -> None:
+    """Show an intervention's hyperparameters, their defaults and its presets."""
+    try:
+        cls = get_intervention(name)
+    except KeyError as err:
+        err_console.print(f"[red]error:[/] {escape(str(err.args[0]))}")
+        raise typer.Exit(2) from None
+    presets = list(cls.presets)
+    console.print(f"[bold]{name}[/] ({cls.family}): {escape(cls.description)}")
+    doc = importlib.import_module(cls.__module__).__doc__ or ""
+    if doc:
+        console.print(escape(doc.strip().split("\n\n")[0]))
+    rows = cls.describe()
+    if not rows:
+        console.print("no hyperparameters")
+    else:
+        table = Table(title=f"hyperparameters (presets: {', '.join(presets) or 'none'})")
+        for col in ("name", "type", "default", *(f"preset {p}" for p in presets), "help"):
+            table.add_column(col, no_wrap=col != "help")
+        for row in rows:
+            values = [escape(repr(row.presets[p])) if p in row.presets else "" for p in presets]
+            table.add_row(row.name, escape(row.type), escape(repr(row.default)), *values, escape(row.help))
+        console.print(table)
+    console.print("training data: " + ("the source train split" if cls.needs_training_data else "not needed"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_interventions)
+    app.command("show")(show)
