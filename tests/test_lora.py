@@ -135,3 +135,19 @@ def test_full_fine_tune_refuses_cpu_unless_allowed(tiny_llama) -> None:
     assert "model.embed_tokens.weight" in state.tensors and "score.weight" in state.tensors
     pred = method.predict(tiny_llama, state, dist, "train", FitContext())
     assert (pred.p_preferred > 0.5).mean() == 1.0
+
+
+def test_half_precision_model_trains_float32_copies(tiny_llama) -> None:
+    """On a bf16 model (the GPU default) the trained tensors stay float32 under autocast, so small
+    updates are not rounded away, and the method still learns."""
+    from transformers import AutoModelForCausalLM
+
+    bf16 = dataclasses.replace(tiny_llama, model=AutoModelForCausalLM.from_pretrained(tiny_llama.path,
+                                                                                      dtype=torch.bfloat16))
+    dist = Distribution.from_examples("planted", planted(16, seed=0), [])
+    method = get_intervention("lora")(**{**FAST, "steps": 30})
+    state = method.fit(bf16, dist, FitContext(seed=0))
+    assert all(t.dtype == torch.float32 for t in state.tensors.values())
+    model = method.load(bf16, state)
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" not in n and "score" not in n} == {torch.bfloat16}
+    assert (method.predict(bf16, state, dist, "train", FitContext()).p_preferred > 0.5).mean() >= 0.9

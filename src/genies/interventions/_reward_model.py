@@ -94,8 +94,12 @@ def encode(lm: LoadedModel, prompt: str, response: str, max_length: int | None) 
     return ids
 
 
-def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, device: torch.device) -> torch.Tensor:
-    """The reward of each token sequence: the score head's output at its last real token."""
+def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, device: torch.device,
+            compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The reward of each token sequence: the score head's output at its last real token.
+
+    With a half-precision base model the trained tensors are kept in float32 (see
+    `RewardModelIntervention.build`) and the forward pass runs under autocast in `compute_dtype`."""
     lengths = torch.tensor([len(s) for s in sequences], device=device)
     width = int(lengths.max())
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
@@ -107,7 +111,9 @@ def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, devic
     captured: list[torch.Tensor] = []
     handle = getattr(base, head_name(model)).register_forward_hook(lambda _m, _i, out: captured.append(out))
     try:
-        with _quiet_transformers():  # the head's own pooling (unused) warns about inputs_embeds
+        with _quiet_transformers(), torch.autocast(torch.device(device).type, dtype=compute_dtype,
+                                                   enabled=compute_dtype != torch.float32):
+            # _quiet: the head's own pooling (unused here) warns about inputs_embeds
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     finally:
         handle.remove()
@@ -161,7 +167,12 @@ class RewardModelIntervention(Intervention):
         head = head_name(model)
         with warnings.catch_warnings():  # PEFT calls a transformers API deprecated for v6
             warnings.simplefilter("ignore", FutureWarning)
-            return self.wrap(model, head), head
+            model = self.wrap(model, head)
+        # Optimizer updates of bf16/fp16 weights round away; train float32 copies under autocast.
+        for param in model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+        return model, head
 
     def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
         self.check_device(lm)
@@ -187,7 +198,8 @@ class RewardModelIntervention(Intervention):
                 total = 0.0
                 for start in range(0, len(batch), micro):
                     idx = batch[start: start + micro]
-                    r = rewards(model, [chosen[i] for i in idx] + [rejected[i] for i in idx], pad_id, device)
+                    r = rewards(model, [chosen[i] for i in idx] + [rejected[i] for i in idx], pad_id, device,
+                                lm.dtype)
                     loss = -F.logsigmoid(r[: len(idx)] - r[len(idx):]).sum() / len(batch)
                     loss.backward()
                     total += float(loss.detach())
@@ -238,7 +250,7 @@ def score_responses(model: nn.Module, lm: LoadedModel, examples: Sequence[Exampl
     with torch.inference_mode(), ctx.progress_bar("scoring responses", math.ceil(len(items) / batch_size)) as advance:
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]
-            values = rewards(model, [items[k][2] for k in chunk], pad_id, device).cpu().numpy()
+            values = rewards(model, [items[k][2] for k in chunk], pad_id, device, lm.dtype).cpu().numpy()
             for k, v in zip(chunk, values):
                 scores[items[k][0]][items[k][1]] = float(v)
             advance(1)
