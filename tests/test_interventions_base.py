@@ -156,3 +156,13 @@ def test_load_intervention_by_name_and_folder(tmp_path) -> None:
     legacy = load_intervention(tmp_path / "orig")
     assert legacy.name == "legacy" and legacy.hparams()["folder"] == str((tmp_path / "orig").resolve())
     assert json.dumps(legacy.hparams())  # hyperparameters are JSON, so they fit in state.json
+
+
+def test_progress_goes_to_the_callback_when_there_is_one() -> None:
+    messages: list[str] = []
+    with FitContext(progress=messages.append).progress_bar("lora: training", 3) as advance:
+        advance(1)
+        advance(2)
+    assert messages == ["lora: training 0/3", "lora: training 1/3", "lora: training 3/3"]
+    with FitContext().progress_bar("quiet", 2) as advance:  # no terminal in tests: no output, no error
+        advance(2)

@@ -137,13 +137,23 @@ class FitContext:
 
     @contextlib.contextmanager
     def progress_bar(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        """A rich progress bar on stderr (hidden when stderr is not a terminal, e.g. in tests and
-        logs); yields `advance(n)`. It uses its own console so it never clashes with a pipeline's
-        live display."""
+        """Progress of a long step; yields `advance(n)`. With a `progress` callback (a pipeline
+        that owns the screen) the callback gets "description done/total" messages; otherwise a
+        rich bar is drawn on stderr when stderr is a terminal (never in tests or logs)."""
+        if self.progress is not None:
+            done = 0
+
+            def report(n: int = 1) -> None:
+                nonlocal done
+                done += n
+                self.progress(f"{description} {done}/{total}")
+
+            self.progress(f"{description} 0/{total}")
+            yield report
+            return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.report(description)
         console = Console(stderr=True)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True, disable=not console.is_terminal) as bar:
