@@ -127,3 +127,18 @@ def test_random_gives_one_half_and_chance_accuracy(tiny_llama) -> None:
     assert len(pred.p_preferred) == len(dist.eval_pairs("test"))
     assert np.all(pred.p_preferred == 0.5)
     assert metrics.accuracy(pred.p_preferred, seed=0) == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize("name", ["zero_shot", "few_shot"])
+def test_permuting_target_labels_changes_no_score(tiny_llama, name) -> None:
+    import dataclasses
+
+    source = Distribution.from_examples("src", _examples(8), [])
+    target = _examples(5)
+    relabelled = [dataclasses.replace(ex, preferred=(ex.preferred + 1) % len(ex.responses)) for ex in target]
+    method = get_intervention(name)()
+    state = method.fit(tiny_llama, source, FitContext(seed=0))
+    a = method.predict(tiny_llama, state, Distribution.from_examples("t", [], target), "test", FitContext())
+    b = method.predict(tiny_llama, state, Distribution.from_examples("t", [], relabelled), "test", FitContext())
+    for sa, sb in zip(a.response_scores, b.response_scores):
+        np.testing.assert_array_equal(sa, sb)
