@@ -96,7 +96,9 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
         g = (C * torch.bmm(XT, residual).squeeze(2).double() + reg * w) / scale
         return f, g
 
-    w = torch.zeros(S, p, dtype=torch.float64)
+    w_all = torch.zeros(S, p, dtype=torch.float64)
+    live = torch.arange(S)  # sites still iterating; X and XT hold only these
+    w = w_all.clone()
     f, g = value_and_grad(w)
     s_hist: list[torch.Tensor] = []
     y_hist: list[torch.Tensor] = []
@@ -104,6 +106,13 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
     for _ in range(max_iter):
         if done.all():
             break
+        if done.sum() * 2 >= len(live):  # drop converged sites so they stop costing time
+            w_all[live[done]] = w[done]
+            keep = ~done
+            live, X, XT, w, f, g = live[keep], X[keep], XT[keep], w[keep], f[keep], g[keep]
+            s_hist = [h[keep] for h in s_hist]
+            y_hist = [h[keep] for h in y_hist]
+            done = done[keep]
         # Two-loop recursion, per site (sums over the feature axis only).
         q = g.clone()
         alphas = []
@@ -125,7 +134,7 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
         direction = torch.where((slope < 0).unsqueeze(1), direction, -g)  # fall back to steepest descent
         slope = (g * direction).sum(1)
         direction = torch.where(done.unsqueeze(1), torch.zeros_like(direction), direction)
-        t = torch.ones(S, dtype=torch.float64)
+        t = torch.ones(len(live), dtype=torch.float64)
         for _ in range(40):  # Armijo backtracking, each site with its own step
             f_new, g_new = value_and_grad(w + t.unsqueeze(1) * direction)
             bad = (f_new > f + 1e-4 * t * slope) & ~done
@@ -141,6 +150,8 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
         stalled = (f - f_new) <= ftol * f.abs().clamp_min(1.0)
         w, f, g = w + step, f_new, g_new
         done = done | (g.abs().amax(1) < tol) | stalled
+    w_all[live] = w
+    w = w_all
     w_np = w.numpy()
     if fit_intercept:
         return w_np[:, :-1].copy(), w_np[:, -1].copy()
