@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 CPU_BATCH_TOKENS = 2048
 GPU_BATCH_TOKENS = 32768
-ROW_TOKENS = 768  # nodes per prefix-tree row (see _pack_rows)
+ROW_TOKENS = 384  # nodes per prefix-tree row: short examples share rows, long ones stand alone (PERFORMANCE.md)
 HEAD_CHUNK = 256  # positions per LM-head chunk: bounds the [chunk, vocab] logits buffer
 
 
@@ -202,7 +202,11 @@ class _OutputHead:
             chunk = states[start: start + HEAD_CHUNK]
             logits = (self.head(chunk) if self.split else chunk).float()
             picked = logits.gather(1, targets[start: start + HEAD_CHUNK, None]).squeeze(1)
-            out[start: start + HEAD_CHUNK] = picked - torch.logsumexp(logits, dim=1)
+            # logsumexp in place: the [chunk, vocab] buffer is the largest tensor of the pass, so
+            # one fewer full-size temporary matters on memory-bound CPUs
+            top = logits.amax(dim=1, keepdim=True)
+            lse = logits.sub_(top).exp_().sum(dim=1).log_().add_(top.squeeze(1))
+            out[start: start + HEAD_CHUNK] = picked - lse
         return out
 
 
