@@ -128,3 +128,22 @@ def test_rows_share_nodes(tiny_llama) -> None:
     # a b c | d e EOS | f EOS | g EOS  (the second example's "de"+EOS is already in the tree)
     assert len(row.tokens) == 3 + 3 + 2 + 2
     assert row.depth[:3] == [0, 1, 2] and row.depth[-2:] == [3, 4]
+
+
+def test_models_that_post_process_logits_use_the_full_forward(tmp_path) -> None:
+    """If hidden state x LM head != the model's logits, the engine must score the real logits."""
+    from genies.models import scoring
+
+    lm = tiny_model(tmp_path / "capped", "llama")
+    original = lm.model.forward
+
+    def capped(*args, **kwargs):  # a logit post-processing step the decoder does not know about
+        out = original(*args, **kwargs)
+        out.logits = 5.0 * torch.tanh(out.logits / 5.0)
+        return out
+
+    lm.model.forward = capped
+    examples = _examples(6, seed=3)
+    engine = score_examples(lm, examples)
+    assert scoring._SPLIT_OK[lm.model] is False
+    assert _max_diff(engine, score_examples_naive(lm, examples)) < 1e-4

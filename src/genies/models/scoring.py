@@ -24,6 +24,7 @@ counted in `ResponseScores.truncated_prompt_tokens` and logged; nothing is dropp
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -175,7 +176,12 @@ class _OutputHead:
         if self.head is None:
             raise ValueError(f"model {lm.name}: has no language-model head (a sequence-classification reward "
                              "model?); log-probability scoring needs a causal LM")
-        self.split = self.decoder is not None and self.decoder is not model and self._split_matches(lm)
+        if self.decoder is None or self.decoder is model:
+            self.split = False
+        else:
+            known = _SPLIT_OK.get(model)
+            self.split = self._split_matches(lm) if known is None else known
+            _SPLIT_OK[model] = self.split
 
     @torch.inference_mode()
     def _split_matches(self, lm: LoadedModel) -> bool:
@@ -210,15 +216,12 @@ class _OutputHead:
         return out
 
 
-_HEADS: dict[int, _OutputHead] = {}
+# model -> whether hidden-state x head equals its logits; weak keys so models can be freed
+_SPLIT_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _output_head(lm: LoadedModel) -> _OutputHead:
-    key = id(lm.model)
-    head = _HEADS.get(key)
-    if head is None or head.model is not lm.model:
-        head = _HEADS[key] = _OutputHead(lm)
-    return head
+    return _OutputHead(lm)
 
 
 @dataclass
