@@ -4,7 +4,6 @@ the original argument names) and turns its output JSON into predictions."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
