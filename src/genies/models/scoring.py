@@ -220,10 +220,6 @@ class _OutputHead:
 _SPLIT_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _output_head(lm: LoadedModel) -> _OutputHead:
-    return _OutputHead(lm)
-
-
 @dataclass
 class _TreeRow:
     """Several examples packed as one prefix tree: every distinct token prefix is one position.
@@ -335,7 +331,7 @@ def score_examples(
     """
     tokenized = tokenize_examples(lm, examples, max_length)
     _report_truncation(tokenized, context_length(lm, max_length))
-    head = _output_head(lm)
+    head = _OutputHead(lm)
     results: list[ResponseScores | None] = [None] * len(tokenized)
     rows = [_TreeRow.build(tokenized, members) for members in _pack_rows(tokenized, row_tokens)]
 
