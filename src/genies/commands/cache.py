@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genies.models.activations import ActivationStore
 
 console = Console()
 if not console.is_terminal:
@@ -47,6 +46,8 @@ def _age(created: float) -> str:
 
 def ls() -> None:
     """List the stored activation entries: model, data, template, position, texts, size, age."""
+    from genies.models.activations import ActivationStore  # torch: imported only when used
+
     store = ActivationStore()
     entries = store.entries()
     table = Table(title=f"activations in {store.root}: {len(entries)} entries")
@@ -62,6 +63,8 @@ def ls() -> None:
 
 def du() -> None:
     """Print the total disk use of the activation store, and per model."""
+    from genies.models.activations import ActivationStore  # torch: imported only when used
+
     store = ActivationStore()
     entries = store.entries()
     per_model: dict[str, int] = {}
@@ -79,6 +82,8 @@ def clear(
 ) -> None:
     """Delete stored activations (all, or only old ones); they are recomputed when next needed."""
     seconds = parse_age(older_than) if older_than is not None else None
+    from genies.models.activations import ActivationStore  # torch: imported only when used
+
     store = ActivationStore()
     what = "all stored activations" if seconds is None else f"activations older than {older_than}"
     if not yes and not typer.confirm(f"Delete {what} under {store.root}?"):

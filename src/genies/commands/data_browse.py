@@ -18,7 +18,6 @@ from genies.data.home import DataNotFoundError
 from genies.data.loading import UnknownDistributionError, load_distribution
 from genies.data.schema import SPLITS, DataError, Distribution
 from genies.data.shifts import ShiftSelectionError, get_shifts
-from genies.report.browse import build_browse
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -54,6 +53,8 @@ def browse(
                     dist.split(s)  # read now, so a broken file fails here with its name
                 dists.append(dist)
                 progress.advance(task)
+        from genies.report.browse import build_browse  # matplotlib: only when used
+
         path = build_browse(dists, out, shifts=chosen, splits=split, max_examples=max_examples)
     except DataNotFoundError as err:
         err_console.print(f"[red]{escape(str(err))}[/red]")

@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genies.interventions.base import available, get_intervention
 
 console = Console()
 if not console.is_terminal:
@@ -24,6 +23,8 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def list_interventions() -> None:
     """List every registered intervention: name, family, description."""
+    from genies.interventions.base import available  # torch: imported only when used
+
     methods = available()
     table = Table(title=f"{len(methods)} interventions")
     for col in ("name", "family", "description"):
@@ -38,6 +39,8 @@ def list_interventions() -> None:
 def show(name: str = typer.Argument(..., help="intervention name, e.g. lora")) -> None:
     """Show an intervention's hyperparameters, their defaults and its presets."""
     try:
+        from genies.interventions.base import get_intervention
+
         cls = get_intervention(name)
     except KeyError as err:
         err_console.print(f"[red]error:[/] {escape(str(err.args[0]))}")

@@ -13,9 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from genies.report.build import build_report, figures_dir
 from genies.report.load import ReportError
-from genies.report.serve import serve, served_files
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -38,6 +36,9 @@ def report(
     """Write the HTML report (table, plots, calibration, sample browser) and its PNG/SVG figures."""
     try:
         with console.status(f"building the report for {len(run_dirs)} run(s)"):
+            from genies.report.build import build_report, figures_dir  # matplotlib: only when used
+            from genies.report.serve import serve, served_files
+
             path = build_report(run_dirs, out, reference_dir=reference)
     except (ReportError, OSError) as err:
         err_console.print(f"[red]{escape(str(err))}[/red]")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from genies.pipeline.results import RunResults, load_run
+if TYPE_CHECKING:  # torch-heavy; imported at run time only by the command that needs it
+    from genies.pipeline.results import RunResults
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -79,6 +81,8 @@ def register(app: typer.Typer) -> None:
         """Print the per-shift table and the mean DE per intervention, category and family."""
         console = Console()
         try:
+            from genies.pipeline.results import load_run
+
             res = load_run(run_dir)
         except (FileNotFoundError, ValueError) as err:
             Console(stderr=True).print(f"error: {err}", markup=False, highlight=False)
