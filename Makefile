@@ -39,5 +39,8 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: setup
+	$(BIN)/genies bench scoring --json
+
 clean:
 	rm -rf $(VENV) build *.egg-info
