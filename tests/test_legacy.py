@@ -123,3 +123,30 @@ def test_folder_without_eval_py_is_refused(tmp_path) -> None:
         load_intervention(tmp_path / "empty")
     with pytest.raises(KeyError, match="unknown intervention 'nonesuch'"):
         load_intervention("nonesuch")
+
+
+def test_pipeline_runs_a_folder_as_a_named_method_and_reruns_it_when_edited(tmp_path, tiny_llama):
+    """`genies run --intervention path/to/folder` works like a built-in name: the rows carry
+    `legacy:<folder>`, a rerun does no work, and editing eval.py reruns only that method."""
+    import genies
+    from genies.data.shift import Shift
+
+    folder = _folder(tmp_path)
+    dists = {name: Distribution.from_examples(name, _dist(seed, 12, shorter), _dist(seed + 1, 6, shorter))
+             for name, seed, shorter in [("src", 0, False), ("tgt", 2, False)]}
+    kwargs = dict(shifts=[Shift("src", "tgt", "tgt", "skill", "extreme")], distributions=dists,
+                  out=tmp_path / "run", cache_dir=tmp_path / "cache", baseline="random",
+                  target_tuned_interventions=["random"], plain=True)
+    res = genies.run(tiny_llama, [str(folder)], **kwargs)
+    (row,) = res.rows
+    assert row.intervention == "legacy:length_rm"
+    assert row.generalization_accuracy == pytest.approx(float(np.mean(_expected(dists["tgt"].test, 1) > 0.5)))
+
+    def statuses() -> list[str]:
+        return [j["status"] for j in json.loads((tmp_path / "run" / "manifest.json").read_text())["jobs"]]
+
+    genies.run(tiny_llama, [str(folder)], **kwargs)
+    assert "done" not in statuses()
+    (folder / "eval.py").write_text(EVAL + "\n# edited\n")
+    genies.run(tiny_llama, [str(folder)], **kwargs)
+    assert statuses().count("done") == 3  # the folder's fit and its two predictions; baselines stay cached

@@ -26,6 +26,7 @@ of what it evaluates, so the guarantee that no method reads target labels cannot
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -40,7 +41,15 @@ from typing import Any
 import numpy as np
 
 from genies.data.schema import Distribution, Example
-from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam, register
+from genies.interventions.base import (
+    FitContext,
+    Intervention,
+    Predictions,
+    State,
+    get_intervention,
+    hparam,
+    register,
+)
 from genies.models.base import LoadedModel
 
 TAIL_CHARS = 3000
@@ -158,3 +167,42 @@ def _predictions(examples: list[Example], doc: dict[str, Any], where: str) -> Pr
         info["warning"] = (f"{where} reported no per-pair probabilities" if probs is None else
                            f"{where} reported {len(probs)} probabilities for {n} pairs (it may drop long examples)")
     return Predictions(layout.example_index, layout.preferred_index, layout.dispreferred_index, p, None, info)
+
+
+FOLDER_PREFIX = "legacy:"
+
+
+def register_folder(folder: str | Path) -> str:
+    """Register an original-GENIES folder as the method `legacy:<folder name>` and return that name.
+
+    The pipeline, results and report then treat the folder like any method: its rows are labelled
+    with the folder's name, and its scripts' contents enter the job hashes, so editing train.py
+    or eval.py reruns exactly that method's jobs.
+    """
+    path = Path(folder).resolve()
+    if not (path / "eval.py").is_file():
+        raise FileNotFoundError(f"{path}: not an intervention folder written for the original GENIES (no eval.py)")
+    name = FOLDER_PREFIX + path.name
+    try:
+        registered = get_intervention(name)
+    except KeyError:
+        registered = None
+    if registered is not None:
+        if registered.__dataclass_fields__["folder"].default != str(path):
+            raise ValueError(f"two intervention folders are both named {path.name!r}; rename one "
+                             f"({registered.__dataclass_fields__['folder'].default} and {path})")
+        return name
+    cls = dataclasses.make_dataclass(
+        f"Legacy_{re.sub(r'[^A-Za-z0-9_]', '_', path.name)}",
+        [("folder", str, dataclasses.field(default=str(path)))],
+        bases=(Legacy,),
+    )
+    cls.code_fingerprint = classmethod(lambda c: Legacy.code_fingerprint() + _scripts_digest(path))
+    register(name, family="external", description=f"original GENIES intervention folder {path}")(cls)
+    return name
+
+
+def _scripts_digest(path: Path) -> bytes:
+    """Every Python file of the folder, in a stable order, as one byte string."""
+    return b"".join(p.relative_to(path).as_posix().encode() + b"\0" + p.read_bytes()
+                    for p in sorted(path.rglob("*.py")))

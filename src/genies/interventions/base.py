@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import inspect
 import json
 import os
 import pkgutil
@@ -285,6 +286,15 @@ class Intervention(ABC):
 
     def hparams(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+    @classmethod
+    def code_fingerprint(cls) -> bytes:
+        """The code whose change must invalidate this method's cached jobs: by default the file
+        that defines the class; adapters that run outside code add that code."""
+        try:
+            return Path(inspect.getsourcefile(cls) or "").read_bytes()
+        except (OSError, TypeError):
+            return b""
 
     @abstractmethod
     def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:

@@ -157,6 +157,7 @@ def run(
     max_train = max_train if max_train is not None else caps["max_train"]
     max_eval = max_eval if max_eval is not None else caps["max_eval"]
     candidates = tuple(target_tuned_interventions or TARGET_TUNED_MODES[target_tuned])
+    interventions = [_intervention_name(name) for name in interventions]
     _check_interventions([*interventions, baseline, *candidates])
 
     data = resolve_data(shifts, data_root=Path(data_root) if data_root else None, distributions=distributions,
@@ -210,6 +211,17 @@ def run(
     _write_manifest(out, plan, records, run_info, data, data_hashes, argv, started)
     log.write(f"finish: {len(results.rows)} rows, {len(failed)} failed jobs, {time.time() - started:.1f}s")
     return results
+
+
+def _intervention_name(name: str) -> str:
+    """A registered name as it is; a folder written for the original GENIES (it holds eval.py)
+    becomes the method `legacy:<folder name>` run through the legacy adapter."""
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "eval.py").is_file():
+        from genies.interventions._legacy import register_folder
+
+        return register_folder(path)
+    return name
 
 
 def _check_interventions(names: Sequence[str]) -> None:

@@ -11,11 +11,8 @@ invalidates exactly the jobs that read it.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import genies
@@ -33,14 +30,11 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(stable_json(list(parts)).encode()).hexdigest()[:24]
 
 
-@cache
 def code_version(cls: type) -> str:
-    """The genies version plus a hash of the file defining `cls` (an intervention), so that
-    editing a method's code reruns its jobs and nobody else's."""
-    try:
-        source = Path(inspect.getsourcefile(cls) or "").read_bytes()
-    except (OSError, TypeError):
-        source = b""
+    """The genies version plus a hash of the intervention's code (`Intervention.code_fingerprint`:
+    its defining file, and for adapters the outside scripts they run), so that editing a
+    method's code reruns its jobs and nobody else's."""
+    source = cls.code_fingerprint() if hasattr(cls, "code_fingerprint") else b""
     return f"{genies.__version__}+{JOB_FORMAT}+{hashlib.sha256(source).hexdigest()[:12]}"
 
 
