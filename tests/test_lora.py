@@ -12,6 +12,7 @@ import torch
 
 from genies.data.schema import Distribution, Example
 from genies.interventions import _reward_model as rm
+from genies.interventions import _reward_packing as pk
 from genies.interventions.base import FitContext, State, get_intervention
 
 
@@ -151,3 +152,151 @@ def test_half_precision_model_trains_float32_copies(tiny_llama) -> None:
     model = method.load(bf16, state)
     assert {p.dtype for n, p in model.named_parameters() if "lora_" not in n and "score" not in n} == {torch.bfloat16}
     assert (method.predict(bf16, state, dist, "train", FitContext()).p_preferred > 0.5).mean() >= 0.9
+
+
+# -- packed forward passes (one row per prompt / per pair) and the frozen-layer cache -----------
+
+def shared_prompts() -> list[Example]:
+    """Prompts with several responses, including one that is a prefix of another and two identical
+    ones, so packed rows have shared prefixes of every kind."""
+    return [Example("Q: pick one. A:", (" yes", " yes please", " no", " yes"), 1),
+            Example("Another prompt, longer than the first one. A:", (" ab", " cd"), 0),
+            Example("Z", (" a much longer response than the others", " b", " c"), 2)]
+
+
+def perturbed(method, lm, seed: int = 0):
+    """A freshly built reward model with every trained tensor randomised, so that the LoRA
+    adapters (whose B starts at zero) actually change the output."""
+    model, head = method.build(lm, seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.2 * torch.randn(p.shape, generator=gen))
+    return model, head
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gpt_neox", "gemma"])
+def tiny_arch(request, tmp_path_factory):
+    from genies.models.testing import tiny_model
+
+    return tiny_model(tmp_path_factory.mktemp(request.param) / request.param, request.param, num_layers=3)
+
+
+@pytest.mark.parametrize("max_length", [None, 12])
+def test_packed_scores_equal_unpacked_scores(tiny_arch, max_length) -> None:
+    method = get_intervention("lora")(r=4, dropout=0.0)
+    model, head = perturbed(method, tiny_arch)
+    model.eval()
+    pad = rm.pad_token_id(tiny_arch)
+    assert pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
+                       lambda seqs: rm.rewards(model, seqs, pad, torch.device("cpu")))
+    examples = shared_prompts()
+    reference = rm.score_responses_unpacked(model, tiny_arch, examples, max_length, 4, FitContext())
+    for batch_size in (1, 4, 100):
+        packed = rm.score_responses(model, tiny_arch, examples, max_length, batch_size, FitContext())
+        for a, b in zip(packed, reference):
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+
+
+def test_a_decoder_ignoring_the_packed_mask_falls_back_to_unpacked(tiny_llama, monkeypatch) -> None:
+    method = get_intervention("lora")(r=4, dropout=0.0)
+    model, head = perturbed(method, tiny_llama)
+    model.eval()
+    decoder = pk.decoder_of(model)
+    forward = decoder.forward
+    monkeypatch.setattr(decoder, "forward", lambda *a, attention_mask=None, position_ids=None, **kw: forward(*a, **kw))
+    pad = rm.pad_token_id(tiny_llama)
+    assert not pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
+                           lambda seqs: rm.rewards(model, seqs, pad, torch.device("cpu")))
+    examples = shared_prompts()
+    got = rm.score_responses(model, tiny_llama, examples, None, 4, FitContext())
+    want = rm.score_responses_unpacked(model, tiny_llama, examples, None, 4, FitContext())
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_prompt_tuning_never_packs(tiny_llama) -> None:
+    method = get_intervention("prompt_tuning")()
+    model, head = method.build(tiny_llama, 0)
+    pad = rm.pad_token_id(tiny_llama)
+    assert not pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
+                           lambda seqs: rm.rewards(model, seqs, pad, torch.device("cpu")))
+
+
+@pytest.fixture(scope="module")
+def tiny_llama4(tmp_path_factory):
+    from genies.models.testing import tiny_model
+
+    return tiny_model(tmp_path_factory.mktemp("llama4") / "llama", "llama", num_layers=4)
+
+
+def pair_ids(lm, n: int) -> tuple[list[list[int]], list[list[int]]]:
+    pairs = Distribution.from_examples("planted", planted(n, seed=9), []).train_pairs(0)
+    return ([rm.encode(lm, p.prompt, p.preferred, None) for p in pairs],
+            [rm.encode(lm, p.prompt, p.dispreferred, None) for p in pairs])
+
+
+def loss_and_grads(model, pair_rewards, idx) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    r = pair_rewards(idx)
+    loss = -torch.nn.functional.logsigmoid(r[:, 0] - r[:, 1]).mean()
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("last_layers", [None, 2])
+def test_packed_and_cached_training_pass_equal_the_unpacked_one(tiny_llama4, last_layers, monkeypatch) -> None:
+    """Loss and LoRA/head gradients of one pair-row per pair (and, with only the top layers
+    trainable, of the frozen-layer cache) equal those of two separate sequences per pair."""
+    method = get_intervention("lora")(r=4, dropout=0.0, last_layers=last_layers)
+    model, head = perturbed(method, tiny_llama4)
+    model.train()
+    chosen, rejected = pair_ids(tiny_llama4, 6)
+    idx = [4, 0, 5, 2]
+    fast_name, fast = rm.pair_scorer(model, head, tiny_llama4, chosen, rejected, 4, FitContext(), "t")
+    assert fast_name == ("packed" if last_layers is None else "layer-cache")
+    monkeypatch.setattr(rm, "can_pack", lambda *a: False)
+    slow_name, slow = rm.pair_scorer(model, head, tiny_llama4, chosen, rejected, 4, FitContext(), "t")
+    assert slow_name == "unpacked"
+    fast_loss, fast_grads = loss_and_grads(model, fast, idx)
+    slow_loss, slow_grads = loss_and_grads(model, slow, idx)
+    assert fast_loss == pytest.approx(slow_loss, abs=1e-5)
+    assert any("lora_B" in n for n in slow_grads) and set(fast_grads) == set(slow_grads)
+    for name, grad in slow_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_fit_through_the_layer_cache_equals_the_plain_fit(tiny_llama4, monkeypatch) -> None:
+    dist = Distribution.from_examples("planted", planted(12, seed=4), planted(4, seed=5))
+    method = get_intervention("lora")(**{**FAST, "steps": 4, "batch_size": 4, "last_layers": 2})
+    cached = method.fit(tiny_llama4, dist, FitContext(seed=1))
+    monkeypatch.setattr(pk, "CACHE_LIMIT_BYTES", 0)
+    plain = method.fit(tiny_llama4, dist, FitContext(seed=1))
+    assert (cached.info["forward"], plain.info["forward"]) == ("layer-cache", "packed")
+    np.testing.assert_allclose(cached.info["train_loss"], plain.info["train_loss"], atol=1e-5)
+    for k, v in plain.tensors.items():
+        torch.testing.assert_close(cached.tensors[k], v, atol=1e-5, rtol=1e-4)
+
+
+def test_frozen_layers_with_dropout_are_not_cached(tiny_llama4) -> None:
+    """A cached output would freeze one dropout draw; the check against the plain pass sees it."""
+    method = get_intervention("lora")(r=4, dropout=0.0, last_layers=2)
+    model, head = perturbed(method, tiny_llama4)
+    model.train()
+    chosen, rejected = pair_ids(tiny_llama4, 2)
+    row = pk.PackedRow.pack([chosen[0], rejected[0]])
+    cache = pk.LayerCache(model, head, 2, rm.pad_token_id(tiny_llama4), torch.device("cpu"), torch.float32)
+    assert cache.matches_plain(row)
+    pk.decoder_of(model).layers[0].self_attn.attention_dropout = 0.5
+    assert not cache.matches_plain(row)
+
+
+def test_packed_row_layout() -> None:
+    row = pk.PackedRow.pack([[1, 2, 3, 9], [1, 2, 4, 9], [1, 2, 3, 9]])
+    assert row.tokens == [1, 2, 3, 9, 4, 9, 3, 9]
+    assert row.positions == [0, 1, 2, 3, 2, 3, 2, 3]
+    assert row.ends == [3, 5, 7]
+    allowed = row.allowed()
+    assert allowed[5].tolist() == [True, True, False, False, True, True, False, False]
+    assert pk.PackedRow.pack([[5, 6], [5, 6]]).segments == [-1, 0, 1]

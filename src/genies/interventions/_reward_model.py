@@ -13,6 +13,12 @@ its per-position output and read it at the last real token (virtual prompt token
 so the offset is the difference in length). Right padding keeps the position ids of real tokens
 the same whatever the batch, so scores do not depend on batch size or padding.
 
+Speed: all responses of a prompt are scored in one packed row, the prompt computed once, and a
+training pair is one row `[prompt, chosen + EOS, rejected + EOS]`; with only the top layers
+trainable their input is computed once per pair (`_reward_packing`). Each shortcut is checked
+against the unpacked `rewards` on the model itself and skipped where it does not match (prompt
+tuning, whose virtual tokens PEFT prepends, always takes the unpacked path).
+
 Subclasses say how to wrap the model (`wrap`), which tensors form the state (`trainable_state`)
 and how to put them back (`restore`); training, saving and scoring are shared.
 """
@@ -22,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genies.data.schema import Distribution, Example
+from genies.interventions._reward_packing import LayerCache, PackedRow, can_pack, packed_rewards
 from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam
 from genies.models.base import LoadedModel
 
@@ -189,18 +196,16 @@ class RewardModelIntervention(Intervention):
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate, betas=(0.9, 0.999),
                                       weight_decay=self.weight_decay)
-        pad_id, device = pad_token_id(lm), lm.device
         micro = self.micro_batch_size or self.batch_size
+        forward, pair_rewards = pair_scorer(model, head, lm, chosen, rejected, micro, ctx, f"{self.name}: {source.id}")
         losses = []
         with ctx.progress_bar(f"{self.name}: training on {source.id}", self.steps) as advance:
             for batch in _batches(len(pairs), self.batch_size, self.steps, ctx.seed):
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
                 for start in range(0, len(batch), micro):
-                    idx = batch[start: start + micro]
-                    r = rewards(model, [chosen[i] for i in idx] + [rejected[i] for i in idx], pad_id, device,
-                                lm.dtype)
-                    loss = -F.logsigmoid(r[: len(idx)] - r[len(idx):]).sum() / len(batch)
+                    r = pair_rewards(batch[start: start + micro])
+                    loss = -F.logsigmoid(r[:, 0] - r[:, 1]).sum() / len(batch)
                     loss.backward()
                     total += float(loss.detach())
                 if self.max_grad_norm:
@@ -210,7 +215,7 @@ class RewardModelIntervention(Intervention):
                 advance(1)
         model.eval()
         info: dict[str, Any] = {"source": source.id, "seed": ctx.seed, "head": head, "train_pairs": len(pairs),
-                                "train_loss": losses, "model": lm.fingerprint}
+                                "train_loss": losses, "model": lm.fingerprint, "forward": forward}
         return State(self.name, self.hparams(), info=info, tensors=self.trainable_state(model))
 
     def load(self, lm: LoadedModel, state: State) -> nn.Module:
@@ -238,10 +243,77 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[in
         order = order[batch_size:]
 
 
+PairRewards = Callable[[list[int]], torch.Tensor]  # pair indices -> [pairs, 2] (chosen, rejected) rewards
+
+
+def pair_scorer(model: nn.Module, head: str, lm: LoadedModel, chosen: Sequence[list[int]],
+                rejected: Sequence[list[int]], rows_per_pass: int, ctx: FitContext, label: str
+                ) -> tuple[str, PairRewards]:
+    """The fastest training forward pass this model allows, and its name for the state info:
+    "layer-cache" (frozen lower layers computed once, then packed rows through the top layers),
+    "packed" (one row per pair) or "unpacked" (two sequences per pair, the reference)."""
+    pad_id, device, dtype = pad_token_id(lm), lm.device, lm.dtype
+
+    def unpacked(seqs: list[list[int]]) -> torch.Tensor:
+        return rewards(model, seqs, pad_id, device, dtype)
+
+    if not can_pack(model, head, pad_id, device, dtype, unpacked):
+        return "unpacked", lambda idx: unpacked([chosen[i] for i in idx] + [rejected[i] for i in idx]).view(2, -1).T
+    rows = [PackedRow.pack([c, r]) for c, r in zip(chosen, rejected)]
+    first = LayerCache.first_trainable_layer(model)
+    if first is not None and LayerCache.fits(rows, model, dtype):
+        cache = LayerCache(model, head, first, pad_id, device, dtype)
+        if cache.matches_plain(rows[0]):
+            with ctx.progress_bar(f"{label}: frozen layers", math.ceil(len(rows) / rows_per_pass)) as advance:
+                cache.build(rows, rows_per_pass, advance)
+            return "layer-cache", lambda idx: cache.rewards(idx).view(-1, 2)
+    return "packed", lambda idx: packed_rewards(model, head, [rows[i] for i in idx], pad_id, device, dtype).view(-1, 2)
+
+
 def score_responses(model: nn.Module, lm: LoadedModel, examples: Sequence[Example], max_length: int | None,
                     batch_size: int, ctx: FitContext) -> list[np.ndarray]:
-    """The reward of every response of every example. Sequences are sorted by length so batches
-    carry little padding; the scores do not depend on the order or the batch size."""
+    """The reward of every response of every example: one packed row per example (the prompt
+    computed once) where the model allows it, else `score_responses_unpacked`. A batch holds
+    whole examples, about `batch_size` responses (at least one example); rows are sorted by
+    length so batches carry little padding, and scores do not depend on order or batch size."""
+    pad_id, device = pad_token_id(lm), lm.device
+    head = head_name(model)
+    with torch.inference_mode():
+        packs = can_pack(model, head, pad_id, device, lm.dtype, lambda seqs: rewards(model, seqs, pad_id, device,
+                                                                                      lm.dtype))
+    if not packs:
+        return score_responses_unpacked(model, lm, examples, max_length, batch_size, ctx)
+    rows = [PackedRow.pack([encode(lm, ex.prompt, r, max_length) for r in ex.responses]) for ex in examples]
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
+    batches = _example_batches(order, [len(ex.responses) for ex in examples], batch_size)
+    scores: list[np.ndarray] = [np.zeros(0)] * len(examples)
+    with torch.inference_mode(), ctx.progress_bar("scoring responses", len(batches)) as advance:
+        for batch in batches:
+            values = packed_rewards(model, head, [rows[i] for i in batch], pad_id, device, lm.dtype).cpu().numpy()
+            for i, chunk in zip(batch, np.split(values, np.cumsum([len(examples[i].responses) for i in batch])[:-1])):
+                scores[i] = chunk.astype(np.float64)
+            advance(1)
+    return scores
+
+
+def _example_batches(order: Sequence[int], n_responses: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Consecutive examples of `order` grouped so a batch holds at most `batch_size` responses
+    (an example with more responses than that goes alone)."""
+    batches: list[list[int]] = []
+    count = 0
+    for i in order:
+        if not batches or count + n_responses[i] > batch_size:
+            batches.append([])
+            count = 0
+        batches[-1].append(i)
+        count += n_responses[i]
+    return batches
+
+
+def score_responses_unpacked(model: nn.Module, lm: LoadedModel, examples: Sequence[Example],
+                             max_length: int | None, batch_size: int, ctx: FitContext) -> list[np.ndarray]:
+    """The reference: every (prompt, response) as its own sequence through the model's own
+    forward pass, `batch_size` sequences at a time, sorted by length so batches carry little padding."""
     items = [(i, j, encode(lm, ex.prompt, r, max_length)) for i, ex in enumerate(examples)
              for j, r in enumerate(ex.responses)]
     order = sorted(range(len(items)), key=lambda k: -len(items[k][2]))

@@ -1,0 +1,295 @@
+"""Packed reward-model forward passes: all sequences that share a prompt go in one row.
+
+Why: a prompt with four responses scored one sequence at a time runs the prompt through the
+model four times, and a training pair runs it twice, forward and backward. A packed row is
+`[shared prefix, rest of sequence 1, rest of sequence 2, ...]` with a block attention mask
+(every token sees the shared prefix and the earlier tokens of its own sequence) and position ids
+that continue from the prefix in every sequence, so each sequence is computed exactly as if it
+were alone. The shared prefix is the longest common prefix of the sequences' own token ids (not
+a separate tokenization of the prompt), so every sequence is exactly what `encode` produced and
+the reward -- the score head applied to the final hidden state at the sequence's last token (its
+EOS) -- is the one of the unpacked path, even where the tokenizer merges characters across the
+prompt/response boundary or `max_length` cut the sequences at different places.
+
+Frozen lower layers: when the trainable parameters live only in the top decoder layers (lora's
+`last_layers`), the layers below give the same output at every training step. `LayerCache`
+computes the hidden states entering the first trainable layer once per training row and each
+step then runs only the top layers from them (fed as `inputs_embeds` to the decoder with its
+layer list cut to the top layers, so the model still builds its own rotary embeddings and
+masks). Both shortcuts are checked once against the plain computation on the model itself and
+are not used when they do not match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+CACHE_LIMIT_BYTES = 2 << 30  # frozen-layer hidden states kept for training; above this, no cache
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    """Sequences sharing a prefix, laid out as one row (see the module docstring)."""
+
+    tokens: list[int]
+    positions: list[int]
+    segments: list[int]  # -1: the shared prefix; k: the own tokens of sequence k
+    ends: list[int]  # index of each sequence's last token, where its reward is read
+
+    @classmethod
+    def pack(cls, sequences: Sequence[Sequence[int]]) -> PackedRow:
+        shared = _shared_prefix(sequences)
+        tokens, positions, segments, ends = list(sequences[0][:shared]), list(range(shared)), [-1] * shared, []
+        for k, seq in enumerate(sequences):
+            tokens.extend(seq[shared:])
+            positions.extend(range(shared, len(seq)))
+            segments.extend([k] * (len(seq) - shared))
+            ends.append(len(tokens) - 1)
+        return cls(tokens, positions, segments, ends)
+
+    def allowed(self) -> np.ndarray:
+        """[n, n] bool: token i may attend to token j (causal, within the prefix or its own sequence)."""
+        seg = np.asarray(self.segments)
+        return np.tril((seg[None, :] == -1) | (seg[None, :] == seg[:, None]))
+
+
+def _shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the common prefix, leaving every sequence at least its last token of its own
+    (identical sequences would otherwise have nowhere to read their reward)."""
+    limit = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return n
+
+
+@dataclass
+class Batch:
+    """Right-padded rows as model inputs, plus where to read each sequence's reward."""
+
+    input_ids: torch.Tensor  # [rows, width]
+    position_ids: torch.Tensor  # [rows, width]
+    attention_mask: torch.Tensor  # [rows, 1, width, width] additive float mask
+    read_rows: torch.Tensor  # [sequences] row of each sequence's last token
+    read_cols: torch.Tensor  # [sequences] column of each sequence's last token
+    lengths: list[int]  # real tokens per row
+
+    @classmethod
+    def collate(cls, rows: Sequence[PackedRow], pad_id: int, device: torch.device, dtype: torch.dtype) -> Batch:
+        """Pads see only themselves, so they never mix into real tokens and softmax rows stay finite."""
+        width = max(len(r.tokens) for r in rows)
+        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        pos = np.zeros((len(rows), width), dtype=np.int64)
+        allowed = np.zeros((len(rows), width, width), dtype=bool)
+        read_rows, read_cols = [], []
+        for b, row in enumerate(rows):
+            n = len(row.tokens)
+            ids[b, :n] = row.tokens
+            pos[b, :n] = row.positions
+            allowed[b, :n, :n] = row.allowed()
+            allowed[b, range(n, width), range(n, width)] = True
+            read_rows.extend([b] * len(row.ends))
+            read_cols.extend(row.ends)
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~torch.from_numpy(allowed), torch.finfo(dtype).min)
+        return cls(torch.from_numpy(ids).to(device), torch.from_numpy(pos).to(device), mask[:, None].to(device),
+                   torch.tensor(read_rows, device=device), torch.tensor(read_cols, device=device),
+                   [len(r.tokens) for r in rows])
+
+
+def _base(model: nn.Module) -> nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def decoder_of(model: nn.Module) -> nn.Module:
+    """The transformer under the sequence-classification head (LoRA layers are injected in place)."""
+    base = _base(model)
+    return getattr(base, base.base_model_prefix)
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Half-precision bases train float32 copies of their trained tensors under autocast."""
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def read_rewards(model: nn.Module, head: str, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The score head at each sequence's last token, in float32 (the head is per-position, so
+    applying it to the gathered states equals gathering its per-position output)."""
+    return getattr(_base(model), head)(hidden[batch.read_rows, batch.read_cols])[..., 0].float()
+
+
+def packed_rewards(model: nn.Module, head: str, rows: Sequence[PackedRow], pad_id: int, device: torch.device,
+                   compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The reward of every sequence of every row, flat in row order then sequence order."""
+    batch = Batch.collate(rows, pad_id, device, compute_dtype)
+    with autocast(device, compute_dtype):
+        hidden = decoder_of(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                   position_ids=batch.position_ids, use_cache=False).last_hidden_state
+        return read_rewards(model, head, hidden, batch)
+
+
+def _tolerance(dtype: torch.dtype, reference: torch.Tensor) -> float:
+    return (1e-4 if dtype == torch.float32 else 2e-2) * max(1.0, reference.abs().max().item())
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+# model -> whether the packed path reproduces the unpacked rewards; weak keys so models can be freed
+_PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def can_pack(model: nn.Module, head: str, pad_id: int, device: torch.device, compute_dtype: torch.dtype,
+             unpacked: Callable[[list[list[int]]], torch.Tensor]) -> bool:
+    """Whether this model takes a 4-D mask and position ids through its decoder, checked once.
+
+    Prompt tuning prepends virtual tokens inside PEFT's forward, which calling the decoder
+    directly would skip, so it never packs; an architecture that ignores or rejects the custom
+    mask fails the comparison with `unpacked` (the reference path) on two prefix-sharing probes.
+    """
+    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+        return False
+    known = _PACKS.get(model)
+    if known is None:
+        vocab = decoder_of(model).get_input_embeddings().num_embeddings
+        probes = [[int(t) % vocab for t in ids] for ids in ([3, 4, 5, 6, 7, 8], [3, 4, 5, 9, 10], [11, 12])]
+        with torch.no_grad(), _eval_mode(model):
+            reference = unpacked(probes)
+            try:
+                got = packed_rewards(model, head, [PackedRow.pack(probes[:2]), PackedRow.pack(probes[2:])], pad_id,
+                                     device, compute_dtype)
+                known = bool(torch.allclose(got, reference, rtol=0, atol=_tolerance(compute_dtype, reference)))
+            except (TypeError, ValueError, RuntimeError):  # a decoder signature without these inputs
+                known = False
+        _PACKS[model] = known
+    return known
+
+
+class _Stop(Exception):
+    """Raised by the hook that captures the frozen layers' output, to skip the rest of the model."""
+
+
+class LayerCache:
+    """Hidden states entering the first trainable decoder layer, computed once per training row,
+    and the forward pass of the layers from there up (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, head: str, first: int, pad_id: int, device: torch.device,
+                 compute_dtype: torch.dtype) -> None:
+        self.model, self.head, self.first = model, head, first
+        self.pad_id, self.device, self.compute_dtype = pad_id, device, compute_dtype
+        self.decoder = decoder_of(model)
+        self.rows: list[PackedRow] = []
+        self.states: list[torch.Tensor] = []  # per row, unpadded [tokens, hidden]
+
+    @staticmethod
+    def first_trainable_layer(model: nn.Module) -> int | None:
+        """Index of the lowest decoder layer with a trainable parameter when the embeddings and
+        every layer below it are frozen and it is not the first; None when there is nothing to cache."""
+        decoder = decoder_of(model)
+        layers = getattr(decoder, "layers", None)
+        if not isinstance(layers, nn.ModuleList):
+            return None
+        if any(p.requires_grad for p in decoder.get_input_embeddings().parameters()):
+            return None
+        first = next((i for i, layer in enumerate(layers) if any(p.requires_grad for p in layer.parameters())), None)
+        return first if first else None
+
+    @staticmethod
+    def fits(rows: Sequence[PackedRow], model: nn.Module, compute_dtype: torch.dtype) -> bool:
+        """Whether the cached states stay under CACHE_LIMIT_BYTES."""
+        hidden = int(_base(model).config.get_text_config().hidden_size)
+        return sum(len(r.tokens) for r in rows) * hidden * torch.finfo(compute_dtype).bits // 8 <= CACHE_LIMIT_BYTES
+
+    def _bottom(self, batch: Batch) -> torch.Tensor:
+        """Run the decoder up to the first trainable layer and capture that layer's input."""
+        captured: list[torch.Tensor] = []
+
+        def grab(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured.append(args[0] if args else kwargs["hidden_states"])
+            raise _Stop
+
+        handle = self.decoder.layers[self.first].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            with torch.no_grad(), autocast(self.device, self.compute_dtype):
+                self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                             position_ids=batch.position_ids, use_cache=False)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+    @contextlib.contextmanager
+    def _top_only(self) -> Iterator[None]:
+        full = self.decoder.layers
+        self.decoder.layers = full[self.first:]
+        try:
+            yield
+        finally:
+            self.decoder.layers = full
+
+    def _top(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Rewards from the top layers, the final norm and the head, starting from cached states."""
+        with self._top_only(), autocast(self.device, self.compute_dtype):
+            hidden = self.decoder(inputs_embeds=states, attention_mask=batch.attention_mask,
+                                  position_ids=batch.position_ids, use_cache=False).last_hidden_state
+            return read_rewards(self.model, self.head, hidden, batch)
+
+    def matches_plain(self, row: PackedRow) -> bool:
+        """Whether bottom-then-top equals the plain packed pass on `row` (in eval mode: this
+        checks the architecture plumbing, e.g. inputs_embeds taken as is and per-layer masks),
+        and whether the frozen layers give the same output under two random seeds in the
+        current (training) mode: a frozen layer drawing dropout would make a cached output
+        differ from a fresh one."""
+        batch = self._collate([row])
+        devices = [self.device] if torch.device(self.device).type == "cuda" else []
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                with _eval_mode(self.model):
+                    plain = packed_rewards(self.model, self.head, [row], self.pad_id, self.device, self.compute_dtype)
+                    split = self._top(self._bottom(batch), batch)
+                torch.manual_seed(0)
+                once = self._bottom(batch)
+                torch.manual_seed(1)
+                again = self._bottom(batch)
+        except (TypeError, ValueError, RuntimeError, IndexError, KeyError):
+            return False
+        return bool(torch.allclose(split, plain, rtol=0, atol=_tolerance(self.compute_dtype, plain))
+                    and torch.allclose(once, again, rtol=0, atol=_tolerance(self.compute_dtype, once)))
+
+    def _collate(self, rows: Sequence[PackedRow]) -> Batch:
+        return Batch.collate(rows, self.pad_id, self.device, self.compute_dtype)
+
+    def build(self, rows: Sequence[PackedRow], rows_per_pass: int, advance: Callable[[int], None]) -> None:
+        """Compute and keep (unpadded) the frozen layers' output for every row."""
+        self.rows = list(rows)
+        self.states = []
+        for start in range(0, len(rows), rows_per_pass):
+            batch = self._collate(rows[start: start + rows_per_pass])
+            states = self._bottom(batch)
+            self.states.extend(states[b, :n].clone() for b, n in enumerate(batch.lengths))
+            advance(1)
+
+    def rewards(self, idx: Sequence[int]) -> torch.Tensor:
+        """The rewards of rows `idx` (flat, row then sequence order) from their cached states."""
+        batch = self._collate([self.rows[i] for i in idx])
+        width = batch.input_ids.shape[1]
+        first = self.states[idx[0]]
+        states = first.new_zeros((len(idx), width, first.shape[-1]))
+        for b, i in enumerate(idx):
+            states[b, : len(self.states[i])] = self.states[i]
+        return self._top(states, batch)
