@@ -11,6 +11,7 @@ target labels decide nothing but the layout, and swapping them turns p into exac
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 
 from genies.data.schema import Distribution, Pair
 from genies.interventions import _probes as P
-from genies.interventions.base import FitContext, Predictions
+from genies.interventions.base import FitContext, Intervention, Predictions, State
 from genies.models.activations import Activations, ActivationStore
 from genies.models.base import LoadedModel
 
@@ -117,3 +118,31 @@ def fit_cosine_method(lm: LoadedModel, source: Distribution, ctx: FitContext, *,
     probe, accuracies = P.fit_cosine_probe(feats[a], feats[b], k=k, seed=ctx.seed, val_fraction=val_fraction,
                                            C=C, direction=direction)
     return probe, fit_info(probe, accuracies, source, len(pairs))
+
+
+FeatureFn = Callable[[Distribution, str], tuple[Activations, np.ndarray]]
+
+
+class CosineProbeMethod(Intervention):
+    """Fit and predict for the methods that score a pair by a calibrated mean cosine over
+    selected sites (mms, lat, cra). They differ only in their per-text features, so a subclass
+    defines `features` and its hyperparameters (k, val_fraction, C, max_train_examples, and
+    optionally direction)."""
+
+    @abstractmethod
+    def features(self, lm: LoadedModel, ctx: FitContext) -> FeatureFn:
+        """(distribution, split) -> (activations index, features [n_texts, sites, dim])."""
+
+    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
+        source = training_source(source, self.max_train_examples)  # type: ignore[attr-defined]
+        probe, info = fit_cosine_method(
+            lm, source, ctx, features=self.features(lm, ctx), k=self.k,  # type: ignore[attr-defined]
+            val_fraction=self.val_fraction, C=self.C,  # type: ignore[attr-defined]
+            direction=getattr(self, "direction", "mean"))
+        return State(self.name, self.hparams(), info, cosine_probe_tensors(probe))
+
+    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
+                ctx: FitContext) -> Predictions:
+        probe = cosine_probe_from(state.tensors)
+        acts, feats = self.features(lm, ctx)(dist, split)
+        return predictions(dist, split, acts, feats, probe.p_first, probe.response_scores)

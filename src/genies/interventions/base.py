@@ -289,12 +289,12 @@ class Intervention(ABC):
 
     @classmethod
     def code_fingerprint(cls) -> bytes:
-        """The code whose change must invalidate this method's cached jobs: by default the file
-        that defines the class; adapters that run outside code add that code."""
-        try:
-            return Path(inspect.getsourcefile(cls) or "").read_bytes()
-        except (OSError, TypeError):
-            return b""
+        """The code whose change must invalidate this method's cached jobs: the files defining
+        the class and its genies base classes, plus the shared `_*.py` machinery of this package
+        (probes, reward models). Adapters that run outside code add that code."""
+        files = {inspect.getsourcefile(k) for k in cls.__mro__ if k.__module__.startswith("genies.")}
+        files |= {str(p) for p in Path(__file__).parent.glob("_*.py")}
+        return b"".join(Path(f).read_bytes() for f in sorted(f for f in files if f))
 
     @abstractmethod
     def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:

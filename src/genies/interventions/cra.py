@@ -13,7 +13,7 @@ import numpy as np
 
 from genies.data.schema import Distribution
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, Intervention, Predictions, State, register
+from genies.interventions.base import FitContext, register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -21,7 +21,7 @@ from genies.models.base import LoadedModel
 @register("cra", family="representation",
           description="MMS on Yes-minus-No contrast features of the attention heads")
 @dataclass
-class CRA(Intervention):
+class CRA(R.CosineProbeMethod):
     alpha: float = 1.0  # feature = act(..Yes) - alpha * act(..No)
     k: int = 16
     val_fraction: float = 0.3
@@ -31,7 +31,7 @@ class CRA(Intervention):
 
     presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
 
-    def _features(self, lm: LoadedModel, ctx: FitContext):
+    def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
             store = R.store_of(ctx)
             yes = store.get(lm, dist, split, "cra_yes", "heads", self.position)
@@ -41,15 +41,3 @@ class CRA(Intervention):
                 raise ValueError(f"{dist.id}/{split}: the Yes and No activations list different texts")
             return yes, R.as_sites(yes.values, "heads") - self.alpha * R.as_sites(no.values, "heads")
         return get
-
-    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
-        source = R.training_source(source, self.max_train_examples)
-        probe, info = R.fit_cosine_method(lm, source, ctx, features=self._features(lm, ctx), k=self.k,
-                                          val_fraction=self.val_fraction, C=self.C)
-        return State(self.name, self.hparams(), info, R.cosine_probe_tensors(probe))
-
-    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
-                ctx: FitContext) -> Predictions:
-        probe = R.cosine_probe_from(state.tensors)
-        acts, feats = self._features(lm, ctx)(dist, split)
-        return R.predictions(dist, split, acts, feats, probe.p_first, probe.response_scores)

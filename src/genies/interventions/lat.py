@@ -15,7 +15,7 @@ import numpy as np
 
 from genies.data.schema import Distribution
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, Intervention, Predictions, State, register
+from genies.interventions.base import FitContext, register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -25,7 +25,7 @@ STIMULUS_TEMPLATES = {1: "plain", 2: "lat_stim_2"}
 @register("lat", family="representation",
           description="Residual-stream directions (class-mean or PCA) on the top-k layers, stimulus 1 or 2")
 @dataclass
-class LAT(Intervention):
+class LAT(R.CosineProbeMethod):
     stimulus: int = 1  # 1: prompt + response; 2: the LAT stimulus template around the response
     direction: str = "mean"  # "mean" (the original code) or "pca" (representation engineering)
     k: int = 16  # layers kept, ranked by held-out logistic-probe accuracy
@@ -42,21 +42,8 @@ class LAT(Intervention):
         if self.direction not in ("mean", "pca"):
             raise ValueError(f"lat: direction must be 'mean' or 'pca', got {self.direction!r}")
 
-    def _features(self, lm: LoadedModel, ctx: FitContext):
+    def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
             acts = R.store_of(ctx).get(lm, dist, split, STIMULUS_TEMPLATES[self.stimulus], "residual", self.position)
             return acts, R.as_sites(acts.values, "residual")[:, :-1]  # drop the final normed state
         return get
-
-    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
-        source = R.training_source(source, self.max_train_examples)
-        probe, info = R.fit_cosine_method(lm, source, ctx, features=self._features(lm, ctx), k=self.k,
-                                          val_fraction=self.val_fraction, C=self.C,
-                                          direction=self.direction)  # type: ignore[arg-type]
-        return State(self.name, self.hparams(), info, R.cosine_probe_tensors(probe))
-
-    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
-                ctx: FitContext) -> Predictions:
-        probe = R.cosine_probe_from(state.tensors)
-        acts, feats = self._features(lm, ctx)(dist, split)
-        return R.predictions(dist, split, acts, feats, probe.p_first, probe.response_scores)

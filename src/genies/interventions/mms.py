@@ -14,7 +14,7 @@ import numpy as np
 
 from genies.data.schema import Distribution
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, Intervention, Predictions, State, register
+from genies.interventions.base import FitContext, register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -22,7 +22,7 @@ from genies.models.base import LoadedModel
 @register("mms", family="representation",
           description="Mass-mean shift: class-mean directions on the top-k attention heads, calibrated cosine score")
 @dataclass
-class MMS(Intervention):
+class MMS(R.CosineProbeMethod):
     k: int = 16  # heads kept, ranked by held-out logistic-probe accuracy
     val_fraction: float = 0.3  # share of the training pairs held out for head ranking and calibration
     C: float = 1.0  # inverse L2 strength of the per-head probes
@@ -32,20 +32,8 @@ class MMS(Intervention):
 
     presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
 
-    def _features(self, lm: LoadedModel, ctx: FitContext):
+    def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
             acts = R.store_of(ctx).get(lm, dist, split, self.template, "heads", self.position)
             return acts, R.as_sites(acts.values, "heads")
         return get
-
-    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
-        source = R.training_source(source, self.max_train_examples)
-        probe, info = R.fit_cosine_method(lm, source, ctx, features=self._features(lm, ctx), k=self.k,
-                                          val_fraction=self.val_fraction, C=self.C)
-        return State(self.name, self.hparams(), info, R.cosine_probe_tensors(probe))
-
-    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
-                ctx: FitContext) -> Predictions:
-        probe = R.cosine_probe_from(state.tensors)
-        acts, feats = self._features(lm, ctx)(dist, split)
-        return R.predictions(dist, split, acts, feats, probe.p_first, probe.response_scores)
