@@ -300,3 +300,19 @@ def test_packed_row_layout() -> None:
     allowed = row.allowed()
     assert allowed[5].tolist() == [True, True, False, False, True, True, False, False]
     assert pk.PackedRow.pack([[5, 6], [5, 6]]).segments == [-1, 0, 1]
+
+
+def test_rows_share_lines_without_seeing_each_other() -> None:
+    assert pk._lines([5, 2, 7, 3, 9], budget=8) == [[4], [2], [0, 3], [1]]
+    short, long = pk.PackedRow.pack([[7, 8], [7, 9]]), pk.PackedRow.pack([[1, 2, 3], [1, 4, 5]])
+    batch = pk.Batch.collate([short, long], pad_id=0, device=torch.device("cpu"), dtype=torch.float32,
+                             line_tokens=8)
+    assert batch.placement == [(0, 5, 3), (0, 0, 5)]
+    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5, 7, 8, 9]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 1, 2, 0, 1, 1]]
+    assert list(zip(batch.read_lines.tolist(), batch.read_cols.tolist())) == [(0, 6), (0, 7), (0, 2), (0, 4)]
+    sees = (batch.attention_mask[0, 0] == 0).int().tolist()
+    assert sees[7] == [0, 0, 0, 0, 0, 1, 0, 1] and sees[4] == [1, 0, 0, 1, 1, 0, 0, 0]
+    apart = pk.Batch.collate([short, long], pad_id=0, device=torch.device("cpu"), dtype=torch.float32,
+                             line_tokens=4)
+    assert apart.placement == [(1, 0, 3), (0, 0, 5)] and apart.input_ids[1].tolist() == [7, 8, 9, 0, 0]
