@@ -246,18 +246,18 @@ def loss_and_grads(model, pair_rewards, idx) -> tuple[float, dict[str, torch.Ten
 
 
 @pytest.mark.parametrize("last_layers", [None, 2])
-def test_packed_and_cached_training_pass_equal_the_unpacked_one(tiny_llama4, last_layers, monkeypatch) -> None:
+def test_packed_and_cached_training_pass_equal_the_unpacked_one(tiny_arch, last_layers, monkeypatch) -> None:
     """Loss and LoRA/head gradients of one pair-row per pair (and, with only the top layers
     trainable, of the frozen-layer cache) equal those of two separate sequences per pair."""
     method = get_intervention("lora")(r=4, dropout=0.0, last_layers=last_layers)
-    model, head = perturbed(method, tiny_llama4)
+    model, head = perturbed(method, tiny_arch)
     model.train()
-    chosen, rejected = pair_ids(tiny_llama4, 6)
+    chosen, rejected = pair_ids(tiny_arch, 6)
     idx = [4, 0, 5, 2]
-    fast_name, fast = rm.pair_scorer(model, head, tiny_llama4, chosen, rejected, 4, FitContext(), "t")
+    fast_name, fast = rm.pair_scorer(model, head, tiny_arch, chosen, rejected, 4, FitContext(), "t")
     assert fast_name == ("packed" if last_layers is None else "layer-cache")
     monkeypatch.setattr(rm, "can_pack", lambda *a: False)
-    slow_name, slow = rm.pair_scorer(model, head, tiny_llama4, chosen, rejected, 4, FitContext(), "t")
+    slow_name, slow = rm.pair_scorer(model, head, tiny_arch, chosen, rejected, 4, FitContext(), "t")
     assert slow_name == "unpacked"
     fast_loss, fast_grads = loss_and_grads(model, fast, idx)
     slow_loss, slow_grads = loss_and_grads(model, slow, idx)
