@@ -28,7 +28,7 @@ from genies.pipeline.store import JobStore, atomic_write_text
 # Example caps per preset. `cpu` keeps `make run` (GENIES-15 x {mms, lora} on the embedded
 # 135M model) inside its 20-minute budget on two cores; `paper` uses every example.
 PRESETS: dict[str, dict[str, int | None]] = {
-    "cpu": {"max_train": 32, "max_eval": 24, "synthetic_size": 64},
+    "cpu": {"max_train": 32, "max_eval": 16, "synthetic_size": 64},
     "paper": {"max_train": None, "max_eval": None, "synthetic_size": 600},
 }
 TARGET_TUNED_MODES = {"default": TARGET_TUNED_DEFAULT, "best": TARGET_TUNED_BEST}
