@@ -76,7 +76,7 @@ def test_presets_with_overrides() -> None:
     assert (paper.r, paper.alpha, paper.dropout, paper.learning_rate, paper.steps, paper.batch_size,
             paper.max_grad_norm) == (64, 16, 0.1, 2e-4, 150, 16, 0.3)
     cpu = lora.from_preset("cpu", r=4)
-    assert cpu.r == 4 and cpu.steps == lora.presets["cpu"]["steps"] and cpu.batch_size == 8
+    assert cpu.r == 4 and cpu.steps == lora.presets["cpu"]["steps"] and cpu.batch_size == lora.presets["cpu"]["batch_size"]
     assert get_intervention("prompt_tuning").from_preset("paper").learning_rate == 5.2e-3
     with pytest.raises(ValueError, match="no preset 'fast'.*cpu, paper"):
         lora.from_preset("fast")
