@@ -195,7 +195,7 @@ def _model_class(name: str, config: dict, trust_remote_code: bool):
     if "auto_map" in config and model_type not in CONFIG_MAPPING_NAMES and not trust_remote_code:
         raise ModelNotFoundError(
             f"model {name!r}: architecture {model_type!r} needs its own code from the checkpoint; "
-            "pass --trust-remote-code (trust_remote_code=True) if you trust it")
+            "pass --trust-remote-code if you trust it")
     if trust_remote_code and "auto_map" in config:
         wants_cls = any(a.endswith("ForSequenceClassification") for a in architectures)
         return AutoModelForSequenceClassification if wants_cls else AutoModelForCausalLM
