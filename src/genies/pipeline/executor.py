@@ -112,16 +112,12 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
                      progress=on_start)
     started = time.perf_counter()
     try:
-        with store.lock(fit.key):
-            status = "cached"
-            if not store.has_fit(fit.key):
-                if on_start:
-                    on_start(fit.label)
-                method = get_intervention(fit.intervention)(**fit.hparams)
-                source = env.distribution(fit.source) if fit.source else NO_TRAINING_DATA
-                _seed_everything(env.seed)
-                store.save_state(fit.key, method.fit(env.model(), source, ctx))
-                status = "done"
+        def fit_and_save() -> None:
+            method = get_intervention(fit.intervention)(**fit.hparams)
+            source = env.distribution(fit.source) if fit.source else NO_TRAINING_DATA
+            store.save_state(fit.key, method.fit(env.model(), source, ctx))
+
+        status = _compute_once(store, fit.key, fit.label, store.has_fit, fit_and_save, env.seed, on_start)
         state = store.load_state(fit.key)
     except Exception as err:  # noqa: BLE001 - one failing job must not stop the others
         tb = traceback.format_exc()
@@ -133,24 +129,35 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
     for p in predicts:
         started = time.perf_counter()
         try:
-            with store.lock(p.key):
-                status = "cached"
-                if not store.has_predictions(p.key):
-                    if on_start:
-                        on_start(p.label)
-                    dist = env.distribution(p.distribution)
-                    _seed_everything(env.seed)
-                    pred = state.predict(env.model(), dist, p.split, ctx)
-                    expected = len(dist.eval_pairs(p.split))
-                    if len(pred.p_preferred) != expected:
-                        raise ValueError(f"{fit.intervention} returned {len(pred.p_preferred)} pair "
-                                         f"probabilities for {p.distribution}/{p.split}, expected {expected}")
-                    store.save_predictions(p.key, pred)
-                    status = "done"
+            def predict_and_save(p: PredictJob = p) -> None:
+                dist = env.distribution(p.distribution)
+                pred = state.predict(env.model(), dist, p.split, ctx)
+                expected = len(dist.eval_pairs(p.split))
+                if len(pred.p_preferred) != expected:
+                    raise ValueError(f"{fit.intervention} returned {len(pred.p_preferred)} pair "
+                                     f"probabilities for {p.distribution}/{p.split}, expected {expected}")
+                store.save_predictions(p.key, pred)
+
+            status = _compute_once(store, p.key, p.label, store.has_predictions, predict_and_save, env.seed,
+                                   on_start)
             yield JobRecord(p.key, "predict", p.label, status, time.perf_counter() - started), None
         except Exception as err:  # noqa: BLE001
             yield (JobRecord(p.key, "predict", p.label, "failed", time.perf_counter() - started, _one_line(err)),
                    traceback.format_exc())
+
+
+def _compute_once(store: JobStore, key: str, label: str, stored: Callable[[str], bool], compute: Callable[[], None],
+                  seed: int, on_start: Callable[[str], None] | None) -> str:
+    """Run `compute` under the job's lock unless its output is already stored (by this run or a
+    concurrent one); "done" when it ran, "cached" when it did not."""
+    with store.lock(key):
+        if stored(key):
+            return "cached"
+        if on_start:
+            on_start(label)
+        _seed_everything(seed)
+        compute()
+        return "done"
 
 
 def _one_line(err: BaseException) -> str:
