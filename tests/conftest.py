@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported; see docs/PERFORMANCE.md
@@ -20,6 +21,18 @@ transformers.logging.disable_progress_bar()
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     """A 2-layer random Llama-shaped model with a byte tokenizer, shared by the whole session."""
     return tiny_model(tmp_path_factory.mktemp("tiny") / "llama", "llama")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """For modules of many tiny-model steps: torch's thread hand-off outweighs the work on a
+    shared 2-core machine. Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -15,26 +15,10 @@ from genies.interventions import _reward_model as rm
 from genies.interventions import _reward_packing as pk
 from genies.interventions.base import FitContext, State, get_intervention
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are dominated by thread hand-off on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from planted import planted  # tests/planted.py
 
 
-def planted(n: int, seed: int) -> list[Example]:
-    """Random letters; the preferred response ends in ' yes', the other in ' no' (random order)."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        good = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 8))) + " yes"
-        bad = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 8))) + " no"
-        pref = rng.randrange(2)
-        out.append(Example(f"Q{i}: ", (bad, good) if pref else (good, bad), pref))
-    return out
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST = dict(r=8, alpha=16, dropout=0.0, learning_rate=3e-3, steps=40, batch_size=8)

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 import torch
 
-from genies.data.schema import Distribution, Example
+from genies.data.schema import Distribution
 from genies.interventions.base import FitContext, State, get_intervention
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from planted import planted  # tests/planted.py
 
 
-def planted(n: int, seed: int) -> list[Example]:
-    """Random letters; the preferred response ends in ' yes', the other in ' no' (random order)."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        good = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 8))) + " yes"
-        bad = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 8))) + " no"
-        pref = rng.randrange(2)
-        out.append(Example(f"Q{i}: ", (bad, good) if pref else (good, bad), pref))
-    return out
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_prompt_tuning_learns_a_planted_feature_and_reloads(tiny_llama, tmp_path) -> None:

@@ -13,13 +13,7 @@ from genies.interventions.base import FitContext, State, get_intervention
 from genies.interventions.few_shot import few_shot_prompt, shot_indices
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are dominated by thread hand-off on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _examples(n: int = 6) -> list[Example]:
