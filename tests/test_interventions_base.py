@@ -166,3 +166,12 @@ def test_progress_goes_to_the_callback_when_there_is_one() -> None:
     assert messages == ["lora: training 0/3", "lora: training 1/3", "lora: training 3/3"]
     with FitContext().progress_bar("quiet", 2) as advance:  # no terminal in tests: no output, no error
         advance(2)
+
+
+@pytest.mark.parametrize("name, bad", [("zero_shot", {"score": "max"}), ("few_shot", {"score": "max"}),
+                                       ("lat", {"direction": "svd"}), ("lat", {"stimulus": 3}),
+                                       ("ccs", {"variant": "oracle"})])
+def test_declared_choices_are_enforced_when_configured(name: str, bad: dict) -> None:
+    (field, value), = bad.items()
+    with pytest.raises(ValueError, match=rf"{name}: {field} must be one of .*got {value!r}"):
+        get_intervention(name)(**bad)

@@ -72,6 +72,7 @@ class Legacy(Intervention):
     presets = {"paper": {}, "cpu": {}}
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         folder = Path(self.folder)
         if not (folder / "eval.py").is_file():
             raise FileNotFoundError(f"legacy: {folder} has no eval.py; an original-style intervention folder "

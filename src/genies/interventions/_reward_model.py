@@ -144,6 +144,7 @@ class RewardModelIntervention(Intervention):
     eval_batch_size: int = hparam(16, "sequences per forward pass when scoring")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("steps", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{self.name}: {name} must be >= 1, got {getattr(self, name)}")

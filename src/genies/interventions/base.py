@@ -284,6 +284,16 @@ class Intervention(ABC):
             rows.append(HParamInfo(f.name, type_name, default, f.metadata.get("help", ""), presets))
         return rows
 
+    def __post_init__(self) -> None:
+        """Enforce each hyperparameter's `choices` (declared with `hparam(..., choices=...)`), so
+        a bad value fails when the method is configured, not halfway through a run. Subclasses
+        with checks of their own call `super().__post_init__()` first."""
+        for f in dataclasses.fields(self) if dataclasses.is_dataclass(self) else ():
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ValueError(f"{self.name or type(self).__name__}: {f.name} must be one of "
+                                 f"{', '.join(map(repr, choices))}, got {getattr(self, f.name)!r}")
+
     def hparams(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 

@@ -27,7 +27,7 @@ import torch
 from genies.data.schema import Distribution
 from genies.interventions import _probes as P
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, Intervention, Predictions, State, register
+from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam, register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -46,14 +46,11 @@ class CCS(Intervention):
     resample: bool = True  # seeded bootstrap of the training responses, as the original (unseeded there)
     layer: int = -1  # hidden-states index; -1 = the final normed state
     no_template: str = "ccs_no"  # "ccs_no_legacy" reproduces the original's "###Does" spelling
-    variant: str = "pairwise"  # or "legacy_oracle": NOT comparable, reads the evaluated split's labels
+    variant: str = hparam("pairwise", "'pairwise', or 'legacy_oracle': NOT comparable, reads the evaluated "
+                                      "split's labels", choices=VARIANTS)
     position: str = "last"
 
     presets = {"paper": {}, "cpu": {"max_train_examples": 100, "epochs": 300}}
-
-    def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"ccs: variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
 
     def _activations(self, lm: LoadedModel, dist: Distribution, split: str,
                      ctx: FitContext) -> tuple[Activations, np.ndarray, np.ndarray]:

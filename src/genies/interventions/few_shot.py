@@ -43,8 +43,7 @@ class FewShot(Intervention):
     needs_training_data = True
 
     def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"few_shot: score must be one of {SCORES}, got {self.score!r}")
+        super().__post_init__()
         if self.num_shots < 0:
             raise ValueError(f"few_shot: num_shots must be >= 0, got {self.num_shots}")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from genies.data.schema import Distribution
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, register
+from genies.interventions.base import FitContext, hparam, register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -26,8 +26,10 @@ STIMULUS_TEMPLATES = {1: "plain", 2: "lat_stim_2"}
           description="Residual-stream directions (class-mean or PCA) on the top-k layers, stimulus 1 or 2")
 @dataclass
 class LAT(R.CosineProbeMethod):
-    stimulus: int = 1  # 1: prompt + response; 2: the LAT stimulus template around the response
-    direction: str = "mean"  # "mean" (the original code) or "pca" (representation engineering)
+    stimulus: int = hparam(1, "1: prompt + response; 2: the LAT stimulus template around the response",
+                           choices=tuple(STIMULUS_TEMPLATES))
+    direction: str = hparam("mean", "'mean' (the original code) or 'pca' (representation engineering)",
+                            choices=("mean", "pca"))
     k: int = 16  # layers kept, ranked by held-out logistic-probe accuracy
     val_fraction: float = 0.3
     C: float = 1.0
@@ -35,12 +37,6 @@ class LAT(R.CosineProbeMethod):
     position: str = "last"
 
     presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
-
-    def __post_init__(self) -> None:
-        if self.stimulus not in STIMULUS_TEMPLATES:
-            raise ValueError(f"lat: stimulus must be 1 or 2, got {self.stimulus!r}")
-        if self.direction not in ("mean", "pca"):
-            raise ValueError(f"lat: direction must be 'mean' or 'pca', got {self.direction!r}")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:

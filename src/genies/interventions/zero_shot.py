@@ -45,10 +45,6 @@ class ZeroShot(Intervention):
     presets = {"paper": {}, "cpu": {}}
     needs_training_data = False
 
-    def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"zero_shot: score must be one of {SCORES}, got {self.score!r}")
-
     def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
         return State(self.name, self.hparams(), info={"source": source.id})
 
