@@ -12,6 +12,7 @@ target labels decide nothing but the layout, and swapping them turns p into exac
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from collections.abc import Callable
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from genies.data.schema import Distribution, Pair
 from genies.interventions import _probes as P
-from genies.interventions.base import FitContext, Intervention, Predictions, State
+from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam
 from genies.models.activations import Activations, ActivationStore
 from genies.models.base import LoadedModel
 
@@ -123,22 +124,30 @@ def fit_cosine_method(lm: LoadedModel, source: Distribution, ctx: FitContext, *,
 FeatureFn = Callable[[Distribution, str], tuple[Activations, np.ndarray]]
 
 
+@dataclass
 class CosineProbeMethod(Intervention):
     """Fit and predict for the methods that score a pair by a calibrated mean cosine over
     selected sites (mms, lat, cra). They differ only in their per-text features, so a subclass
-    defines `features` and its hyperparameters (k, val_fraction, C, max_train_examples, and
-    optionally direction)."""
+    defines `features` and any hyperparameters of its own (e.g. lat's direction)."""
+
+    k: int = hparam(16, "sites (heads or layers) kept, ranked by held-out logistic-probe accuracy")
+    val_fraction: float = hparam(0.3, "share of the training pairs held out for site ranking and calibration")
+    C: float = hparam(1.0, "inverse L2 strength of the per-site probes")
+    max_train_examples: int | None = hparam(None, "first N source prompts (None = all)")
+    position: str = hparam("last", "token read: 'last' of the text, or 'mean' over the response",
+                           choices=("last", "mean"))
+
+    presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
 
     @abstractmethod
     def features(self, lm: LoadedModel, ctx: FitContext) -> FeatureFn:
         """(distribution, split) -> (activations index, features [n_texts, sites, dim])."""
 
     def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
-        source = training_source(source, self.max_train_examples)  # type: ignore[attr-defined]
-        probe, info = fit_cosine_method(
-            lm, source, ctx, features=self.features(lm, ctx), k=self.k,  # type: ignore[attr-defined]
-            val_fraction=self.val_fraction, C=self.C,  # type: ignore[attr-defined]
-            direction=getattr(self, "direction", "mean"))
+        source = training_source(source, self.max_train_examples)
+        probe, info = fit_cosine_method(lm, source, ctx, features=self.features(lm, ctx), k=self.k,
+                                        val_fraction=self.val_fraction, C=self.C,
+                                        direction=getattr(self, "direction", "mean"))
         return State(self.name, self.hparams(), info, cosine_probe_tensors(probe))
 
     def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,

@@ -23,13 +23,6 @@ from genies.models.base import LoadedModel
 @dataclass
 class CRA(R.CosineProbeMethod):
     alpha: float = 1.0  # feature = act(..Yes) - alpha * act(..No)
-    k: int = 16
-    val_fraction: float = 0.3
-    C: float = 1.0
-    max_train_examples: int | None = None
-    position: str = "last"
-
-    presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:

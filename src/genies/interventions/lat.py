@@ -30,13 +30,6 @@ class LAT(R.CosineProbeMethod):
                            choices=tuple(STIMULUS_TEMPLATES))
     direction: str = hparam("mean", "'mean' (the original code) or 'pca' (representation engineering)",
                             choices=("mean", "pca"))
-    k: int = 16  # layers kept, ranked by held-out logistic-probe accuracy
-    val_fraction: float = 0.3
-    C: float = 1.0
-    max_train_examples: int | None = None
-    position: str = "last"
-
-    presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:

@@ -23,14 +23,7 @@ from genies.models.base import LoadedModel
           description="Mass-mean shift: class-mean directions on the top-k attention heads, calibrated cosine score")
 @dataclass
 class MMS(R.CosineProbeMethod):
-    k: int = 16  # heads kept, ranked by held-out logistic-probe accuracy
-    val_fraction: float = 0.3  # share of the training pairs held out for head ranking and calibration
-    C: float = 1.0  # inverse L2 strength of the per-head probes
-    max_train_examples: int | None = None  # first N source prompts (None = all)
     template: str = "plain"
-    position: str = "last"
-
-    presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
