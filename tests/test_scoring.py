@@ -43,9 +43,10 @@ def _manual(lm, prompt: str, response: str) -> float:
     return float(sum(logits[len(p) - 1 + t, r[t]] for t in range(len(r))))
 
 
-def test_engine_equals_naive_and_manual(tiny) -> None:
+@pytest.mark.parametrize("attention", ["tree", "dense"])
+def test_engine_equals_naive_and_manual(tiny, attention) -> None:
     examples = _examples()
-    engine = score_examples(tiny, examples, batch_tokens=300)
+    engine = score_examples(tiny, examples, batch_tokens=300, attention=attention)
     naive = score_examples_naive(tiny, examples, batch_tokens=300)
     assert _max_diff(engine, naive) < 1e-4
     ex = examples[3]
@@ -57,14 +58,19 @@ def test_engine_equals_naive_and_manual(tiny) -> None:
     assert all((s.sum < 0).all() for s in engine)
 
 
-def test_batch_size_invariance(tiny_llama) -> None:
+@pytest.mark.parametrize("attention", ["tree", "dense"])
+def test_batch_size_invariance(tiny_llama, attention) -> None:
     examples = _examples(10, seed=1)
-    one_row = score_examples(tiny_llama, examples, batch_tokens=1)
-    big = score_examples(tiny_llama, examples, batch_tokens=100_000)
+    one_row = score_examples(tiny_llama, examples, batch_tokens=1, attention=attention)
+    big = score_examples(tiny_llama, examples, batch_tokens=100_000, attention=attention)
     assert _max_diff(one_row, big) < 1e-5
 
 
-@pytest.mark.parametrize("scorer", [score_examples, score_examples_naive])
+def _dense_engine(lm, examples, **kwargs):
+    return score_examples(lm, examples, attention="dense", **kwargs)
+
+
+@pytest.mark.parametrize("scorer", [score_examples, _dense_engine, score_examples_naive])
 def test_padding_side_invariance(tiny_llama, scorer) -> None:
     examples = _examples(10, seed=2)
     tok = tiny_llama.tokenizer
@@ -113,8 +119,9 @@ def test_shared_prefixes_across_examples_and_responses(tiny) -> None:
         Example("x", ("y", "yy"), 0),
     ]
     naive = score_examples_naive(tiny, examples)
-    for row_tokens in (1, 10_000):  # one example per row, everything in one row
-        assert _max_diff(score_examples(tiny, examples, row_tokens=row_tokens), naive) < 1e-4
+    for size in (1, 10_000):  # one example per tree, everything in one tree
+        assert _max_diff(score_examples(tiny, examples, batch_tokens=size, attention="tree"), naive) < 1e-4
+        assert _max_diff(score_examples(tiny, examples, row_tokens=size, attention="dense"), naive) < 1e-4
 
 
 def test_rows_share_nodes(tiny_llama) -> None:
@@ -147,3 +154,37 @@ def test_models_that_post_process_logits_use_the_full_forward(tmp_path) -> None:
     engine = score_examples(lm, examples)
     assert scoring._SPLIT_OK[lm.model] is False
     assert _max_diff(engine, score_examples_naive(lm, examples)) < 1e-4
+
+
+def test_unsupported_attention_falls_back_to_dense(tmp_path) -> None:
+    """A model whose attention is not plain softmax attention never takes the tree path."""
+    from genies.models import scoring
+
+    lm = tiny_model(tmp_path / "softcapped", "llama")
+    lm.model.config.attn_logit_softcapping = 30.0  # as Gemma-2 declares it
+    examples = _examples(5, seed=4)
+    scores = score_examples(lm, examples)
+    assert scoring._TREE_OK[lm.model] is False
+    assert _max_diff(scores, score_examples_naive(lm, examples)) < 1e-4
+    with pytest.raises(ValueError, match="tree attention is not supported"):
+        score_examples(lm, examples, attention="tree")
+    with pytest.raises(ValueError, match="attention must be"):
+        score_examples(lm, examples, attention="flash")
+
+
+def test_a_wrong_tree_kernel_is_caught_by_the_check(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The once-per-model comparison with the dense path rejects a tree kernel that disagrees."""
+    from transformers import AttentionInterface
+
+    from genies.models import scoring, tree_attention
+
+    def off_by_a_bit(*args, **kwargs):
+        out, weights = tree_attention.tree_attention_forward(*args, **kwargs)
+        return out + 1e-2, weights
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, tree_attention.NAME, off_by_a_bit)
+    lm = tiny_model(tmp_path / "broken", "llama")
+    examples = _examples(4, seed=5)
+    scores = score_examples(lm, examples)
+    assert scoring._TREE_OK[lm.model] is False
+    assert _max_diff(scores, score_examples_naive(lm, examples)) < 1e-4

@@ -12,9 +12,15 @@ exactly its ancestors, and its position id is its depth, so every sequence is co
 as if it were alone. A prompt's forward pass is thus computed once and shared by all of its
 responses, and so are identical prompts, common prompt preambles and common response openings
 of the examples sharing a row (examples are sorted by prompt ids so that those land together).
-Rows are bucketed by length into batches of about `batch_tokens` padded tokens; the LM head
-and log-softmax run only at the positions that predict response tokens. (An earlier version
-packed one example per row, `[prompt, r1, r2, ...]` with a block mask; the tree generalises it.)
+The LM head and log-softmax run only at the positions that predict response tokens.
+
+Attention over a tree, two ways. *Tree attention* (the default on CPU, see
+`genies.models.tree_attention`): one unpadded tree of up to `batch_tokens` nodes per forward,
+each chain of new nodes attending only to its ancestors, so nothing masked is computed.
+*Dense*: rows of up to `row_tokens` nodes, padded and bucketed by length into batches of about
+`batch_tokens` tokens, with a 4-D ancestor mask through the model's own attention; it works for
+every architecture and is the fallback (and the default on GPUs, where a dense masked kernel is
+cheap and many small per-chain calls are not). Both give the naive reference's numbers.
 
 Context overflow: when prompt + the longest response + EOS exceeds the context, the prompt is
 truncated from the left (its end, next to the response, is kept). Every affected example is
@@ -26,6 +32,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,13 +40,15 @@ import torch
 
 from genies.data.schema import Example
 from genies.models.base import LoadedModel
+from genies.models.tree_attention import TreeAttentionPlan, plan_segments, supports_tree_attention, tree_attention
 
 log = logging.getLogger(__name__)
 
 CPU_BATCH_TOKENS = 2048
 GPU_BATCH_TOKENS = 32768
 ROW_TOKENS = 384  # nodes per prefix-tree row: short examples share rows, long ones stand alone (PERFORMANCE.md)
-HEAD_CHUNK = 256  # positions per LM-head chunk: bounds the [chunk, vocab] logits buffer
+ATTENTION_CHOICES = ("auto", "tree", "dense")
+HEAD_CHUNK = 128  # positions per LM-head chunk: bounds the [chunk, vocab] logits buffer
 
 
 @dataclass(frozen=True)
@@ -144,7 +153,7 @@ def _batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
 
 
 def _run_with_backoff(lm: LoadedModel, batches: list[list[int]], run: Callable[[list[int]], None]) -> None:
-    """Run each batch; on CUDA out-of-memory split it in halves and retry (down to one row)."""
+    """Run each batch; on out-of-memory split it in halves and retry (down to one row or example)."""
     queue = list(reversed(batches))
     while queue:
         batch = queue.pop()
@@ -156,7 +165,7 @@ def _run_with_backoff(lm: LoadedModel, batches: list[list[int]], run: Callable[[
             if lm.device.type == "cuda":
                 torch.cuda.empty_cache()
             half = len(batch) // 2
-            log.info("out of memory on a batch of %d rows; retrying as %d + %d", len(batch), half, len(batch) - half)
+            log.info("out of memory on a batch of %d; retrying as %d + %d", len(batch), half, len(batch) - half)
             queue.extend([batch[half:], batch[:half]])
 
 
@@ -237,14 +246,16 @@ class _TreeRow:
     pred: list[int]  # node whose output predicts each scored token
     targets: list[int]
     owner: list[int]  # flat response number (in example order within the row) of each scored token
+    runs: list[tuple[int, int]]  # [start, end) of the new nodes of each walk: chains for tree attention
 
     @classmethod
     def build(cls, tokenized: Sequence[TokenizedExample], members: list[int]) -> _TreeRow:
-        row = cls([], [], [], members, [], [], [])
+        row = cls([], [], [], members, [], [], [], [])
         children: dict[tuple[int, int], int] = {}
 
         def walk(node: int, ids: Sequence[int]) -> list[int]:
             path = []
+            first_new = len(row.tokens)
             for tok in ids:
                 child = children.get((node, tok))
                 if child is None:
@@ -254,6 +265,8 @@ class _TreeRow:
                     row.depth.append(row.depth[node] + 1 if node >= 0 else 0)
                 path.append(child)
                 node = child
+            if len(row.tokens) > first_new:  # a new node has no children yet, so new nodes form one chain
+                row.runs.append((first_new, len(row.tokens)))
             return path
 
         n_resp = 0
@@ -295,7 +308,8 @@ def _pack_rows(tokenized: Sequence[TokenizedExample], row_tokens: int) -> list[l
     Sorting by prompt ids puts identical prompts and shared preambles next to each other, and
     in a sorted list the longest prefix shared with any earlier prompt is the one shared with
     the previous prompt, so the row's node count is tracked (as an upper bound) without
-    building trees. Longer rows share more but cost more attention (quadratic in row length).
+    building trees. Longer rows share more; with the dense mask they also cost attention
+    quadratic in row length, with tree attention they do not.
     """
     order = sorted(range(len(tokenized)), key=lambda i: tokenized[i].prompt)
     rows: list[list[int]] = []
@@ -322,59 +336,152 @@ def score_examples(
     batch_tokens: int | None = None,
     max_length: int | None = None,
     progress: Callable[[int], None] | None = None,
+    attention: str = "auto",
     row_tokens: int = ROW_TOKENS,
 ) -> list[ResponseScores]:
     """Score every response of every example with shared prefix passes (see module docstring).
 
-    `row_tokens` caps how many examples share one prefix-tree row; `progress`, if given, is
-    called with the number of examples finished after each batch.
+    `attention` picks how a packed tree attends: "tree" computes only the blocks each node
+    sees (one unpadded tree of up to `batch_tokens` nodes per forward), "dense" uses a 4-D mask
+    over padded rows of up to `row_tokens` nodes, and "auto" takes "tree" on CPU when the model
+    supports it and matches the dense path, else "dense". `progress`, if given, is called with
+    the number of examples finished after each batch.
     """
     tokenized = tokenize_examples(lm, examples, max_length)
     _report_truncation(tokenized, context_length(lm, max_length))
     head = _OutputHead(lm)
+    use_tree = _use_tree_attention(lm, head, attention)
+    budget = batch_tokens or default_batch_tokens(lm)
     results: list[ResponseScores | None] = [None] * len(tokenized)
-    rows = [_TreeRow.build(tokenized, members) for members in _pack_rows(tokenized, row_tokens)]
 
-    def run(batch: list[int]) -> None:
-        batch_rows = [rows[r] for r in batch]
-        for row, sums in zip(batch_rows, _score_tree_rows(lm, head, batch_rows)):
+    def record(rows: Sequence[_TreeRow], sums: Sequence[np.ndarray]) -> None:
+        for row, row_sums in zip(rows, sums):
             start = 0
             for i in row.examples:
                 n = len(tokenized[i].responses)
-                results[i] = _finish(tokenized[i], sums[start: start + n])
+                results[i] = _finish(tokenized[i], row_sums[start: start + n])
                 start += n
         if progress is not None:
-            progress(sum(len(row.examples) for row in batch_rows))
+            progress(sum(len(row.examples) for row in rows))
 
-    with torch.inference_mode():
-        _run_with_backoff(lm, _batches([len(r.tokens) for r in rows], batch_tokens or default_batch_tokens(lm)), run)
+    if use_tree:  # a batch is the examples of one tree; on out-of-memory it splits into two trees
+
+        def run(members: list[int]) -> None:
+            row = _TreeRow.build(tokenized, members)
+            record([row], _score_tree(lm, head, row))
+
+        batches = _pack_rows(tokenized, budget)
+    else:  # a batch is a list of padded rows
+        rows = [_TreeRow.build(tokenized, members) for members in _pack_rows(tokenized, row_tokens)]
+
+        def run(members: list[int]) -> None:
+            batch_rows = [rows[r] for r in members]
+            record(batch_rows, _score_dense_rows(lm, head, batch_rows))
+
+        batches = _batches([len(r.tokens) for r in rows], budget)
+    with torch.inference_mode(), (tree_attention(lm.model) if use_tree else nullcontext()):
+        _run_with_backoff(lm, batches, run)
     return results  # type: ignore[return-value]
 
 
-def _score_tree_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[_TreeRow]) -> list[np.ndarray]:
-    """One forward pass over a batch of prefix-tree rows; per-response log-prob sums per row."""
-    device = lm.device
+def resolve_attention(lm: LoadedModel, attention: str = "auto") -> str:
+    """Which attention path `score_examples(lm, ..., attention=attention)` takes: "tree" or "dense"."""
+    return "tree" if _use_tree_attention(lm, _OutputHead(lm), attention) else "dense"
+
+
+def _use_tree_attention(lm: LoadedModel, head: _OutputHead, attention: str) -> bool:
+    if attention not in ATTENTION_CHOICES:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}; got {attention!r}")
+    if attention == "dense" or (attention == "auto" and lm.device.type != "cpu"):
+        return False
+    known = _TREE_OK.get(lm.model)
+    if known is None:
+        known = _TREE_OK[lm.model] = supports_tree_attention(lm.model) and _tree_matches_dense(lm, head)
+    if attention == "tree" and not known:
+        raise ValueError(f"model {lm.name}: tree attention is not supported for this architecture "
+                         "(use attention='dense')")
+    return known
+
+
+# model -> whether tree attention gives the dense path's hidden states; weak keys so models can be freed
+_TREE_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@torch.inference_mode()
+def _tree_matches_dense(lm: LoadedModel, head: _OutputHead) -> bool:
+    """Run a small tree (shared prompt, shared response opening, a second prompt) both ways."""
+    vocab = head.head.weight.shape[0]
+    ids = [[(3 + t) % vocab for t in seq] for seq in ([1, 2, 3, 4], [5, 6], [5, 7, 8], [1, 2, 9], [10])]
+    tokenized = [TokenizedExample(ids[0], [ids[1], ids[2]], 0), TokenizedExample(ids[3], [ids[4]], 0)]
+    row = _TreeRow.build(tokenized, [0, 1])
+    ids_t, pos, mask = _dense_inputs(lm, [row])
+    dense = head.hidden(input_ids=ids_t, position_ids=pos, attention_mask=mask).float()
+    try:
+        with tree_attention(lm.model):
+            ids_t, pos, plan = _tree_inputs(lm, row)
+            tree = head.hidden(input_ids=ids_t, position_ids=pos, tree_plan=plan).float()
+    except Exception:  # an exotic forward signature: the dense path is always correct
+        return False
+    tol = 1e-4 if lm.dtype == torch.float32 else 2e-2
+    return tree.shape == dense.shape and torch.allclose(
+        tree, dense, atol=tol * max(1.0, dense.abs().max().item()), rtol=0)
+
+
+def _dense_inputs(lm: LoadedModel, rows: Sequence[_TreeRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padded ids, position ids (depths) and the additive 4-D ancestor mask of a batch of rows."""
     width = max(len(r.tokens) for r in rows)
     left = lm.tokenizer.padding_side == "left"
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     pos = np.zeros((len(rows), width), dtype=np.int64)
     allowed = np.empty((len(rows), width, width), dtype=bool)
-    sel_row, sel_pos, targets, owner = [], [], [], []
-    n_resp = 0
     for b, row in enumerate(rows):
-        at = width - len(row.tokens) if left else 0
+        at = _row_offset(lm, row, width)
         ids[b, at: at + len(row.tokens)] = row.tokens
         pos[b, at: at + len(row.tokens)] = row.depth
         allowed[b] = row.ancestors(width, at)
+    mask = torch.zeros(allowed.shape, dtype=lm.dtype).masked_fill_(~torch.from_numpy(allowed), torch.finfo(lm.dtype).min)
+    return (torch.from_numpy(ids).to(lm.device), torch.from_numpy(pos).to(lm.device), mask[:, None].to(lm.device))
+
+
+def _tree_inputs(lm: LoadedModel, row: _TreeRow) -> tuple[torch.Tensor, torch.Tensor, TreeAttentionPlan]:
+    """Unpadded ids and position ids of one tree, and its segment-wise attention plan."""
+    ids = torch.tensor([row.tokens], device=lm.device)
+    pos = torch.tensor([row.depth], device=lm.device)
+    return ids, pos, plan_segments(row.parent, row.runs, dtype=lm.dtype, device=lm.device)
+
+
+def _row_offset(lm: LoadedModel, row: _TreeRow, width: int) -> int:
+    return width - len(row.tokens) if lm.tokenizer.padding_side == "left" else 0
+
+
+def _score_tree(lm: LoadedModel, head: _OutputHead, row: _TreeRow) -> list[np.ndarray]:
+    """One forward pass over one unpadded tree with segment-wise attention."""
+    ids, pos, plan = _tree_inputs(lm, row)
+    states = head.hidden(input_ids=ids, position_ids=pos, tree_plan=plan)
+    return _response_sums(lm, head, states, [row], [0])
+
+
+def _score_dense_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[_TreeRow]) -> list[np.ndarray]:
+    """One forward pass over a padded batch of rows with a dense 4-D ancestor mask."""
+    ids, pos, mask = _dense_inputs(lm, rows)
+    states = head.hidden(input_ids=ids, position_ids=pos, attention_mask=mask)
+    width = ids.shape[1]
+    return _response_sums(lm, head, states, rows, [_row_offset(lm, row, width) for row in rows])
+
+
+def _response_sums(lm: LoadedModel, head: _OutputHead, states: torch.Tensor, rows: Sequence[_TreeRow],
+                   offsets: Sequence[int]) -> list[np.ndarray]:
+    """Per-response log-prob sums per row from the last hidden states (or logits) of a batch."""
+    device = lm.device
+    sel_row, sel_pos, targets, owner = [], [], [], []
+    n_resp = 0
+    for b, (row, at) in enumerate(zip(rows, offsets)):
         sel_row.extend([b] * len(row.pred))
         sel_pos.extend(at + p for p in row.pred)
         targets.extend(row.targets)
         owner.extend(n_resp + o for o in row.owner)
         n_resp += max(row.owner) + 1
-    mask = torch.zeros(allowed.shape, dtype=lm.dtype).masked_fill_(~torch.from_numpy(allowed), torch.finfo(lm.dtype).min)
-    states = head.hidden(input_ids=torch.from_numpy(ids).to(device), position_ids=torch.from_numpy(pos).to(device),
-                         attention_mask=mask[:, None].to(device))
     picked = states[torch.tensor(sel_row, device=device), torch.tensor(sel_pos, device=device)]
     logprobs = head.token_logprobs(picked, torch.tensor(targets, device=device))
     sums = torch.zeros(n_resp, dtype=torch.float64, device=device)
