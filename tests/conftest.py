@@ -6,8 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported; see docs/PERFORMANCE.md
-
+import genies  # noqa: F401  (first: it sets the OpenMP spin policy before torch is imported)
 import pytest
 import transformers
 

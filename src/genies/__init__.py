@@ -6,7 +6,15 @@ the pipeline pulls in torch and transformers.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# OpenMP threads that spin forever collapse when the CPU is shared (2.8x slower scoring at load
+# 8), threads that sleep at once pay a wake-up per op (17 % slower on an idle machine): a
+# bounded spin costs 2-8 % in either case (docs/PERFORMANCE.md). libgomp reads this when torch
+# is first imported, so it is set here; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "run", "load_run"]

@@ -4,11 +4,6 @@ and exposes `register(app)`, so groups are added without touching each other's c
 from __future__ import annotations
 
 import importlib
-import os
-
-# Spinning OpenMP threads collapse when the CPU is shared (2.6x slower scoring measured in
-# docs/PERFORMANCE.md); this must be set before torch is first imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
