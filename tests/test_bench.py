@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from genies.bench.scoring import run_scoring_bench
@@ -34,15 +35,23 @@ def test_run_scoring_bench_counts_tokens(tiny_llama) -> None:
     assert all(getattr(result, k) > 0 for k in KEYS)
 
 
-def test_cli_json_last_line(tiny_llama, tmp_path: Path) -> None:
+@pytest.mark.parametrize("attention", ["auto", "dense"])
+def test_cli_json_last_line(tiny_llama, tmp_path: Path, attention: str) -> None:
     folder = tmp_path / "toy"
     folder.mkdir()
     for split, seed in (("train", 1), ("test", 2)):
         records = [ex.to_record() for ex in _examples(4, seed)]
         (folder / f"{split}.json").write_text(json.dumps(records))
     result = CliRunner().invoke(_build(), ["bench", "scoring", "--model", str(tiny_llama.path), "--dist",
-                                           str(folder), "-n", "3", "--json"])
+                                           str(folder), "-n", "3", "--attention", attention, "--json"])
     assert result.exit_code == 0, result.output
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert all(k in last for k in KEYS)
     assert last["examples"] == 3 and last["distributions"] == [str(folder)]
+    assert last["attention"] == ("tree" if attention == "auto" else "dense")  # a tiny Llama on CPU takes the tree path
+
+
+def test_cli_rejects_an_unknown_attention_path(tmp_path: Path) -> None:
+    result = CliRunner().invoke(_build(), ["bench", "scoring", "--dist", str(tmp_path), "--attention", "flash"])
+    assert result.exit_code == 1
+    assert "--attention must be one of auto, tree, dense; got 'flash'" in result.output

@@ -17,10 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 
 from genies.data.schema import Example
 from genies.models.base import LoadedModel
-from genies.models.scoring import count_truncated, score_examples, score_examples_naive, tokenize_examples
+from genies.models.scoring import (count_truncated, resolve_attention, score_examples, score_examples_naive,
+                                   tokenize_examples)
 from genies.bench.machine import MatmulProbe, describe_machine, peak_rss_mib
 
 
@@ -46,6 +48,7 @@ class ScoringBenchResult:
     max_abs_diff: float  # engine vs naive, largest per-response difference of summed log-probs
     truncated_examples: int
     batch_tokens: int | None
+    attention: str  # the engine's attention path: "tree" or "dense"
     peak_rss_mib: float
     machine: str
 
@@ -58,19 +61,21 @@ def run_scoring_bench(
     datasets: Sequence[tuple[str, Sequence[Example]]],
     *,
     batch_tokens: int | None = None,
+    attention: str = "auto",
     on_step: Callable[[str, str], None] | None = None,
 ) -> ScoringBenchResult:
     """Time engine and naive on each (name, examples) and summarise; `on_step(name, method)` reports progress."""
     probe = MatmulProbe(device=lm.device, dtype=lm.dtype)
     warm = [ex for _, exs in datasets for ex in exs][:2]
-    score_examples(lm, warm, batch_tokens=batch_tokens)  # warm-up: kernel selection, head check
+    engine = partial(score_examples, attention=attention)
+    engine(lm, warm, batch_tokens=batch_tokens)  # warm-up: kernel selection, head and tree-attention checks
     score_examples_naive(lm, warm, batch_tokens=batch_tokens)
     engine_s = naive_s = 0.0
     max_diff = 0.0
     truncated = 0
     for n, (name, examples) in enumerate(datasets):
         timings = {}
-        methods = [("engine", score_examples), ("naive", score_examples_naive)]
+        methods = [("engine", engine), ("naive", score_examples_naive)]
         for method, fn in (methods if n % 2 == 0 else methods[::-1]):
             if method == "engine":
                 probe.sample()
@@ -103,5 +108,5 @@ def run_scoring_bench(
         speedup_vs_naive=naive_s / engine_s, engine_unique_tokens_per_s=unique / engine_s,
         matmul_gflops=flops / 1e9, limit_tokens_per_s=limit, fraction_of_limit=unique / engine_s / limit,
         max_abs_diff=max_diff, truncated_examples=truncated, batch_tokens=batch_tokens,
-        peak_rss_mib=peak_rss_mib(), machine=describe_machine(),
+        attention=resolve_attention(lm, attention), peak_rss_mib=peak_rss_mib(), machine=describe_machine(),
     )

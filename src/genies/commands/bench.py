@@ -25,6 +25,8 @@ def scoring(
                                    "Default: the 15 targets of the GENIES shifts."),
     n: int = typer.Option(4, "-n", help="Test examples per distribution (the first N)."),
     batch_tokens: int = typer.Option(None, "--batch-tokens", help="Padded tokens per batch (default: engine's)."),
+    attention: str = typer.Option("auto", "--attention", help="Engine attention path: auto, tree or dense "
+                                  "(docs/PERFORMANCE.md)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the checkpoint."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Also load pickled (.bin) weights."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line of all numbers."),
@@ -36,9 +38,12 @@ def scoring(
     from genies.data.schema import DataError
     from genies.models.embedded import ModelNotFoundError
     from genies.models.loading import load_model
+    from genies.models.scoring import ATTENTION_CHOICES
 
     try:
         lm = load_model(model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        if attention not in ATTENTION_CHOICES:
+            raise ValueError(f"--attention must be one of {', '.join(ATTENTION_CHOICES)}; got {attention!r}")
         names = dist or _default_distributions()
         datasets = [(name, load_distribution(name).test[:n]) for name in names]
     except (ModelNotFoundError, DataNotFoundError, DataError, ValueError) as err:
@@ -55,7 +60,7 @@ def scoring(
             progress.update(task, description=f"{method} {name}", completed=done[0])
             done[0] += 1
 
-        result = run_scoring_bench(lm, datasets, batch_tokens=batch_tokens, on_step=step)
+        result = run_scoring_bench(lm, datasets, batch_tokens=batch_tokens, attention=attention, on_step=step)
     table = Table(title=f"scoring benchmark: {escape(result.model)}, {result.examples} examples, "
                         f"{result.response_tokens:,} scored tokens")
     table.add_column("")
@@ -66,7 +71,8 @@ def scoring(
     table.add_row("tokens processed", f"{result.unique_tokens:,}", f"{result.naive_tokens:,}")
     Console().print(table)
     Console().print(
-        f"speedup vs naive {result.speedup_vs_naive:.2f}x; engine {result.engine_unique_tokens_per_s:.0f} unique "
+        f"speedup vs naive {result.speedup_vs_naive:.2f}x ({result.attention} attention); "
+        f"engine {result.engine_unique_tokens_per_s:.0f} unique "
         f"tokens/s = {result.fraction_of_limit:.2f} of the matmul limit ({result.limit_tokens_per_s:.0f} tokens/s at "
         f"{result.matmul_gflops:.0f} GFLOP/s); max |engine - naive| {result.max_abs_diff:.1e}; "
         f"{result.truncated_examples} truncated; peak RSS {result.peak_rss_mib:,.0f} MiB\n{escape(result.machine)}")
