@@ -111,7 +111,7 @@ def tree_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: to
         else:
             k, v = key.index_select(2, seg.keys), value.index_select(2, seg.keys)
         o = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=seg.mask, is_causal=seg.mask is None, scale=scaling)
+            q, k, v, attn_mask=seg.mask, dropout_p=dropout, is_causal=seg.mask is None, scale=scaling)
         out[:, seg.start: seg.end] = o.transpose(1, 2)
     return out, None
 
