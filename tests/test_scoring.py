@@ -188,3 +188,29 @@ def test_a_wrong_tree_kernel_is_caught_by_the_check(tmp_path, monkeypatch: pytes
     scores = score_examples(lm, examples)
     assert scoring._TREE_OK[lm.model] is False
     assert _max_diff(scores, score_examples_naive(lm, examples)) < 1e-4
+
+
+@pytest.mark.parametrize(("attention", "stage"), [("tree", "_score_tree"), ("dense", "_score_dense_rows")])
+def test_out_of_memory_splits_the_batch_and_retries(tiny_llama, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture, attention: str,
+                                                    stage: str) -> None:
+    """A forward that runs out of memory on more than one example is retried in halves."""
+    from genies.models import scoring
+
+    real = getattr(scoring, stage)
+    sizes = []
+
+    def limited(lm, head, rows):
+        examples = len(rows.examples) if attention == "tree" else sum(len(r.examples) for r in rows)
+        sizes.append(examples)
+        if examples > 1:
+            raise torch.OutOfMemoryError("simulated")
+        return real(lm, head, rows)
+
+    monkeypatch.setattr(scoring, stage, limited)
+    examples = _examples(6, seed=6)
+    with caplog.at_level("INFO", logger="genies.models.scoring"):
+        scores = score_examples(tiny_llama, examples, batch_tokens=100_000, row_tokens=1, attention=attention)
+    assert "out of memory on a batch" in caplog.text
+    assert sizes[0] > 1 and sizes.count(1) == len(examples)
+    assert _max_diff(scores, score_examples_naive(tiny_llama, examples)) < 1e-4
