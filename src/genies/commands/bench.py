@@ -38,12 +38,11 @@ def scoring(
     from genies.data.schema import DataError
     from genies.models.embedded import ModelNotFoundError
     from genies.models.loading import load_model
-    from genies.models.scoring import ATTENTION_CHOICES
+    from genies.models.scoring import check_attention
 
     try:
         lm = load_model(model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-        if attention not in ATTENTION_CHOICES:
-            raise ValueError(f"--attention must be one of {', '.join(ATTENTION_CHOICES)}; got {attention!r}")
+        check_attention(attention)  # before the model loads
         names = dist or _default_distributions()
         datasets = [(name, load_distribution(name).test[:n]) for name in names]
     except (ModelNotFoundError, DataNotFoundError, DataError, ValueError) as err:

@@ -188,9 +188,7 @@ class _OutputHead:
         if self.decoder is None or self.decoder is model:
             self.split = False
         else:
-            known = _SPLIT_OK.get(model)
-            self.split = self._split_matches(lm) if known is None else known
-            _SPLIT_OK[model] = self.split
+            self.split = _checked_once(_SPLIT_OK, model, lambda: self._split_matches(lm))
 
     @torch.inference_mode()
     def _split_matches(self, lm: LoadedModel) -> bool:
@@ -201,8 +199,7 @@ class _OutputHead:
         except Exception:  # an exotic decoder signature: the full-model path is always correct
             return False
         full = self.model(input_ids=ids, use_cache=False).logits.float()
-        tol = 1e-4 if lm.dtype == torch.float32 else 2e-2
-        return torch.allclose(split, full, atol=tol * max(1.0, full.abs().max().item()), rtol=0)
+        return _agrees(lm, split, full)
 
     def hidden(self, **inputs) -> torch.Tensor:
         """Last hidden states (split path) or logits (fallback path) for every position."""
@@ -227,6 +224,19 @@ class _OutputHead:
 
 # model -> whether hidden-state x head equals its logits; weak keys so models can be freed
 _SPLIT_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _checked_once(cache: weakref.WeakKeyDictionary, model: torch.nn.Module, check: Callable[[], bool]) -> bool:
+    """The result of a per-model fast-path check, computed on the model's first use only."""
+    if model not in cache:
+        cache[model] = check()
+    return cache[model]
+
+
+def _agrees(lm: LoadedModel, got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Whether a fast path reproduces the reference path, within the rounding of the model's dtype."""
+    tol = 1e-4 if lm.dtype == torch.float32 else 2e-2
+    return torch.allclose(got, want, atol=tol * max(1.0, want.abs().max().item()), rtol=0)
 
 
 @dataclass
@@ -389,14 +399,19 @@ def resolve_attention(lm: LoadedModel, attention: str = "auto") -> str:
     return "tree" if _use_tree_attention(lm, _OutputHead(lm), attention) else "dense"
 
 
-def _use_tree_attention(lm: LoadedModel, head: _OutputHead, attention: str) -> bool:
+def check_attention(attention: str) -> str:
+    """`attention` itself if it names an attention path, else a ValueError listing the choices."""
     if attention not in ATTENTION_CHOICES:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}; got {attention!r}")
+    return attention
+
+
+def _use_tree_attention(lm: LoadedModel, head: _OutputHead, attention: str) -> bool:
+    check_attention(attention)
     if attention == "dense" or (attention == "auto" and lm.device.type != "cpu"):
         return False
-    known = _TREE_OK.get(lm.model)
-    if known is None:
-        known = _TREE_OK[lm.model] = supports_tree_attention(lm.model) and _tree_matches_dense(lm, head)
+    known = _checked_once(_TREE_OK, lm.model,
+                          lambda: supports_tree_attention(lm.model) and _tree_matches_dense(lm, head))
     if attention == "tree" and not known:
         raise ValueError(f"model {lm.name}: tree attention is not supported for this architecture "
                          "(use attention='dense')")
@@ -422,21 +437,17 @@ def _tree_matches_dense(lm: LoadedModel, head: _OutputHead) -> bool:
             tree = head.hidden(input_ids=ids_t, position_ids=pos, tree_plan=plan).float()
     except Exception:  # an exotic forward signature: the dense path is always correct
         return False
-    tol = 1e-4 if lm.dtype == torch.float32 else 2e-2
-    return tree.shape == dense.shape and torch.allclose(
-        tree, dense, atol=tol * max(1.0, dense.abs().max().item()), rtol=0)
+    return tree.shape == dense.shape and _agrees(lm, tree, dense)
 
 
 def _dense_inputs(lm: LoadedModel, rows: Sequence[_TreeRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Padded ids, position ids (depths) and the additive 4-D ancestor mask of a batch of rows."""
     width = max(len(r.tokens) for r in rows)
-    left = lm.tokenizer.padding_side == "left"
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    ids = np.full((len(rows), width), _pad_id(lm), dtype=np.int64)
     pos = np.zeros((len(rows), width), dtype=np.int64)
     allowed = np.empty((len(rows), width, width), dtype=bool)
     for b, row in enumerate(rows):
-        at = _row_offset(lm, row, width)
+        at = _pad_offset(lm, len(row.tokens), width)
         ids[b, at: at + len(row.tokens)] = row.tokens
         pos[b, at: at + len(row.tokens)] = row.depth
         allowed[b] = row.ancestors(width, at)
@@ -451,8 +462,13 @@ def _tree_inputs(lm: LoadedModel, row: _TreeRow) -> tuple[torch.Tensor, torch.Te
     return ids, pos, plan_segments(row.parent, row.runs, dtype=lm.dtype, device=lm.device)
 
 
-def _row_offset(lm: LoadedModel, row: _TreeRow, width: int) -> int:
-    return width - len(row.tokens) if lm.tokenizer.padding_side == "left" else 0
+def _pad_id(lm: LoadedModel) -> int:
+    return lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+
+
+def _pad_offset(lm: LoadedModel, length: int, width: int) -> int:
+    """Where a sequence of `length` starts in a padded row of `width`, per the tokenizer's padding side."""
+    return width - length if lm.tokenizer.padding_side == "left" else 0
 
 
 def _score_tree(lm: LoadedModel, head: _OutputHead, row: _TreeRow) -> list[np.ndarray]:
@@ -467,7 +483,7 @@ def _score_dense_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[_TreeRo
     ids, pos, mask = _dense_inputs(lm, rows)
     states = head.hidden(input_ids=ids, position_ids=pos, attention_mask=mask)
     width = ids.shape[1]
-    return _response_sums(lm, head, states, rows, [_row_offset(lm, row, width) for row in rows])
+    return _response_sums(lm, head, states, rows, [_pad_offset(lm, len(row.tokens), width) for row in rows])
 
 
 def _response_sums(lm: LoadedModel, head: _OutputHead, states: torch.Tensor, rows: Sequence[_TreeRow],
@@ -515,18 +531,16 @@ def score_examples_naive(
     seqs = [(i, k) for i, t in enumerate(tokenized) for k in range(len(t.responses))]
     lengths = [len(tokenized[i].prompt) + len(tokenized[i].responses[k]) for i, k in seqs]
     sums = [np.zeros(len(t.responses)) for t in tokenized]
-    left = lm.tokenizer.padding_side == "left"
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     device = lm.device
 
     def run(batch: list[int]) -> None:
         width = max(lengths[j] for j in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        ids = torch.full((len(batch), width), _pad_id(lm), dtype=torch.long)
         attn = torch.zeros((len(batch), width), dtype=torch.long)
         for b, j in enumerate(batch):
             i, k = seqs[j]
             seq = tokenized[i].prompt + tokenized[i].responses[k]
-            at = width - len(seq) if left else 0
+            at = _pad_offset(lm, len(seq), width)
             ids[b, at: at + len(seq)] = torch.tensor(seq)
             attn[b, at: at + len(seq)] = 1
         position_ids = (attn.cumsum(1) - 1).clamp(min=0)
@@ -535,7 +549,7 @@ def score_examples_naive(
         for b, j in enumerate(batch):
             i, k = seqs[j]
             p, n = len(tokenized[i].prompt), len(tokenized[i].responses[k])
-            at = width - lengths[j] if left else 0
+            at = _pad_offset(lm, lengths[j], width)
             rows = logits[b, at + p - 1: at + p + n - 1].float().log_softmax(-1)
             target = torch.tensor(tokenized[i].responses[k], device=device)
             sums[i][k] = rows.gather(1, target[:, None]).double().sum().item()
