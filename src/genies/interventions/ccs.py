@@ -38,17 +38,20 @@ VARIANTS = ("pairwise", "legacy_oracle")
           description="Contrast-consistent search on Yes/No answers; sign fixed on source pairs, pairwise scoring")
 @dataclass
 class CCS(Intervention):
-    max_train_examples: int | None = 300  # source prompts used (the original: 300 for llama-30b)
-    epochs: int = 1000
-    restarts: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    resample: bool = True  # seeded bootstrap of the training responses, as the original (unseeded there)
-    layer: int = -1  # hidden-states index; -1 = the final normed state
-    no_template: str = "ccs_no"  # "ccs_no_legacy" reproduces the original's "###Does" spelling
+    max_train_examples: int | None = hparam(300, "first N source prompts used (None = all; the original: 300 "
+                                                 "for llama-30b)")
+    epochs: int = hparam(1000, "full-batch AdamW steps of the probe")
+    restarts: int = hparam(10, "random initialisations of the probe; the one with the lowest CCS loss is kept")
+    lr: float = hparam(1e-3, "AdamW learning rate of the probe")
+    weight_decay: float = hparam(0.01, "AdamW weight decay of the probe")
+    resample: bool = hparam(True, "seeded bootstrap of the training responses, as the original (unseeded there)")
+    layer: int = hparam(-1, "hidden-states index (0 = embeddings, -1 = the final normed state)")
+    no_template: str = hparam("ccs_no", "template of the No version; 'ccs_no_legacy' reproduces the original's "
+                                        "'###Does' spelling")
     variant: str = hparam("pairwise", "'pairwise', or 'legacy_oracle': NOT comparable, reads the evaluated "
                                       "split's labels", choices=VARIANTS)
-    position: str = "last"
+    position: str = hparam("last", "token read: 'last' of the text, or 'mean' over the response",
+                           choices=("last", "mean"))
 
     presets = {"paper": {}, "cpu": {"max_train_examples": 100, "epochs": 300}}
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from genies.data.schema import Distribution
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, register
+from genies.interventions.base import FitContext, hparam, register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -22,7 +22,7 @@ from genies.models.base import LoadedModel
           description="MMS on Yes-minus-No contrast features of the attention heads")
 @dataclass
 class CRA(R.CosineProbeMethod):
-    alpha: float = 1.0  # feature = act(..Yes) - alpha * act(..No)
+    alpha: float = hparam(1.0, "weight of the No activations: feature = act(..Yes) - alpha * act(..No)")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:

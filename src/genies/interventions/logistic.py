@@ -19,7 +19,7 @@ import torch
 from genies.data.schema import Distribution
 from genies.interventions import _probes as P
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, Intervention, Predictions, State, register
+from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam, register
 from genies.models.base import LoadedModel
 
 
@@ -27,12 +27,14 @@ from genies.models.base import LoadedModel
           description="Supervised logistic-regression probe on one residual-stream layer (pairwise, standardised)")
 @dataclass
 class Logistic(Intervention):
-    layer: int | None = None  # hidden-states index (0 = embeddings, -1 = final); None = best held-out layer
-    C: float = 1.0  # inverse L2 strength
-    val_fraction: float = 0.3
-    max_train_examples: int | None = None
-    template: str = "plain"
-    position: str = "last"
+    layer: int | None = hparam(None, "hidden-states index (0 = embeddings, -1 = final); None = the layer with "
+                                     "the best held-out pair accuracy")
+    C: float = hparam(1.0, "inverse L2 strength of the probe")
+    val_fraction: float = hparam(0.3, "share of the training pairs held out to choose the layer (layer=None)")
+    max_train_examples: int | None = hparam(None, "first N source prompts (None = all)")
+    template: str = hparam("plain", "text template the activations are read from")
+    position: str = hparam("last", "token read: 'last' of the text, or 'mean' over the response",
+                           choices=("last", "mean"))
 
     presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from genies.data.schema import Distribution
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, register
+from genies.interventions.base import FitContext, hparam, register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -23,7 +23,7 @@ from genies.models.base import LoadedModel
           description="Mass-mean shift: class-mean directions on the top-k attention heads, calibrated cosine score")
 @dataclass
 class MMS(R.CosineProbeMethod):
-    template: str = "plain"
+    template: str = hparam("plain", "text template the head activations are read from")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
