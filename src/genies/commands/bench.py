@@ -41,8 +41,8 @@ def scoring(
     from genies.models.scoring import check_attention
 
     try:
-        lm = load_model(model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         check_attention(attention)  # before the model loads
+        lm = load_model(model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         names = dist or _default_distributions()
         datasets = [(name, load_distribution(name).test[:n]) for name in names]
     except (ModelNotFoundError, DataNotFoundError, DataError, ValueError) as err:

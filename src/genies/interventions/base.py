@@ -11,9 +11,12 @@ folder written for the original GENIES (`train.py` / `eval.py`) loads through
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
+import functools
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -299,12 +302,15 @@ class Intervention(ABC):
 
     @classmethod
     def code_fingerprint(cls) -> bytes:
-        """The code whose change must invalidate this method's cached jobs: the files defining
-        the class and its genies base classes, plus the shared `_*.py` machinery of this package
-        (probes, reward models). Adapters that run outside code add that code."""
-        files = {inspect.getsourcefile(k) for k in cls.__mro__ if k.__module__.startswith("genies.")}
-        files |= {str(p) for p in Path(__file__).parent.glob("_*.py")}
-        return b"".join(Path(f).read_bytes() for f in sorted(f for f in files if f))
+        """The code whose change must invalidate this method's cached jobs: the file defining
+        the class (a user's own file too), its genies base classes, and every genies module
+        those import, directly or not, at module level or inside functions (the scoring engine
+        for zero_shot, lora's helpers for prompt_tuning). Nothing else, so that editing one
+        method reruns its jobs and nobody else's. Adapters that run outside code add that code."""
+        roots = [k.__module__ for k in cls.__mro__ if k.__module__.startswith("genies.")]
+        own = inspect.getsourcefile(cls)
+        files = set(_genies_sources(tuple(roots))) | ({own} if own else set())
+        return b"".join(Path(f).read_bytes() for f in sorted(files))
 
     @abstractmethod
     def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
@@ -315,6 +321,34 @@ class Intervention(ABC):
                 ctx: FitContext) -> Predictions:
         """Score every evaluation pair of `dist`'s `split`. Must not read the labels' values
         except to lay out pairs (use `Distribution.eval_pairs`)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _genies_sources(modules: tuple[str, ...]) -> tuple[str, ...]:
+    """Source files of the given genies modules and of every genies module they import, found
+    by reading each file's import statements (so imports inside functions count too)."""
+    todo, seen, files = list(modules), set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or not (name == "genies" or name.startswith("genies.")):
+            continue
+        seen.add(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # `from genies.x import function`: not a module
+            continue
+        if spec is None or not (spec.origin or "").endswith(".py"):
+            continue
+        files.add(spec.origin)
+        package = name if spec.submodule_search_locations else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                todo.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                todo.append(base)
+                todo.extend(f"{base}.{alias.name}" for alias in node.names)  # submodules, if they are
+    return tuple(sorted(files))
 
 
 _T = TypeVar("_T", bound=type[Intervention])

@@ -32,8 +32,8 @@ def content_hash(*parts: Any) -> str:
 
 def code_version(cls: type) -> str:
     """The genies version plus a hash of the intervention's code (`Intervention.code_fingerprint`:
-    its defining file, and for adapters the outside scripts they run), so that editing a
-    method's code reruns its jobs and nobody else's."""
+    its defining file and every genies module it imports, and for adapters the outside scripts
+    they run), so that editing a method's code reruns its jobs and nobody else's."""
     source = cls.code_fingerprint() if hasattr(cls, "code_fingerprint") else b""
     return f"{genies.__version__}+{JOB_FORMAT}+{hashlib.sha256(source).hexdigest()[:12]}"
 
