@@ -20,7 +20,8 @@ against the unpacked `rewards` on the model itself and skipped where it does not
 tuning, whose virtual tokens PEFT prepends, always takes the unpacked path).
 
 Subclasses say how to wrap the model (`wrap`), which tensors form the state (`trainable_state`)
-and how to put them back (`restore`); training, saving and scoring are shared.
+and how to put them back (`restore`); training, saving and scoring are shared. `PeftRewardModel`
+supplies the last two for the PEFT methods (lora, prompt_tuning).
 """
 
 from __future__ import annotations
@@ -230,6 +231,32 @@ class RewardModelIntervention(Intervention):
         model = self.load(lm, state)
         return Predictions.from_scores(examples, score_responses(model, lm, examples, self.max_length,
                                                                  self.eval_batch_size, ctx))
+
+
+@dataclass
+class PeftRewardModel(RewardModelIntervention):
+    """A reward model whose trained tensors are a PEFT module's (lora's adapters, prompt
+    tuning's virtual tokens) plus the score head: the state is PEFT's state dict, and a reload
+    is checked. Subclasses say only how to wrap the model."""
+
+    def trainable_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+    def restore(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+        """Load adapter + head tensors, then read them back and compare: a head or prompt left at
+        its random initialisation would still give numbers, just meaningless ones."""
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        expected = set(get_peft_model_state_dict(model))
+        if expected != set(tensors):
+            raise ValueError(f"{self.name}: state tensors {sorted(expected ^ set(tensors))[:5]} do not match the model")
+        set_peft_model_state_dict(model, tensors)
+        loaded = get_peft_model_state_dict(model)
+        wrong = [k for k, v in tensors.items() if not torch.equal(loaded[k].to(v.device, v.dtype), v)]
+        if wrong:
+            raise ValueError(f"{self.name}: tensors {wrong[:5]} did not load into the model")
 
 
 def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[int]]:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
-from genies.interventions._reward_model import RewardModelIntervention
+from genies.interventions._reward_model import PeftRewardModel
 from genies.interventions.base import hparam, register
 
 
 @register("lora", family="fine-tuning",
           description="Bradley-Terry reward model: score head + LoRA adapters trained on source pairs.")
 @dataclass
-class Lora(RewardModelIntervention):
+class Lora(PeftRewardModel):
     r: int = hparam(64, "LoRA rank")
     alpha: float = hparam(16, "LoRA alpha (scaling = alpha / r)")
     dropout: float = hparam(0.1, "LoRA dropout")
@@ -52,26 +51,3 @@ class Lora(RewardModelIntervention):
                             bias="none", target_modules=self.target_modules, layers_to_transform=layers,
                             modules_to_save=[head])
         return get_peft_model(model, config)
-
-    def trainable_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        from peft import get_peft_model_state_dict
-
-        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-
-    def restore(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-        _restore_peft(self.name, model, tensors)
-
-
-def _restore_peft(method: str, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Load adapter + head tensors, then read them back and compare: a head or prompt left at its
-    random initialisation would still give numbers, just meaningless ones."""
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
-    expected = set(get_peft_model_state_dict(model))
-    if expected != set(tensors):
-        raise ValueError(f"{method}: state tensors {sorted(expected ^ set(tensors))[:5]} do not match the model")
-    set_peft_model_state_dict(model, tensors)
-    loaded = get_peft_model_state_dict(model)
-    wrong = [k for k, v in tensors.items() if not torch.equal(loaded[k].to(v.device, v.dtype), v)]
-    if wrong:
-        raise ValueError(f"{method}: tensors {wrong[:5]} did not load into the model")

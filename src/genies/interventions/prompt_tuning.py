@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
-from genies.interventions._reward_model import RewardModelIntervention
+from genies.interventions._reward_model import PeftRewardModel
 from genies.interventions.base import hparam, register
-from genies.interventions.lora import _restore_peft
 
 
 @register("prompt_tuning", family="prompting",
           description="Bradley-Terry reward model: score head + 10 trained virtual prompt tokens.")
 @dataclass
-class PromptTuning(RewardModelIntervention):
+class PromptTuning(PeftRewardModel):
     learning_rate: float = hparam(5.2e-3, "AdamW learning rate (constant schedule)")
     num_virtual_tokens: int = hparam(10, "trained soft-prompt tokens prepended to every input")
 
@@ -34,11 +32,3 @@ class PromptTuning(RewardModelIntervention):
         config = PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=self.num_virtual_tokens,
                                     prompt_tuning_init=PromptTuningInit.RANDOM, modules_to_save=[head])
         return get_peft_model(model, config)
-
-    def trainable_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        from peft import get_peft_model_state_dict
-
-        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-
-    def restore(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-        _restore_peft(self.name, model, tensors)
