@@ -11,6 +11,7 @@ import pytest
 
 from genies.data.schema import Distribution, Example
 from genies.interventions.base import FitContext, State, get_intervention
+from genies.interventions.ccs import legacy_response_accuracy
 from genies.models.activations import Activations, ActivationStore
 
 WORDS = ["apple", "river", "stone", "cloud", "green", "seven", "table", "light", "north", "paper"]
@@ -128,12 +129,9 @@ def test_fit_is_deterministic_given_the_seed(tiny_llama, source, ctx):
         np.testing.assert_array_equal(a.tensors[name].numpy(), b.tensors[name].numpy())
 
 
-def test_ccs_sign_comes_from_source_and_legacy_is_labelled(tiny_llama, source, target, ctx, fitted):
+def test_ccs_sign_comes_from_source(fitted):
     assert fitted["ccs"].info["sign"] in (1.0, -1.0)
     assert fitted["ccs"].info["source_pair_accuracy"] >= 0.5
-    legacy = get_intervention("ccs")(**METHODS["ccs"], variant="legacy_oracle")
-    state = legacy.fit(tiny_llama, source, ctx)
-    assert "not comparable" in state.info["warning"]
 
 
 def test_lat_rejects_unknown_stimulus():
@@ -146,14 +144,17 @@ class PlantedContrastStore:
     a preferred response sits at +axis and its No version at -axis (the reverse for the other
     responses), on top of a large nuisance component shared by both versions."""
 
-    def __init__(self, d: int = 8) -> None:
+    def __init__(self, d: int = 8, reversed_every: int | None = None) -> None:
         self.axis = np.eye(d)[0]
         self.d = d
+        self.reversed_every = reversed_every  # examples i % n == 0 get the contrast the wrong way round
 
     def get(self, lm, dist, split, template, site, position="last") -> Activations:
         examples = dist.split(split)
         texts = [(i, j) for i, ex in enumerate(examples) for j in range(len(ex.responses))]
         truth = np.array([1.0 if examples[i].preferred == j else -1.0 for i, j in texts])
+        if self.reversed_every:
+            truth *= np.array([-1.0 if i % self.reversed_every == 0 else 1.0 for i, _ in texts])
         rng = np.random.default_rng(len(split))  # the same nuisance for the Yes and the No version
         nuisance = rng.normal(size=(len(texts), 2, self.d)) * 2
         noise = np.random.default_rng(abs(hash(template)) % 2**32).normal(size=nuisance.shape) * 0.2
@@ -169,3 +170,34 @@ def test_ccs_finds_a_planted_contrast(tiny_llama, source):
     state = get_intervention("ccs")(epochs=300, restarts=2, lr=1e-2).fit(tiny_llama, source, ctx)
     assert state.info["source_pair_accuracy"] >= 0.95
     assert accuracy(state.predict(tiny_llama, source, "test", ctx)) >= 0.95
+
+
+def test_ccs_legacy_oracle_reports_the_better_orientation(tiny_llama, source):
+    """The original metric: per response, is the credence (centred with the split's own means)
+    on the right side of 0.5, with the sign that suits the split's labels best. Computed here by
+    hand from the probe's weights for the probe as fitted and for its negation, so one of the two
+    raw accuracies is below 0.5 and only the oracle orientation can turn it into max(acc, 1 - acc).
+    A quarter of the examples carry the contrast reversed, so that maximum is not simply 1."""
+    store = PlantedContrastStore(reversed_every=4)
+    ctx = FitContext(seed=0, activation_store=store)
+    method = get_intervention("ccs")(epochs=300, restarts=2, lr=1e-2, variant="legacy_oracle")
+    state = method.fit(tiny_llama, source, ctx)
+    assert "not comparable" in state.info["warning"]
+
+    examples = source.split("test")
+    yes, no = (store.get(tiny_llama, source, "test", t, "residual") for t in ("ccs_yes", "ccs_no"))
+    x_yes, x_no = (np.asarray(a.values[:, -1], dtype=np.float64) for a in (yes, no))
+    is_pref = np.array([examples[e].preferred == r for e, r in zip(yes.example_index, yes.response_index)])
+
+    raw = []
+    for flip in (1.0, -1.0):
+        w, b = flip * state.tensors["weight"].numpy(), flip * float(state.tensors["bias"])
+        p_yes = 1.0 / (1.0 + np.exp(-((x_yes - x_yes.mean(0)) @ w + b)))
+        p_no = 1.0 / (1.0 + np.exp(-((x_no - x_no.mean(0)) @ w + b)))
+        acc = float(np.mean((0.5 * (p_yes + 1.0 - p_no) > 0.5) == is_pref))
+        tensors = {**state.tensors, "weight": state.tensors["weight"] * flip, "bias": state.tensors["bias"] * flip}
+        pred = State(state.intervention, state.hparams, state.info, tensors).predict(tiny_llama, source, "test", ctx)
+        assert legacy_response_accuracy(pred, source, "test") == pytest.approx(max(acc, 1.0 - acc), abs=1e-12)
+        raw.append(acc)
+    assert min(raw) < 0.5 < max(raw)
+    assert 0.6 <= max(raw) <= 0.9  # about 3/4 of the responses agree with the labels
