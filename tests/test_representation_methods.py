@@ -201,3 +201,21 @@ def test_ccs_legacy_oracle_reports_the_better_orientation(tiny_llama, source):
         raw.append(acc)
     assert min(raw) < 0.5 < max(raw)
     assert 0.6 <= max(raw) <= 0.9  # about 3/4 of the responses agree with the labels
+
+
+class MisalignedStore(PlantedContrastStore):
+    """The No version lists the texts in reverse order."""
+
+    def get(self, lm, dist, split, template, site, position="last") -> Activations:
+        acts = super().get(lm, dist, split, template, site, position)
+        if not template.endswith("_no"):
+            return acts
+        return Activations(acts.values[::-1], acts.example_index[::-1], acts.response_index[::-1], key=acts.key,
+                           meta={})
+
+
+@pytest.mark.parametrize("name", ["ccs", "cra"])
+def test_yes_and_no_activations_must_list_the_same_texts(name, tiny_llama, source):
+    ctx = FitContext(seed=0, activation_store=MisalignedStore())
+    with pytest.raises(ValueError, match="planted_source/train: the Yes and No activations list different texts"):
+        get_intervention(name)().fit(tiny_llama, source, ctx)

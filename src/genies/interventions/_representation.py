@@ -30,6 +30,19 @@ def store_of(ctx: FitContext) -> ActivationStore:
     return ctx.activation_store if ctx.activation_store is not None else ActivationStore()
 
 
+def yes_no_activations(lm: LoadedModel, dist: Distribution, split: str, ctx: FitContext, yes_template: str,
+                       no_template: str, site: str, position: str) -> tuple[Activations, Activations]:
+    """The activations of every text read with the Yes and with the No ending (cra, ccs), checked
+    to list the same texts in the same order, since their rows are combined one to one."""
+    store = store_of(ctx)
+    yes = store.get(lm, dist, split, yes_template, site, position)
+    no = store.get(lm, dist, split, no_template, site, position)
+    if not (np.array_equal(yes.example_index, no.example_index)
+            and np.array_equal(yes.response_index, no.response_index)):
+        raise ValueError(f"{dist.id}/{split}: the Yes and No activations list different texts")
+    return yes, no
+
+
 def training_source(source: Distribution, max_examples: int | None) -> Distribution:
     """The source's first `max_examples` train prompts (all when None): the `cpu` presets' budget."""
     return source.limited(max_train=max_examples) if max_examples else source

@@ -57,12 +57,7 @@ class CCS(Intervention):
 
     def _activations(self, lm: LoadedModel, dist: Distribution, split: str,
                      ctx: FitContext) -> tuple[Activations, np.ndarray, np.ndarray]:
-        store = R.store_of(ctx)
-        yes = store.get(lm, dist, split, "ccs_yes", "residual", self.position)
-        no = store.get(lm, dist, split, self.no_template, "residual", self.position)
-        if not (np.array_equal(yes.example_index, no.example_index)
-                and np.array_equal(yes.response_index, no.response_index)):
-            raise ValueError(f"{dist.id}/{split}: the Yes and No activations list different texts")
+        yes, no = R.yes_no_activations(lm, dist, split, ctx, "ccs_yes", self.no_template, "residual", self.position)
         return yes, np.asarray(yes.values[:, self.layer], np.float64), np.asarray(no.values[:, self.layer], np.float64)
 
     def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:

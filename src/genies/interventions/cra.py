@@ -26,11 +26,6 @@ class CRA(R.CosineProbeMethod):
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
         def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
-            store = R.store_of(ctx)
-            yes = store.get(lm, dist, split, "cra_yes", "heads", self.position)
-            no = store.get(lm, dist, split, "cra_no", "heads", self.position)
-            if not (np.array_equal(yes.example_index, no.example_index)
-                    and np.array_equal(yes.response_index, no.response_index)):
-                raise ValueError(f"{dist.id}/{split}: the Yes and No activations list different texts")
+            yes, no = R.yes_no_activations(lm, dist, split, ctx, "cra_yes", "cra_no", "heads", self.position)
             return yes, R.as_sites(yes.values, "heads") - self.alpha * R.as_sites(no.values, "heads")
         return get
