@@ -4,6 +4,8 @@ the original argument names) and turns its output JSON into predictions."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,10 +139,17 @@ def test_pipeline_runs_a_folder_as_a_named_method_and_reruns_it_when_edited(tmp_
     kwargs = dict(shifts=[Shift("src", "tgt", "tgt", "skill", "extreme")], distributions=dists,
                   out=tmp_path / "run", cache_dir=tmp_path / "cache", baseline="random",
                   target_tuned_interventions=["random"], plain=True)
+    leaked_before = set(Path(tempfile.gettempdir()).glob("genies-state-*"))
     res = genies.run(tiny_llama, [str(folder)], **kwargs)
+    assert set(Path(tempfile.gettempdir()).glob("genies-state-*")) == leaked_before
     (row,) = res.rows
     assert row.intervention == "legacy:length_rm"
     assert row.generalization_accuracy == pytest.approx(float(np.mean(_expected(dists["tgt"].test, 1) > 0.5)))
+    # the trained model folder was written straight into the job store and renamed into place:
+    # one copy, no staging or temporary folder left behind
+    (model_dir,) = (tmp_path / "cache").rglob("model")
+    assert model_dir.parent.parent.name == "fit" and any(model_dir.iterdir())
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith((".staging", ".tmp"))]
 
     def statuses() -> list[str]:
         return [j["status"] for j in json.loads((tmp_path / "run" / "manifest.json").read_text())["jobs"]]

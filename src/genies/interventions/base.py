@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from genies._io import atomic_path, write_atomic
 from genies.data.schema import Distribution, Example, eval_pairs
 from genies.models.base import LoadedModel
 
@@ -185,9 +186,10 @@ class State:
             _copy_extras(Path(self.directory), directory)
         self.directory = directory
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}
-        _atomic_write(directory / "tensors.safetensors", lambda p: save_file(tensors, str(p)))
+        with atomic_path(directory / "tensors.safetensors") as tmp:
+            save_file(tensors, str(tmp))
         doc = {"intervention": self.intervention, "hparams": self.hparams, "info": self.info}
-        _atomic_write(directory / "state.json", lambda p: p.write_text(json.dumps(doc, indent=2, sort_keys=True)))
+        write_atomic(directory / "state.json", json.dumps(doc, indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, directory: Path) -> State:
@@ -218,17 +220,6 @@ def _copy_extras(source: Path, target: Path) -> None:
             shutil.copytree(item, target / item.name, dirs_exist_ok=True)
         else:
             shutil.copy2(item, target / item.name)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass(frozen=True)

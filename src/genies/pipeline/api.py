@@ -23,7 +23,8 @@ from genies.models.base import LoadedModel
 from genies.pipeline.executor import JobEnv, LocalExecutor, RayExecutor, RunLog
 from genies.pipeline.plan import BASELINE, TARGET_TUNED_BEST, TARGET_TUNED_DEFAULT, Plan, build_plan
 from genies.pipeline.results import RunResults, compute_results
-from genies.pipeline.store import JobStore, atomic_write_text
+from genies._io import write_atomic
+from genies.pipeline.store import JobStore
 
 # Example caps per preset. `cpu` keeps `make run` (GENIES-15 x {mms, lora} on the embedded
 # 135M model) inside its 20-minute budget on two cores; `paper` uses every example.
@@ -255,4 +256,4 @@ def _write_manifest(out: Path, plan: Plan, records: Sequence[Any], run_info: Map
         "jobs": [{"key": r.key, "kind": r.kind, "label": r.label, "status": r.status,
                   "seconds": round(r.seconds, 3), "error": r.error} for r in records],
     }
-    atomic_write_text(out / "manifest.json", json.dumps(doc, indent=1) + "\n")
+    write_atomic(out / "manifest.json", json.dumps(doc, indent=1) + "\n")

@@ -115,6 +115,7 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
         def fit_and_save() -> None:
             method = get_intervention(fit.intervention)(**fit.hparams)
             source = env.distribution(fit.source) if fit.source else NO_TRAINING_DATA
+            ctx.state_dir = store.fresh_staging_dir(fit.key)
             store.save_state(fit.key, method.fit(env.model(), source, ctx))
 
         status = _compute_once(store, fit.key, fit.label, store.has_fit, fit_and_save, env.seed, on_start)

@@ -24,7 +24,8 @@ from genies import metrics
 from genies.data.schema import Distribution
 from genies.interventions.base import Predictions
 from genies.pipeline.plan import Cell, Plan
-from genies.pipeline.store import JobStore, atomic_write_text
+from genies._io import write_atomic
+from genies.pipeline.store import JobStore
 
 SCHEMA_VERSION = 1
 ORIGINAL_COLUMNS = (
@@ -108,8 +109,8 @@ class RunResults:
 
     def write(self, run_dir: Path) -> None:
         run_dir = Path(run_dir)
-        atomic_write_text(run_dir / "results.csv", self.to_csv())
-        atomic_write_text(run_dir / "results.json", json.dumps(self.to_json(), indent=1) + "\n")
+        write_atomic(run_dir / "results.csv", self.to_csv())
+        write_atomic(run_dir / "results.json", json.dumps(self.to_json(), indent=1) + "\n")
         self.run_dir = run_dir
 
 
@@ -188,7 +189,7 @@ def compute_results(plan: Plan, store: JobStore, distribution: Callable[[str], D
         if run_dir is not None and name not in written:
             doc = evaluation_doc(job.fit.intervention, job.fit.source, distribution(job.distribution), job.split,
                                  predictions(job.key), seed)
-            atomic_write_text(Path(run_dir) / "evaluations" / name, json.dumps(doc) + "\n")
+            write_atomic(Path(run_dir) / "evaluations" / name, json.dumps(doc) + "\n")
             written.add(name)
         return f"evaluations/{name}"
 

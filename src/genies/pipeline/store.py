@@ -23,25 +23,13 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from genies._io import write_atomic
 from genies.data.home import genies_home
 from genies.interventions.base import Predictions, State
 
 
 def default_root() -> Path:
     return genies_home() / "jobs"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and `os.replace` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _float(x: float) -> float | None:
@@ -84,6 +72,16 @@ class JobStore:
     def fit_dir(self, key: str) -> Path:
         return self.root / "fit" / key
 
+    def fresh_staging_dir(self, key: str) -> Path:
+        """Where a fit may write extra files (a legacy model folder) before its state is saved:
+        beside the final folder, so that `save_state` renames it into place without copying.
+        Anything a crashed earlier attempt left there is removed; the folder is not created."""
+        shutil.rmtree(self._staging_dir(key), ignore_errors=True)
+        return self._staging_dir(key)
+
+    def _staging_dir(self, key: str) -> Path:
+        return self.root / "fit" / f".{key}.staging"
+
     def predict_file(self, key: str) -> Path:
         return self.root / "predict" / f"{key}.json"
 
@@ -101,14 +99,17 @@ class JobStore:
             yield
 
     def save_state(self, key: str, state: State) -> Path:
-        """Save into a fresh temporary folder, then rename it into place in one step. Extra
-        files the intervention left in `state.directory` (an adapter, say) are carried over."""
+        """Save into a temporary folder, then rename it into place in one step. Extra files the
+        intervention left in `state.directory` are carried over: in place when that is the
+        staging folder (`fresh_staging_dir`), copied by `State.save` from anywhere else."""
         final = self.fit_dir(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".tmp"))
+        staging = self._staging_dir(key)
+        if state.directory is not None and Path(state.directory).resolve() == staging.resolve():
+            tmp = staging
+        else:
+            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".tmp"))
         try:
-            if state.directory is not None and Path(state.directory).is_dir():
-                shutil.copytree(state.directory, tmp, dirs_exist_ok=True)
             state.save(tmp)
             if final.exists():  # finished by a concurrent run that did not hold our lock
                 shutil.rmtree(tmp)
@@ -124,7 +125,7 @@ class JobStore:
         return State.load(self.fit_dir(key))
 
     def save_predictions(self, key: str, pred: Predictions) -> None:
-        atomic_write_text(self.predict_file(key), json.dumps(predictions_to_json(pred)))
+        write_atomic(self.predict_file(key), json.dumps(predictions_to_json(pred)))
 
     def load_predictions(self, key: str) -> Predictions:
         return predictions_from_json(json.loads(self.predict_file(key).read_text()))

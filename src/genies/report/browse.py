@@ -14,7 +14,8 @@ from typing import Any
 
 from genies.data.schema import Distribution, Example
 from genies.data.shift import Shift
-from genies.report.page import render_page, write_atomic
+from genies._io import write_atomic
+from genies.report.page import render_page
 
 
 def _compact(examples: Sequence[Example]) -> list[list[Any]]:

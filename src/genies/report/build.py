@@ -17,7 +17,8 @@ from typing import Any
 
 from genies.report import plots
 from genies.report.load import Evaluation, Run, load_runs
-from genies.report.page import render_page, round_probabilities, write_atomic
+from genies._io import write_atomic
+from genies.report.page import render_page, round_probabilities
 from genies.report.reference import ReferenceRow, load_reference
 
 # results.json row key -> short key the page uses

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import tempfile
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 
@@ -40,20 +37,6 @@ def render_page(title: str, body: str, data: Any, blobs: dict[str, Any]) -> str:
     }
     # One pass, so text inside the data can never be mistaken for a later placeholder.
     return re.sub(r"__(TITLE|CSS|BODY|DATA|JS)__", lambda m: parts[m.group(1)], asset("page.html"))
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write through a temp file in the same folder and os.replace it into place (mode 0644)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content.encode("utf-8") if isinstance(content, str) else content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def round_probabilities(values: Any, digits: int = 4) -> list[float | None]:

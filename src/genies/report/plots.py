@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from genies.report.load import Run
-from genies.report.page import write_atomic
+from genies._io import write_atomic
 from genies.report.reference import ReferenceRow
 
 STYLE = {
