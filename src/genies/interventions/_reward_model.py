@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genies.data.schema import Distribution, Example
-from genies.interventions._reward_packing import LayerCache, PackedRow, can_pack, packed_rewards
+from genies.interventions._reward_packing import LayerCache, PackedRow, autocast, base_model, can_pack, packed_rewards
 from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam
 from genies.models.base import LoadedModel
 
@@ -83,7 +83,7 @@ def pad_token_id(lm: LoadedModel) -> int:
 
 
 def head_name(model: nn.Module) -> str:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     for name in HEAD_NAMES:
         if isinstance(getattr(base, name, None), nn.Module):
             return name
@@ -115,12 +115,11 @@ def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, devic
         input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
     attention_mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     captured: list[torch.Tensor] = []
-    handle = getattr(base, head_name(model)).register_forward_hook(lambda _m, _i, out: captured.append(out))
+    head = getattr(base_model(model), head_name(model))
+    handle = head.register_forward_hook(lambda _m, _i, out: captured.append(out))
     try:
-        with _quiet_transformers(), torch.autocast(torch.device(device).type, dtype=compute_dtype,
-                                                   enabled=compute_dtype != torch.float32):
+        with _quiet_transformers(), autocast(device, compute_dtype):
             # _quiet: the head's own pooling (unused here) warns about inputs_embeds
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     finally:

@@ -133,13 +133,14 @@ class Batch:
                    torch.tensor(read_lines, device=device), torch.tensor(read_cols, device=device), placement)
 
 
-def _base(model: nn.Module) -> nn.Module:
+def base_model(model: nn.Module) -> nn.Module:
+    """The transformers model under a PEFT wrapper (the model itself when there is none)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def decoder_of(model: nn.Module) -> nn.Module:
     """The transformer under the sequence-classification head (LoRA layers are injected in place)."""
-    base = _base(model)
+    base = base_model(model)
     return getattr(base, base.base_model_prefix)
 
 
@@ -151,7 +152,7 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
 def read_rewards(model: nn.Module, head: str, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
     """The score head at each sequence's last token, in float32 (the head is per-position, so
     applying it to the gathered states equals gathering its per-position output)."""
-    return getattr(_base(model), head)(hidden[batch.read_lines, batch.read_cols])[..., 0].float()
+    return getattr(base_model(model), head)(hidden[batch.read_lines, batch.read_cols])[..., 0].float()
 
 
 def packed_rewards(model: nn.Module, head: str, rows: Sequence[PackedRow], pad_id: int, device: torch.device,
@@ -240,7 +241,7 @@ class LayerCache:
     @staticmethod
     def fits(rows: Sequence[PackedRow], model: nn.Module, compute_dtype: torch.dtype) -> bool:
         """Whether the cached states stay under CACHE_LIMIT_BYTES."""
-        hidden = int(_base(model).config.get_text_config().hidden_size)
+        hidden = int(base_model(model).config.get_text_config().hidden_size)
         return sum(len(r.tokens) for r in rows) * hidden * torch.finfo(compute_dtype).bits // 8 <= CACHE_LIMIT_BYTES
 
     def _bottom(self, batch: Batch) -> torch.Tensor:
