@@ -157,7 +157,11 @@ class RewardModelIntervention(Intervention):
         return model
 
     def trainable_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+        """The trained parameters, on the CPU (where `State.save` writes them from): cloning on the
+        device would hold a second full copy of the model in GPU memory. On a CPU model the
+        tensors share the parameters' storage, which is safe: `fit` calls this last and then
+        drops the model."""
+        return {k: p.detach().cpu() for k, p in model.named_parameters() if p.requires_grad}
 
     def restore(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
         missing = set(tensors) - {k for k, _ in model.named_parameters()}
