@@ -134,11 +134,6 @@ def test_ccs_sign_comes_from_source(fitted):
     assert fitted["ccs"].info["source_pair_accuracy"] >= 0.5
 
 
-def test_lat_rejects_unknown_stimulus():
-    with pytest.raises(ValueError, match="stimulus"):
-        get_intervention("lat")(stimulus=3)
-
-
 class PlantedContrastStore:
     """Stands in for the activation store: final-layer CCS activations in which the Yes version of
     a preferred response sits at +axis and its No version at -axis (the reverse for the other

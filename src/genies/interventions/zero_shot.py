@@ -22,11 +22,11 @@ SCORES = ("sum", "mean")
 def lm_response_scores(lm: LoadedModel, examples: Sequence[Example], score: str,
                        max_length: int | None = None, batch_tokens: int | None = None,
                        ctx: FitContext | None = None) -> list[np.ndarray]:
-    """Per example, the log-prob score of each response, through the shared scoring engine."""
+    """Per example, the log-prob score of each response, through the shared scoring engine.
+    `score` is one of SCORES; its callers (zero_shot, few_shot) declare it with those choices, so
+    the base class has refused any other value when the method was configured."""
     from genies.models.scoring import score_examples
 
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     with (ctx or FitContext()).progress_bar("scoring responses", len(examples)) as advance:
         results = score_examples(lm, list(examples), batch_tokens=batch_tokens, max_length=max_length,
                                  progress=advance)
