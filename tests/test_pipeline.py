@@ -49,7 +49,7 @@ class LengthRule(Intervention):
     def fit(self, lm, source, ctx: FitContext) -> State:
         time.sleep(self.delay)
         if os.environ.get("GENIES_TEST_FAIL") == self.name and Path(os.environ["GENIES_TEST_FAIL_MARKER"]).exists():
-            raise RuntimeError("planned failure")
+            raise RuntimeError("planned failure [/tmp/x]")  # brackets: must not be read as markup
         longer = np.mean([len(q.preferred) > len(q.dispreferred) for q in source.train_pairs(ctx.seed)])
         return State(self.name, self.hparams(), {"direction": 1 if longer >= 0.5 else -1})
 
@@ -173,10 +173,17 @@ def test_failing_job_is_isolated_and_retried(tmp_path, tiny_llama, monkeypatch):
     marker.touch()
     monkeypatch.setenv("GENIES_TEST_FAIL", "pt_length2")
     monkeypatch.setenv("GENIES_TEST_FAIL_MARKER", str(marker))
-    res = genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    res = genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path, plain=False))  # rich output
     assert {r.intervention for r in res.rows} == {"pt_length"}
     assert sorted(res.failed_cells) == ["pt_length2: src->tgt", "pt_length2: src->tgt2"]
-    assert any("planned failure" in f["error"] for f in res.failed)
+    assert any("planned failure [/tmp/x]" in f["error"] for f in res.failed)
+    from rich.console import Console
+
+    from genies.commands.results import print_failures
+
+    console = Console(record=True, width=200)
+    print_failures(res, console)
+    assert "planned failure [/tmp/x]" in console.export_text()
     assert "RuntimeError: planned failure" in (tmp_path / "run" / "log.txt").read_text()
     marker.unlink()
     res = genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))

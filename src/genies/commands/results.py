@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # torch-heavy; imported at run time only by the command that needs it
@@ -54,9 +55,9 @@ def aggregate_table(res: RunResults, kind: str) -> Table:
 def print_failures(res: RunResults, console: Console) -> None:
     if res.failed_cells:
         console.print(f"[red]{len(res.failed_cells)} cells could not be computed:[/] "
-                      + "; ".join(res.failed_cells))
+                      + escape("; ".join(res.failed_cells)))
     for f in res.failed:
-        console.print(f"[red]failed[/] {f['job']}: {f['error']}", highlight=False)
+        console.print(f"[red]failed[/] {escape(f['job'])}: {escape(f['error'])}", highlight=False)
     if res.failed and res.run_dir is not None:
         console.print(f"tracebacks: {res.run_dir / 'log.txt'}; rerun the same command to retry only these jobs")
 

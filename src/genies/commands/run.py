@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         plain: bool = typer.Option(False, "--plain", help="One line per job, no progress bar (cluster logs)."),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
         set_: list[str] = typer.Option([], "--set", help="Hyperparameter override INTERVENTION.PARAM=VALUE."),
-        executor: str = typer.Option("local", "--executor", help="local | ray (needs `pip install genies[ray]`)"),
+        executor: str = typer.Option("local", "--executor", help="local | ray (needs `pip install genies\\[ray]`)"),
     ) -> None:
         """Compute the GENIES metrics; rerunning the same command resumes and reuses finished jobs."""
         from genies.data.home import DataNotFoundError

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -205,8 +206,8 @@ class LocalExecutor:
                     log.record(rec, tb)
                     if rec.status != "cached":
                         style = _STYLE[rec.status]
-                        err = f" - {rec.error}" if rec.error else ""
-                        progress.console.print(f"[{style}]{rec.status:>6}[/] {rec.seconds:6.1f}s {rec.label}{err}",
+                        err = f" - {escape(rec.error)}" if rec.error else ""
+                        progress.console.print(f"[{style}]{rec.status:>6}[/] {rec.seconds:6.1f}s {escape(rec.label)}{err}",
                                                markup=True, highlight=False)
                     progress.advance(task)
             progress.update(task, description="jobs")
