@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from genies.data.audit import (
     rule_direction,
     shared_prompts,
 )
+from genies.data.loading import load_distribution
 from genies.data.schema import Distribution, Example
 
 
@@ -116,6 +118,20 @@ def test_identical_distributions_and_stale_metadata_id() -> None:
 def test_known_label_quirk_is_named_when_not_checkable() -> None:
     dist = Distribution.from_examples("survival_influence", [_ex("a")], [_ex("b")])
     assert any(f.problem.startswith("label direction (known quirk)") for f in audit_distribution(dist))
+
+
+def test_warnings_name_the_split_file_of_a_jsonl_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "jsonl_dist"
+    folder.mkdir()
+    train, test = _planted()
+    for split, examples in (("train", train), ("test", [*test, test[0]])):
+        lines = [json.dumps(ex.to_record()) for ex in examples]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    found = audit_distribution(load_distribution(folder))
+    leak = [f for f in found if f.problem.startswith("leakage")]
+    assert leak and all(f.file == str(folder / "test.jsonl") for f in leak)
+    repeats = [f for f in found if f.problem.startswith("duplication")]
+    assert [f.file for f in repeats] == [str(folder / "test.jsonl")]
 
 
 @pytest.mark.data

@@ -27,9 +27,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from genies.data.loading import is_hf_folder
 from genies.data.schema import Distribution, Example
-from genies.data.validation import WARNING, Finding
+from genies.data.validation import WARNING, Finding, split_file
 
 # A preferred response that is the longest (or shortest) this often lets length alone solve a set.
 LENGTH_CUE_THRESHOLD = 0.9
@@ -181,8 +183,17 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _split_where(folder: Path, split: str) -> str:
+    """How validation names a split: its file in a GENIES/JSONL folder, `<folder>[<split>]` in a saved HF one."""
+    if is_hf_folder(folder):
+        return f"{folder}[{split}]"
+    return str(split_file(folder, split) or folder / f"{split}.json")
+
+
 def _warn(dist: Distribution, problem: str, split: str | None = None) -> Finding:
-    where = str(dist.path / f"{split}.json") if dist.path is not None and split else str(dist.path or dist.id)
+    if dist.path is None:
+        return Finding(dist.id, problem, None, WARNING)
+    where = _split_where(dist.path, split) if split else str(dist.path)
     return Finding(where, problem, None, WARNING)
 
 
