@@ -64,6 +64,16 @@ def test_reliability_bins_known_answer() -> None:
     assert bins.ece == pytest.approx((0 + 0.35 + 0.85 + 2 * 0.05) / 5)
 
 
+def test_the_diagrams_ece_is_the_tables() -> None:
+    """Whatever the diagram's bins, its legend shows the results table's ECE: 0.71 (right) and
+    0.21 (wrong, confidence 0.79) share a table bin (|0.5 - 0.75| = 0.25) but not a diagram bin."""
+    from genies.metrics import expected_calibration_error
+
+    bins = reliability_bins([0.71, 0.21], n_bins=10)
+    assert bins.count.tolist() == [1, 1]
+    assert bins.ece == pytest.approx(0.25) == expected_calibration_error([0.71, 0.21])
+
+
 def test_reliability_bins_ignore_missing_predictions() -> None:
     bins = reliability_bins([np.nan, 0.9, 0.1])
     assert bins.count.sum() == 2 and bins.accuracy.tolist() == [0.5]

@@ -17,8 +17,9 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from genies.report.load import Run
 from genies._io import write_atomic
+from genies.metrics import expected_calibration_error
+from genies.report.load import Run
 from genies.report.reference import ReferenceRow
 
 STYLE = {
@@ -47,7 +48,7 @@ class ReliabilityBins:
     confidence: np.ndarray  # mean confidence per non-empty bin
     accuracy: np.ndarray  # fraction of those pairs where the preferred response won
     count: np.ndarray
-    ece: float  # count-weighted mean |accuracy - confidence|
+    ece: float  # the results table's ECE (`metrics.expected_calibration_error`), whatever the diagram's bins
 
 
 def reliability_bins(p_preferred: Sequence[float] | np.ndarray, n_bins: int = 10) -> ReliabilityBins:
@@ -69,9 +70,8 @@ def reliability_bins(p_preferred: Sequence[float] | np.ndarray, n_bins: int = 10
             conf.append(confidence[mask].mean())
             acc.append(correct[mask].mean())
             count.append(int(mask.sum()))
-    conf_a, acc_a, count_a = np.array(conf), np.array(acc), np.array(count, dtype=np.int64)
-    ece = float(np.sum(count_a * np.abs(acc_a - conf_a)) / count_a.sum()) if count_a.size else float("nan")
-    return ReliabilityBins(conf_a, acc_a, count_a, ece)
+    ece = expected_calibration_error(p) if p.size else float("nan")
+    return ReliabilityBins(np.array(conf), np.array(acc), np.array(count, dtype=np.int64), ece)
 
 
 def _grid(n: int, cols: int) -> tuple[int, int]:
