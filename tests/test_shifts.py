@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from collections import Counter
 from pathlib import Path
 
@@ -90,14 +88,6 @@ def test_bad_custom_files_are_named(tmp_path: Path, content: str, index: int | N
 def test_unknown_selector_suggests_the_closest() -> None:
     with pytest.raises(ShiftSelectionError, match="did you mean genies"):
         get_shifts("genis")
-
-
-def test_synthetic_selector_asks_the_synth_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("genies.data.synth")
-    planted = [Shift("s_easy", "s_hard", "s_hard", "difficulty", "extreme")]
-    fake.synthetic_shifts = lambda: planted  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "genies.data.synth", fake)
-    assert get_shifts("synthetic") == planted
 
 
 def _data_root(tmp_path: Path, names: list[str]) -> Path:

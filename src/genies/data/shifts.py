@@ -16,7 +16,6 @@ categories and families never depend on which list a shift was selected from.
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -27,6 +26,7 @@ from typing import Any
 from genies.data.loading import closest_names, list_distributions
 from genies.data.schema import DataError
 from genies.data.shift import CATEGORIES, FAMILIES, Shift
+from genies.data.synth import synthetic_shifts
 
 BUILT_IN = ("genies", "all", "all-69", *FAMILIES, *CATEGORIES, "synthetic")
 
@@ -73,7 +73,7 @@ def get_shifts(selector: str) -> list[Shift]:
     if selector in CATEGORIES:
         return [s for s in reg.unique if s.category == selector]
     if selector == "synthetic":
-        return _synthetic_shifts()
+        return synthetic_shifts()
     path = Path(selector).expanduser()
     if path.is_file():
         return read_shift_file(path)
@@ -82,16 +82,6 @@ def get_shifts(selector: str) -> list[Shift]:
         f"unknown shift list {selector!r}: not a built-in list and not a file"
         + (f"; did you mean {', '.join(hint)}?" if hint else f"; built-in lists: {', '.join(BUILT_IN)}")
     )
-
-
-def _synthetic_shifts() -> list[Shift]:
-    try:
-        synth = importlib.import_module("genies.data.synth")
-    except ModuleNotFoundError as err:
-        if err.name != "genies.data.synth":
-            raise
-        raise ShiftSelectionError("synthetic shifts are not available in this version of genies") from err
-    return list(synth.synthetic_shifts())
 
 
 def read_shift_file(path: str | Path) -> list[Shift]:
