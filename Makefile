@@ -26,7 +26,9 @@ RUN_DIR := runs/genies-cpu
 run: setup
 	status=0; $(BIN)/genies run --model default --intervention mms --intervention lora --shifts genies \
 	  --preset cpu --out $(RUN_DIR) || status=$$?; \
-	[ -f $(RUN_DIR)/results.json ] && $(BIN)/genies report $(RUN_DIR) --out $(RUN_DIR)/report.html; \
+	if [ -f $(RUN_DIR)/results.json ]; then \
+	  $(BIN)/genies report $(RUN_DIR) --out $(RUN_DIR)/report.html || [ $$status -ne 0 ] || status=1; \
+	fi; \
 	exit $$status
 
 # The report tests render in Debian's Chromium; install it when we can (root with apt-get),
@@ -36,8 +38,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: browser tests will be skipped"; }
 
+# pytest's exit code 5 (no tests collected) fails like any other: a run that tests nothing must
+# not pass silently.
 test: setup browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; \
+	exit $$rc
 
 bench: setup
 	$(BIN)/genies bench scoring --json
