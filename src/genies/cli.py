@@ -50,13 +50,7 @@ def _build() -> typer.Typer:
             target = typer.Typer(name=group, help=help_text, no_args_is_help=True)
             app.add_typer(target, name=group)
         for module in modules:
-            try:
-                mod = importlib.import_module(f"genies.commands.{module}")
-            except ModuleNotFoundError as err:
-                if err.name == f"genies.commands.{module}":
-                    continue  # group not built yet
-                raise
-            mod.register(target)
+            importlib.import_module(f"genies.commands.{module}").register(target)
     return app
 
 

@@ -90,10 +90,8 @@ def resolve_data(shifts: str | Sequence[Shift], *, data_root: Path | None = None
 
 
 def _activation_store() -> Any:
-    try:
-        from genies.models.activations import ActivationStore
-    except ImportError:
-        return None
+    from genies.models.activations import ActivationStore
+
     return ActivationStore(genies_home() / "activations")
 
 
