@@ -9,13 +9,14 @@ is rebuilt reproducibly from a trusted copy with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from genies._io import file_sha256
 
 DATA_FILES = ("metadata.json", "test.json", "train.json")
 _FORMAT = 1
@@ -50,14 +51,6 @@ class Manifest:
         if body.get("format") != _FORMAT:
             raise ValueError(f"unsupported manifest format {body.get('format')!r}")
         return cls({p: FileEntry(e["sha256"], int(e["size"])) for p, e in body["files"].items()})
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_manifest(folder: str | Path) -> Manifest:
