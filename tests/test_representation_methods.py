@@ -5,6 +5,7 @@ and a run of "."), a feature strong enough to survive a random model's attention
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -214,3 +215,18 @@ def test_yes_and_no_activations_must_list_the_same_texts(name, tiny_llama, sourc
     ctx = FitContext(seed=0, activation_store=MisalignedStore())
     with pytest.raises(ValueError, match="planted_source/train: the Yes and No activations list different texts"):
         get_intervention(name)().fit(tiny_llama, source, ctx)
+
+
+@pytest.mark.parametrize("scale", [1e6, -1e6])
+def test_logistic_extreme_scores_do_not_overflow(scale, tiny_llama, target, ctx, fitted):
+    """A probe whose pair differences run to +-1e6 (either sign: exp overflows on one side)
+    still gives the probabilities 0 and 1, without a floating-point warning."""
+    state = fitted["logistic"]
+    steep = State(state.intervention, state.hparams, state.info,
+                  {**state.tensors, "weight": state.tensors["weight"] * scale})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = steep.predict(tiny_llama, target, "test", ctx).p_preferred
+    before = state.predict(tiny_llama, target, "test", ctx).p_preferred
+    np.testing.assert_array_equal(p > 0.5, before > 0.5 if scale > 0 else before < 0.5)
+    assert set(np.round(p, 6)) <= {0.0, 1.0}

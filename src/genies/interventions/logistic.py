@@ -19,7 +19,7 @@ import torch
 from genies.data.schema import Distribution
 from genies.interventions import _probes as P
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam, register
+from genies.interventions.base import FitContext, Intervention, Predictions, State, _sigmoid, hparam, register
 from genies.models.base import LoadedModel
 
 
@@ -75,7 +75,4 @@ class Logistic(Intervention):
         z = (x[:, int(t["layer"])] - t["mean"].numpy()) / t["std"].numpy()
         scores = z @ t["weight"].numpy()
 
-        def p_first(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
-            return 1.0 / (1.0 + np.exp(-(sa - sb)))
-
-        return R.predictions(dist, split, acts, scores, p_first, lambda s: s)
+        return R.predictions(dist, split, acts, scores, lambda sa, sb: _sigmoid(sa - sb), lambda s: s)
