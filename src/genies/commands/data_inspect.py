@@ -40,7 +40,7 @@ EXIT_NO_DATA = 2
 
 def _data_root() -> Path:
     try:
-        return find_data_root()  # type: ignore[return-value]
+        return find_data_root()
     except DataNotFoundError as err:
         err_console.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(EXIT_NO_DATA) from None

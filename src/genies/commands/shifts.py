@@ -68,7 +68,7 @@ def check(file: Path = typer.Argument(..., help="A shift list in the original GE
         root = find_data_root()
     except DataNotFoundError as err:
         raise _fail(str(err), 2) from None
-    problems = check_shifts(shifts, root)  # type: ignore[arg-type]
+    problems = check_shifts(shifts, root)
     for problem in problems:
         err_console.print(f"[red]error[/red]: {escape(str(file))}: {escape(problem)}")
     if problems:

@@ -27,22 +27,18 @@ def installed_data_dir() -> Path:
     return genies_home() / "distributions"
 
 
-def find_data_root(required: bool = True) -> Path | None:
+def find_data_root() -> Path:
     """The folder holding one sub-folder per distribution, or a DataNotFoundError."""
     env = os.environ.get("GENIES_DATA_DIR")
     if env:
         path = Path(env).expanduser()
         if path.is_dir():
             return path
-        if required:
-            raise DataNotFoundError(f"GENIES_DATA_DIR={env} is not a folder; point it at the distributions folder")
-        return None
+        raise DataNotFoundError(f"GENIES_DATA_DIR={env} is not a folder; point it at the distributions folder")
     path = installed_data_dir()
     if path.is_dir() and any(path.iterdir()):
         return path
-    if required:
-        raise DataNotFoundError(
-            "no GENIES data found: run `genies data download` (or `genies data import PATH`), "
-            "or set GENIES_DATA_DIR to a distributions folder"
-        )
-    return None
+    raise DataNotFoundError(
+        "no GENIES data found: run `genies data download` (or `genies data import PATH`), "
+        "or set GENIES_DATA_DIR to a distributions folder"
+    )
