@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ class PlantedContrastStore:
             truth *= np.array([-1.0 if i % self.reversed_every == 0 else 1.0 for i, _ in texts])
         rng = np.random.default_rng(len(split))  # the same nuisance for the Yes and the No version
         nuisance = rng.normal(size=(len(texts), 2, self.d)) * 2
-        noise = np.random.default_rng(abs(hash(template)) % 2**32).normal(size=nuisance.shape) * 0.2
+        noise = np.random.default_rng(zlib.crc32(template.encode())).normal(size=nuisance.shape) * 0.2
         version = 1.0 if template == "ccs_yes" else -1.0
         values = nuisance + noise
         values[:, -1] += version * 2.0 * truth[:, None] * self.axis
