@@ -234,3 +234,28 @@ def test_unsupported_layout_has_one_clear_error():
         find_layout(Odd())
     with pytest.raises(UnsupportedArchitectureError, match="Linear: no decoder layer list found"):
         find_layout(nn.Linear(2, 2))
+
+
+def test_out_of_memory_halves_only_the_failing_batch(tiny_llama, caplog: pytest.LogCaptureFixture):
+    """A simulated out-of-memory on more than two packed rows splits that batch in halves; the next
+    batch starts at the full batch size again and is halved once, not cut to the last size tried."""
+    prefixes = [f"prompt number {i}" for i in range(8)]
+    completions = [f" answer {i}" for i in range(8)]
+    ref = extract_hidden(tiny_llama, prefixes, completions, batch_size=1)
+    rows = []
+
+    def limited(module, args, kwargs):
+        rows.append(kwargs["input_ids"].shape[0])
+        if rows[-1] > 2:
+            raise torch.OutOfMemoryError("simulated")
+
+    hook = tiny_llama.model.model.register_forward_pre_hook(limited, with_kwargs=True)
+    try:
+        with caplog.at_level("INFO", logger="genies.models.scoring"):
+            out = extract_hidden(tiny_llama, prefixes, completions, batch_size=4)
+    finally:
+        hook.remove()
+    assert "out of memory on a batch of 4; retrying as 2 + 2" in caplog.text
+    assert rows == [4, 2, 2, 4, 2, 2]
+    for site in ref:
+        _close(out[site], ref[site])

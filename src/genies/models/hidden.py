@@ -36,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from genies.models.base import LoadedModel
+from genies.models.scoring import _run_with_backoff
 
 SITES = ("residual", "heads")
 POSITIONS = ("last", "mean")
@@ -308,12 +309,14 @@ def iter_hidden(
     lm: LoadedModel, encoded: EncodedTexts, *, sites: Sequence[str] = SITES, position: str = "last",
     batch_size: int = 8, padding_side: str = "right", progress: Progress | None = None,
 ) -> Iterator[HiddenBatch]:
-    """Yield activations batch by batch (longest prompts first), halving the batch on out-of-memory.
+    """Yield activations batch by batch (longest prompts first).
 
     Texts with the same prefix string are packed into one row that computes their common leading
     tokens once (an example's prompt is read once for all of its responses); `batch_size` counts
-    texts, and one prompt's texts always share a batch. Streaming lets the activation store write rows straight into memory-mapped files, so a
-    split's activations never have to fit in RAM at once.
+    texts, and one prompt's texts always share a batch. A batch that runs out of memory is split
+    in halves and retried (the scoring engine's back-off), and only that batch: the batches after
+    it keep `batch_size`. Streaming lets the activation store write rows straight into
+    memory-mapped files, so a split's activations never have to fit in RAM at once.
     """
     _check(sites, position)
     if padding_side not in ("left", "right"):
@@ -325,12 +328,27 @@ def iter_hidden(
     groups = sorted(_groups(encoded.group_keys), key=lambda g: -sum(len(encoded.ids[t]) for t in g))
     captured: list[torch.Tensor | None] = [None] * len(layout.out_projs)
     state: dict[str, _Packed] = {}
+    done: list[HiddenBatch] = []
 
     def make_hook(layer: int):
         def hook(module, args, kwargs):
             x = args[0] if args else next(iter(kwargs.values()))
             captured[layer] = _pool(state["packed"], x)
         return hook
+
+    def run(batch: list[list[int]]) -> None:
+        packed = _pack(encoded, batch, position, pad_id, padding_side, lm.dtype, device)
+        state["packed"] = packed
+        with torch.inference_mode():
+            out = layout.base(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions,
+                              output_hidden_states="residual" in sites, use_cache=False)
+        values = {}
+        if "residual" in sites:
+            values["residual"] = torch.stack([_pool(packed, h) for h in out.hidden_states], 1).cpu().numpy()
+        if "heads" in sites:
+            heads = torch.stack(captured, 1)
+            values["heads"] = heads.reshape(len(packed.texts), len(captured), layout.num_heads, -1).cpu().numpy()
+        done.append(HiddenBatch(packed.texts, values))
 
     handles = []
     if "heads" in sites:
@@ -340,33 +358,14 @@ def iter_hidden(
     try:
         with progress if own_progress else contextlib.nullcontext():
             task = progress.add_task(f"hidden states ({lm.name})", total=len(encoded))
-            size = max(1, batch_size)
-            pending = _batches(groups, size)
-            while pending:
-                batch = pending.pop(0)
-                packed = _pack(encoded, batch, position, pad_id, padding_side, lm.dtype, device)
-                state["packed"] = packed
-                try:
-                    with torch.inference_mode():
-                        out = layout.base(input_ids=packed.ids, attention_mask=packed.mask,
-                                          position_ids=packed.positions,
-                                          output_hidden_states="residual" in sites, use_cache=False)
-                except torch.OutOfMemoryError:
-                    if len(batch) == 1:  # one prompt's texts are packed in one row: cannot split
-                        raise
-                    size = max(1, size // 2)
-                    pending = _batches(batch, size) + pending
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                    continue
-                values = {}
-                if "residual" in sites:
-                    values["residual"] = torch.stack([_pool(packed, h) for h in out.hidden_states], 1).cpu().numpy()
-                if "heads" in sites:
-                    heads = torch.stack(captured, 1)
-                    values["heads"] = heads.reshape(len(packed.texts), len(captured), layout.num_heads, -1).cpu().numpy()
-                yield HiddenBatch(packed.texts, values)
-                progress.advance(task, len(packed.texts))
+            for batch in _batches(groups, max(1, batch_size)):
+                # One prompt's texts share a packed row, so the back-off splits a batch by groups
+                # and gives up on a single group; the halves finish before the next batch starts.
+                _run_with_backoff(lm, [batch], run)
+                while done:
+                    finished = done.pop(0)
+                    yield finished
+                    progress.advance(task, len(finished.indices))
     finally:
         for handle in handles:
             handle.remove()
