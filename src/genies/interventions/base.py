@@ -126,7 +126,6 @@ class FitContext:
     seed: int = 0
     activation_store: Any = None  # genies.models.activations.ActivationStore
     progress: Any = None  # callable(message: str) or None
-    device: str | None = None
     state_dir: Path | None = None
 
     def report(self, message: str) -> None:

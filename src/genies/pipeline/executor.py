@@ -52,7 +52,6 @@ class JobEnv:
     store: JobStore
     seed: int
     activation_store: Any = None
-    device: str | None = None
     _lm: LoadedModel | None = None
 
     def model(self) -> LoadedModel:
@@ -109,8 +108,7 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
         for p in predicts:
             yield JobRecord(p.key, "predict", p.label, "cached"), None
         return
-    ctx = FitContext(seed=env.seed, activation_store=env.activation_store, device=env.device,
-                     progress=on_start)
+    ctx = FitContext(seed=env.seed, activation_store=env.activation_store, progress=on_start)
     started = time.perf_counter()
     try:
         def fit_and_save() -> None:
