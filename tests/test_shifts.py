@@ -85,6 +85,16 @@ def test_bad_custom_files_are_named(tmp_path: Path, content: str, index: int | N
     assert caught.value.index == index and phrase in caught.value.problem and "bad.json" in str(caught.value)
 
 
+def test_shift_file_reads_like_a_data_file(tmp_path: Path) -> None:
+    """The data reader's rules: a UTF-8 BOM is accepted, a repeated key is refused."""
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"source": "x", "target": "y"}]).encode())
+    assert read_shift_file(path) == [Shift("x", "y", "y", "uncategorized", "unknown")]
+    path.write_text('[{"source": "x", "target": "y", "target": "z"}]')
+    with pytest.raises(DataError, match="a key is repeated"):
+        read_shift_file(path)
+
+
 def test_unknown_selector_suggests_the_closest() -> None:
     with pytest.raises(ShiftSelectionError, match="did you mean genies"):
         get_shifts("genis")

@@ -27,6 +27,7 @@ from genies.data.loading import closest_names, list_distributions
 from genies.data.schema import DataError
 from genies.data.shift import CATEGORIES, FAMILIES, Shift
 from genies.data.synth import synthetic_shifts
+from genies.data.validation import raise_first_error, read_records
 
 BUILT_IN = ("genies", "all", "all-69", *FAMILIES, *CATEGORIES, "synthetic")
 
@@ -94,14 +95,8 @@ def read_shift_file(path: str | Path) -> list[Shift]:
     as is.
     """
     path = Path(path)
-    try:
-        rows = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise DataError(path, "bad text encoding: not UTF-8") from None
-    except json.JSONDecodeError as err:
-        raise DataError(path, f"not JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
-    if not isinstance(rows, list):
-        raise DataError(path, "not a list: a shift file holds a list of {source, target, ...} objects")
+    rows, findings = read_records(path, items="{source, target, ...} shift objects")
+    raise_first_error(findings)
     if not rows:
         raise DataError(path, "an empty shift list")
     return [_row_to_shift(row, path, i) for i, row in enumerate(rows)]

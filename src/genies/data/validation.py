@@ -75,8 +75,11 @@ def _loads(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
 
 
-def read_records(path: Path) -> tuple[list[Any] | None, list[Finding]]:
-    """Decode a `.json` (one list) or `.jsonl` (one record a line) file into raw records."""
+def read_records(path: Path, items: str = "examples") -> tuple[list[Any] | None, list[Finding]]:
+    """Decode a `.json` (one list) or `.jsonl` (one record a line) file into raw records.
+
+    `items` names what the list holds in the not-a-list message (shift files reuse this reader).
+    """
     file = str(path)
     try:
         raw = path.read_bytes()
@@ -92,11 +95,11 @@ def read_records(path: Path) -> tuple[list[Any] | None, list[Finding]]:
     try:
         data = _loads(text)
     except _DuplicateKey as err:
-        return None, [Finding(file, f"not JSON: a key is repeated ({err.key[:60]!r}); repeated response texts are ambiguous")]
+        return None, [Finding(file, f"not JSON: a key is repeated ({err.key[:60]!r}); only one of its values would be kept")]
     except json.JSONDecodeError as err:
         return None, [Finding(file, f"not JSON: {err.msg} at line {err.lineno}, column {err.colno}")]
     if not isinstance(data, list):
-        return None, [Finding(file, f"not a list: the file holds a JSON {_json_type(data)}, expected a list of examples")]
+        return None, [Finding(file, f"not a list: the file holds a JSON {_json_type(data)}, expected a list of {items}")]
     return data, []
 
 
