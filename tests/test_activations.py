@@ -69,6 +69,17 @@ def test_hit_does_not_recompute_and_one_pass_serves_both_sites(tmp_path, tiny_ll
     assert counter.n == 2
 
 
+def test_get_hashes_the_split_once(tmp_path, tiny_llama, monkeypatch: pytest.MonkeyPatch):
+    """The split's content hash (a pass over every example) is computed once per `get`, hit or miss."""
+    calls = []
+    real = Distribution.content_hash
+    monkeypatch.setattr(Distribution, "content_hash", lambda self, split: calls.append(split) or real(self, split))
+    store = ActivationStore(tmp_path)
+    store.get(tiny_llama, _dist(), "train")
+    store.get(tiny_llama, _dist(), "train")
+    assert calls == ["train", "train"]
+
+
 def test_key_changes_with_template_data_model_and_position(tmp_path, tiny_llama):
     store = ActivationStore(tmp_path)
     base = store.key(tiny_llama, _dist(), "train")

@@ -71,6 +71,11 @@ def _folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _fields_key(fields: dict) -> str:
+    """The entry name for `ActivationStore.key_fields`: a hash of their canonical JSON."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
 def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -118,8 +123,7 @@ class ActivationStore:
 
     def key(self, lm: LoadedModel, dist: Distribution, split: str, template: str = "plain",
             position: str = "last") -> str:
-        fields = self.key_fields(lm, dist, split, template, position)
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+        return _fields_key(self.key_fields(lm, dist, split, template, position))
 
     # -- read / compute -------------------------------------------------------------------------
 
@@ -128,8 +132,8 @@ class ActivationStore:
         """The activations at `site`, from the store or computed now (both sites in one pass)."""
         if site not in SITES:
             raise ValueError(f"unknown site {site!r}; choose from {', '.join(SITES)}")
-        fields = self.key_fields(lm, dist, split, template, position)
-        key = self.key(lm, dist, split, template, position)
+        fields = self.key_fields(lm, dist, split, template, position)  # hashes the split once
+        key = _fields_key(fields)
         final = self.root / key
         if not (final / META).is_file():
             (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
