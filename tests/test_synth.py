@@ -171,7 +171,7 @@ def test_labels_are_exact(synth: Path, name: str) -> None:
 def test_every_distribution_validates_and_audits_clean(synth: Path) -> None:
     cued = {}
     for spec in SPECS:
-        splits, findings = check_distribution_folder(synth / spec.name)
+        _, findings = check_distribution_folder(synth / spec.name)
         assert errors(findings) == [], spec.name
         warnings = [f.problem for f in audit_distribution(load_distribution(synth / spec.name))]
         assert not [w for w in warnings if not w.startswith("length cue")], (spec.name, warnings)

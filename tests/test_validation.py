@@ -92,6 +92,20 @@ def test_missing_split_file_is_named(tmp_path: Path) -> None:
         load_distribution(folder)
 
 
+def test_check_distribution_folder_returns_the_parsed_distribution(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, [GOOD, GOOD, GOOD])
+    (folder / "metadata.json").write_text(json.dumps({"id": "d", "external_datasets": []}))
+    dist, findings = check_distribution_folder(folder)
+    assert findings == [] and dist is not None
+    assert (dist.id, dist.path, dist.metadata["external_datasets"], len(dist.train)) == ("d", folder, [], 3)
+    assert load_distribution(folder).metadata == dist.metadata
+    (folder / "metadata.json").write_text("[]")
+    dist, findings = check_distribution_folder(folder)
+    assert dist is None and [f.problem for f in findings] == ["metadata is a JSON array, expected an object"]
+    with pytest.raises(DataError, match="metadata is a JSON array"):
+        load_distribution(folder)
+
+
 def _app() -> typer.Typer:
     app, data = typer.Typer(), typer.Typer()
     data_inspect.register(data)

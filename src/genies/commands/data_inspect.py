@@ -23,7 +23,6 @@ from genies.data.home import DataNotFoundError, find_data_root
 from genies.data.loading import (
     UnknownDistributionError,
     check_hf_split,
-    folder_metadata,
     is_hf_folder,
     list_distributions,
     load_distribution,
@@ -87,14 +86,8 @@ def validate(
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("validating", total=len(folders))
         for folder in folders:
-            if is_hf_folder(folder):
-                dist, problems = _check_hf(folder)
-            else:
-                splits, problems = check_distribution_folder(folder)
-                dist = None
-                if not any(p.severity == ERROR for p in problems):
-                    # already parsed and checked: audit these splits instead of reading the files twice
-                    dist = Distribution(folder.name, splits.__getitem__, folder_metadata(folder), folder)
+            # the distribution holds the splits just parsed, so the audit does not read the files twice
+            dist, problems = _check_hf(folder) if is_hf_folder(folder) else check_distribution_folder(folder)
             findings.extend(problems)
             if dist is not None:
                 loaded.append(dist)

@@ -34,7 +34,7 @@ from genies.data.validation import (
     check_split_file,
     is_distribution_folder,
     raise_first_error,
-    split_file,
+    split_files,
 )
 
 if TYPE_CHECKING:
@@ -91,21 +91,13 @@ def load_distribution(name_or_path: str | Path | DatasetDict, data_root: Path | 
                           "or a saved Hugging Face DatasetDict")
 
 
-def folder_metadata(folder: Path) -> dict[str, Any]:
-    """The folder's metadata.json (optional: {} when absent); a malformed one raises DataError."""
-    raise_first_error(check_metadata(folder))
-    path = folder / "metadata.json"
-    return json.loads(path.read_text("utf-8")) if path.exists() else {}
-
-
 def _from_folder(folder: Path) -> Distribution:
-    metadata = folder_metadata(folder)
-    for split in SPLITS:
-        if split_file(folder, split) is None:
-            raise DataError(folder / f"{split}.json", f"missing {split} split: no {split}.json or {split}.jsonl")
+    metadata, findings = check_metadata(folder)
+    files, missing = split_files(folder)
+    raise_first_error([*findings, *missing])
 
     def load(split: str) -> list[Example]:
-        examples, problems = check_split_file(split_file(folder, split))  # type: ignore[arg-type]
+        examples, problems = check_split_file(files[split])
         raise_first_error(problems)
         return examples
 

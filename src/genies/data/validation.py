@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genies.data.schema import SPLITS, DataError, Example
+from genies.data.schema import SPLITS, DataError, Distribution, Example
 
 ERROR = "error"
 UNPARSED = object()  # stands for a record that could not be read (already reported), so later indices stay true
@@ -121,7 +121,9 @@ def _read_jsonl(file: str, text: str) -> tuple[list[Any] | None, list[Finding]]:
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), "null"
+    )
 
 
 def _is_label(value: Any) -> bool:
@@ -202,33 +204,55 @@ def split_file(folder: Path, split: str) -> Path | None:
     return None
 
 
-def check_metadata(folder: Path) -> list[Finding]:
-    path = folder / "metadata.json"
-    if not path.exists():
-        return []
-    try:
-        data = _loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        return [Finding(str(path), "bad text encoding: not UTF-8")]
-    except (json.JSONDecodeError, _DuplicateKey) as err:
-        return [Finding(str(path), f"not JSON: {err}")]
-    if not isinstance(data, dict):
-        return [Finding(str(path), f"metadata is a JSON {_json_type(data)}, expected an object")]
-    return []
+def missing_split(folder: Path, split: str) -> Finding:
+    return Finding(str(folder / f"{split}.json"), f"missing {split} split: no {split}.json or {split}.jsonl")
 
 
-def check_distribution_folder(folder: Path) -> tuple[dict[str, list[Example]], list[Finding]]:
-    """Check both splits and the metadata of one GENIES/JSONL folder; collect everything."""
-    findings = check_metadata(folder)
-    splits: dict[str, list[Example]] = {}
+def split_files(folder: Path) -> tuple[dict[str, Path], list[Finding]]:
+    """The file of each split present in `folder`, and a finding for each missing split."""
+    files: dict[str, Path] = {}
+    findings: list[Finding] = []
     for split in SPLITS:
         path = split_file(folder, split)
         if path is None:
-            findings.append(Finding(str(folder / f"{split}.json"), f"missing {split} split: no {split}.json or {split}.jsonl"))
-            continue
+            findings.append(missing_split(folder, split))
+        else:
+            files[split] = path
+    return files, findings
+
+
+def check_metadata(folder: Path) -> tuple[dict[str, Any], list[Finding]]:
+    """The folder's metadata.json (optional: {} when absent or malformed) and its problems."""
+    path = folder / "metadata.json"
+    if not path.exists():
+        return {}, []
+    try:
+        data = _loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        return {}, [Finding(str(path), "bad text encoding: not UTF-8")]
+    except (json.JSONDecodeError, _DuplicateKey) as err:
+        return {}, [Finding(str(path), f"not JSON: {err}")]
+    if not isinstance(data, dict):
+        return {}, [Finding(str(path), f"metadata is a JSON {_json_type(data)}, expected an object")]
+    return data, []
+
+
+def check_distribution_folder(folder: Path) -> tuple[Distribution | None, list[Finding]]:
+    """Check both splits and the metadata of one GENIES/JSONL folder; collect everything.
+
+    The distribution (over the splits just parsed, so an audit need not read them again) is
+    None when any error was found.
+    """
+    metadata, findings = check_metadata(folder)
+    files, missing = split_files(folder)
+    findings.extend(missing)
+    splits: dict[str, list[Example]] = {}
+    for split, path in files.items():
         splits[split], more = check_split_file(path)
         findings.extend(more)
-    return splits, findings
+    if errors(findings):
+        return None, findings
+    return Distribution(folder.name, splits.__getitem__, metadata, folder), findings
 
 
 def is_distribution_folder(path: Path) -> bool:
