@@ -182,3 +182,15 @@ def test_cli_ls_du_clear(tmp_path, tiny_llama, monkeypatch):
     assert len(ActivationStore().entries()) == 1
     assert runner.invoke(app, ["clear", "--yes"]).exit_code == 0
     assert ActivationStore().entries() == []
+
+
+def test_cache_and_model_listing_modules_import_neither_torch_nor_transformers():
+    """`genies cache ls/du/clear` and `genies models list` start in under a second only if the
+    modules they use leave torch and transformers unimported (several seconds each)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, genies.models.activations, genies.models.catalog, genies.commands.cache, "
+            "genies.commands.models; print(sorted({'torch', 'transformers'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

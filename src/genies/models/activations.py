@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -33,9 +34,10 @@ from rich.progress import Progress
 
 from genies.data.home import genies_home
 from genies.data.schema import Distribution
-from genies.models.base import LoadedModel
-from genies.models.hidden import POSITIONS, SITES, encode_texts, iter_hidden, model_max_length, warn_truncated
-from genies.models.templates import get_template
+from genies.models.templates import POSITIONS, SITES, get_template
+
+if TYPE_CHECKING:  # torch and transformers: `genies cache ls/du/clear` import this module and need neither
+    from genies.models.base import LoadedModel
 
 # Bump when extraction changes its numbers (tokenization, BOS/EOS, pooling): old entries stop matching.
 EXTRACTION_VERSION = 1
@@ -144,6 +146,8 @@ class ActivationStore:
 
     def _compute(self, lm: LoadedModel, dist: Distribution, split: str, template: str, position: str,
                  fields: dict, final: Path) -> None:
+        from genies.models.hidden import encode_texts, iter_hidden, model_max_length, warn_truncated
+
         examples = dist.split(split)
         fill = get_template(template)
         texts = [(i, j, fill(ex.prompt, r)) for i, ex in enumerate(examples) for j, r in enumerate(ex.responses)]

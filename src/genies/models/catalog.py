@@ -1,4 +1,9 @@
-"""What models are available offline: the embedded default, converted GGUF models, the HF cache."""
+"""What models are available offline: the embedded default, converted GGUF models, the HF cache.
+
+This module also says where converted models live (`models_cache_dir`, `MANIFEST`) and imports
+neither torch nor transformers, so `genies models list` starts fast; `genies.models.loading`
+writes the conversions it lists.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from genies.data.home import genies_home
 from genies.models.embedded import DEFAULT_MODEL_LABEL, ModelNotFoundError, default_gguf_path
-from genies.models.loading import MANIFEST, models_cache_dir
+
+# The file a finished GGUF conversion writes last: a folder without it is never offered or loaded.
+MANIFEST = "genies-model.json"
+
+
+def models_cache_dir() -> Path:
+    """Where converted (GGUF -> safetensors) models live."""
+    return genies_home() / "models"
 
 
 @dataclass(frozen=True)

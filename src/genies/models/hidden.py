@@ -37,9 +37,8 @@ from torch import nn
 
 from genies.models.base import LoadedModel
 from genies.models.scoring import _run_with_backoff
+from genies.models.templates import POSITIONS, SITES
 
-SITES = ("residual", "heads")
-POSITIONS = ("last", "mean")
 
 # Where decoder stacks live, relative to `model.base_model` (Llama/Qwen2/Gemma/Mistral/GPT-NeoX use
 # `layers`, GPT-2/GPT-J/Falcon/Bloom `h`, OPT `decoder.layers`, MPT `blocks`).

@@ -31,20 +31,14 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 
-from genies.data.home import genies_home
 from genies.models.base import LoadedModel
+from genies.models.catalog import MANIFEST, models_cache_dir
 from genies.models.embedded import DEFAULT_MODEL_LABEL, ModelNotFoundError, default_gguf_path
 from genies.models.fingerprint import file_sha256, fingerprint_folder
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "genies-model.json"
 SUPPORTED_NAMES = "`default`, a local model folder, a .gguf file, or a Hugging Face id already in the local HF cache"
-
-
-def models_cache_dir() -> Path:
-    """Where converted (GGUF -> safetensors) models live."""
-    return genies_home() / "models"
 
 
 def default_device() -> str:

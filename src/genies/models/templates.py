@@ -21,12 +21,20 @@ Templates (SPEC section in brackets):
 - `ccs_no_legacy` — the original CCS "No" text, which lacks the space after "###"
   ("\\n\\n###Does ..."). `ccs_no` uses the consistent spacing so the Yes/No contrast differs only
   in the answer word; use the legacy name to reproduce the original numbers exactly.
+
+`SITES` and `POSITIONS` name where and at which tokens the templated text is read. They live here,
+in a module without torch, so that the activation store and `genies cache` can check and list
+them without importing the extractor (`genies.models.hidden`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import NamedTuple
+
+
+SITES = ("residual", "heads")
+POSITIONS = ("last", "mean")
 
 
 class TemplatedText(NamedTuple):
