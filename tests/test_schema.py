@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from genies.data.schema import Distribution, Example, eval_pairs, train_pairs
 
 
@@ -25,6 +27,9 @@ def test_train_pairs_are_one_per_prompt_and_seeded() -> None:
 def test_record_round_trip_and_limited_view() -> None:
     ex = Example("p", ("a", "b"), 1, {"subject": "x"})
     assert ex.to_record() == {"subject": "x", "prompt": "p", "responses": {"a": 0, "b": 1}}
-    dist = Distribution.from_examples("d", _examples(), _examples())
-    assert len(dist.limited(max_train=1).train) == 1 and len(dist.limited(max_train=1).test) == 2
+    dist = Distribution.from_examples("d", _examples(), _examples(), {"id": "d"}, Path("data/d"))
+    view = dist.limited(max_train=1)
+    assert len(view.train) == 1 and len(view.test) == 2
+    assert dist.path == Path("data/d")
+    assert (view.id, view.metadata, view.path) == ("d", {"id": "d"}, None)  # a cut view is not the folder
     assert dist.content_hash("train") == dist.content_hash("test")

@@ -73,7 +73,8 @@ def _check_hf(folder: Path) -> tuple[Distribution | None, list[Finding]]:
         findings.extend(problems)
     if any(f.severity == ERROR for f in findings):
         return None, findings
-    return Distribution(folder.name, splits.__getitem__, {"id": folder.name}, folder), findings
+    dist = Distribution.from_examples(folder.name, splits["train"], splits["test"], {"id": folder.name}, folder)
+    return dist, findings
 
 
 def validate(

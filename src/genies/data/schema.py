@@ -111,10 +111,15 @@ class Distribution:
 
     @classmethod
     def from_examples(
-        cls, id: str, train: Sequence[Example], test: Sequence[Example], metadata: Mapping[str, Any] | None = None
+        cls,
+        id: str,
+        train: Sequence[Example],
+        test: Sequence[Example],
+        metadata: Mapping[str, Any] | None = None,
+        path: Path | None = None,
     ) -> Distribution:
         splits = {"train": list(train), "test": list(test)}
-        return cls(id, splits.__getitem__, metadata)
+        return cls(id, splits.__getitem__, metadata, path)
 
     def split(self, name: str) -> list[Example]:
         if name not in SPLITS:
@@ -141,7 +146,11 @@ class Distribution:
         return examples_hash(self.split(split))
 
     def limited(self, max_train: int | None = None, max_test: int | None = None) -> Distribution:
-        """A view keeping the first N examples of each split (the `cpu` preset's budget)."""
+        """A view keeping the first N examples of each split (the `cpu` preset's budget).
+
+        The view has no `path`: a path says the examples are that folder's files, and the legacy
+        adapter hands such a folder to the original eval.py, which would score every example.
+        """
         train = self.train[:max_train] if max_train else self.train
         test = self.test[:max_test] if max_test else self.test
         return Distribution.from_examples(self.id, train, test, self.metadata)

@@ -252,7 +252,7 @@ def check_distribution_folder(folder: Path) -> tuple[Distribution | None, list[F
         findings.extend(more)
     if errors(findings):
         return None, findings
-    return Distribution(folder.name, splits.__getitem__, metadata, folder), findings
+    return Distribution.from_examples(folder.name, splits["train"], splits["test"], metadata, folder), findings
 
 
 def is_distribution_folder(path: Path) -> bool:
