@@ -259,3 +259,19 @@ def test_out_of_memory_halves_only_the_failing_batch(tiny_llama, caplog: pytest.
     assert rows == [4, 2, 2, 4, 2, 2]
     for site in ref:
         _close(out[site], ref[site])
+
+
+def test_context_length_reads_the_text_config():
+    """A multimodal config keeps the context in its text config; the tokenizer limit is a fallback."""
+    from types import SimpleNamespace
+
+    from genies.models.scoring import context_length
+
+    text = SimpleNamespace(max_position_embeddings=321)
+    outer = SimpleNamespace(get_text_config=lambda: text)
+    tok = SimpleNamespace(model_max_length=999)
+    lm = LoadedModel(name="vlm", model=SimpleNamespace(config=outer), tokenizer=tok, path=None, fingerprint="x")
+    assert context_length(lm) == 321
+    assert context_length(lm, 12) == 12
+    text.max_position_embeddings = None
+    assert context_length(lm) == 999

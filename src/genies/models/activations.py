@@ -146,14 +146,15 @@ class ActivationStore:
 
     def _compute(self, lm: LoadedModel, dist: Distribution, split: str, template: str, position: str,
                  fields: dict, final: Path) -> None:
-        from genies.models.hidden import encode_texts, iter_hidden, model_max_length, warn_truncated
+        from genies.models.hidden import encode_texts, iter_hidden, warn_truncated
+        from genies.models.scoring import context_length
 
         examples = dist.split(split)
         fill = get_template(template)
         texts = [(i, j, fill(ex.prompt, r)) for i, ex in enumerate(examples) for j, r in enumerate(ex.responses)]
         if not texts:
             raise ValueError(f"{dist.id}: split {split!r} has no responses, so there is nothing to extract")
-        max_length = model_max_length(lm)
+        max_length = context_length(lm)
         encoded = encode_texts(lm.tokenizer, [t.prefix for _, _, t in texts], [t.completion for _, _, t in texts],
                                add_bos=True, add_eos=fill.add_eos, max_length=max_length)
         warn_truncated(encoded, max_length)

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from genies.models.base import LoadedModel
-from genies.models.scoring import _run_with_backoff
+from genies.models.scoring import _run_with_backoff, context_length
 from genies.models.templates import POSITIONS, SITES
 
 
@@ -370,17 +370,6 @@ def iter_hidden(
             handle.remove()
 
 
-def model_max_length(lm: LoadedModel) -> int | None:
-    """The model's context length from its config (None if it names none): the truncation limit."""
-    config = lm.model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(text, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def warn_truncated(encoded: EncodedTexts, max_length: int | None) -> None:
     """Report left-truncated texts (count and the first indices); none are dropped."""
     hit = np.flatnonzero(encoded.truncated)
@@ -403,7 +392,7 @@ def extract_hidden(
     `max_length` defaults to the model's context length.
     """
     _check(sites, position)
-    max_length = max_length or model_max_length(lm)
+    max_length = context_length(lm, max_length)
     encoded = encode_texts(lm.tokenizer, prefixes, completions, add_bos=add_bos, add_eos=add_eos,
                            max_length=max_length)
     warn_truncated(encoded, max_length)

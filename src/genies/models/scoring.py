@@ -78,10 +78,12 @@ def count_truncated(scores: Sequence[ResponseScores]) -> int:
 
 
 def context_length(lm: LoadedModel, max_length: int | None = None) -> int:
-    """The longest sequence (prompt + one response + EOS) the model is asked to read."""
+    """The longest sequence the model is asked to read: `max_length` if given, else the context
+    its config names (the text config of a multimodal model), else its tokenizer's limit."""
     if max_length is not None:
         return int(max_length)
     config = lm.model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
