@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from genies.commands import data_inspect
 from genies.data.loading import load_distribution
 from genies.data.schema import DataError
-from genies.data.validation import ERROR, check_distribution_folder
+from genies.data.validation import ERROR, Finding, check_distribution_folder
 
 GOOD = {"prompt": "p", "responses": {"a": 1.0, "b": 0.0}}
 
@@ -104,6 +104,14 @@ def test_check_distribution_folder_returns_the_parsed_distribution(tmp_path: Pat
     assert dist is None and [f.problem for f in findings] == ["metadata is a JSON array, expected an object"]
     with pytest.raises(DataError, match="metadata is a JSON array"):
         load_distribution(folder)
+
+
+def test_finding_and_data_error_name_the_place_alike() -> None:
+    for index, where in ((3, "d/train.json, example 3"), (None, "d/train.json")):
+        finding = Finding("d/train.json", "missing prompt", index)
+        assert finding.where == where
+        assert str(finding) == f"error: {where}: missing prompt"
+        assert str(finding.to_error()) == f"{where}: missing prompt"
 
 
 def _app() -> typer.Typer:

@@ -28,7 +28,7 @@ from genies.data.loading import (
     load_distribution,
 )
 from genies.data.schema import SPLITS, DataError, Distribution
-from genies.data.validation import ERROR, Finding, check_distribution_folder, is_distribution_folder
+from genies.data.validation import ERROR, Finding, check_distribution_folder, errors, is_distribution_folder
 
 console = Console(soft_wrap=True)  # one finding per line, so output greps cleanly
 if not console.is_terminal:
@@ -71,7 +71,7 @@ def _check_hf(folder: Path) -> tuple[Distribution | None, list[Finding]]:
     for split in SPLITS:
         splits[split], problems = check_hf_split(dataset_dict, split, str(folder))
         findings.extend(problems)
-    if any(f.severity == ERROR for f in findings):
+    if errors(findings):
         return None, findings
     dist = Distribution.from_examples(folder.name, splits["train"], splits["test"], {"id": folder.name}, folder)
     return dist, findings
@@ -95,13 +95,13 @@ def validate(
                 findings.extend(audit_distribution(dist))
             progress.advance(task)
         findings.extend(audit_identical_distributions(loaded))
-    n_errors = sum(f.severity == ERROR for f in findings)
+    n_errors = len(errors(findings))
     warnings = [f for f in findings if f.severity != ERROR]
     for f in findings:
         if f.severity == ERROR:
-            console.print(f"[red]error[/red]: {escape(_where(f))}: {escape(f.problem)}")
+            console.print(f"[red]error[/red]: {escape(f.where)}: {escape(f.problem)}")
         elif not quiet:
-            console.print(f"[yellow]warning[/yellow]: {escape(_where(f))}: {escape(f.problem)}")
+            console.print(f"[yellow]warning[/yellow]: {escape(f.where)}: {escape(f.problem)}")
     kinds = Counter(f.problem.split(":", 1)[0] for f in warnings)
     detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})" if kinds else ""
     colour = "red" if n_errors else "green"
@@ -109,10 +109,6 @@ def validate(
                   f"{len(warnings)} warnings{detail}[/{colour}]")
     if n_errors:
         raise typer.Exit(1)
-
-
-def _where(f: Finding) -> str:
-    return f.file if f.index is None else f"{f.file}, example {f.index}"
 
 
 def _load(name: str, root: Path | None) -> Distribution:

@@ -18,6 +18,11 @@ from typing import Any
 SPLITS = ("train", "test")
 
 
+def location(file: str | Path, index: int | None = None) -> str:
+    """How messages name a place in the data: `file`, or `file, example N` (0-based)."""
+    return str(file) if index is None else f"{file}, example {index}"
+
+
 class DataError(ValueError):
     """A distribution file is malformed. The message names the file, the example and the problem."""
 
@@ -25,8 +30,7 @@ class DataError(ValueError):
         self.file = str(file)
         self.index = index
         self.problem = problem
-        where = f"{self.file}" if index is None else f"{self.file}, example {index}"
-        super().__init__(f"{where}: {problem}")
+        super().__init__(f"{location(self.file, index)}: {problem}")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genies.data.schema import SPLITS, DataError, Distribution, Example
+from genies.data.schema import SPLITS, DataError, Distribution, Example, location
 
 ERROR = "error"
 UNPARSED = object()  # stands for a record that could not be read (already reported), so later indices stay true
@@ -39,9 +39,13 @@ class Finding:
     def to_error(self) -> DataError:
         return DataError(self.file, self.problem, self.index)
 
+    @property
+    def where(self) -> str:
+        """`file`, or `file, example N`: the same wording as `DataError`."""
+        return location(self.file, self.index)
+
     def __str__(self) -> str:
-        where = self.file if self.index is None else f"{self.file}, example {self.index}"
-        return f"{self.severity}: {where}: {self.problem}"
+        return f"{self.severity}: {self.where}: {self.problem}"
 
 
 def errors(findings: Iterable[Finding]) -> list[Finding]:
