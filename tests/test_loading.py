@@ -63,16 +63,21 @@ def test_jsonl_reads_the_same_examples(tmp_path: Path) -> None:
     assert [ex.metadata for ex in dist.train] == [ex.metadata for ex in reference.train]
 
 
-def test_dataset_dict_round_trip_in_memory_and_on_disk(tmp_path: Path) -> None:
+def test_dataset_dict_round_trip_in_memory_and_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = load_distribution(_genies(tmp_path))
     exported = to_dataset_dict(original)
     assert set(exported) == {"train", "test"} and exported["train"][0]["labels"] == [0, 1, 0]
     in_memory = load_distribution(exported)
     exported.save_to_disk(str(tmp_path / "saved"))
+    opened = []
+    real_load_from_disk = datasets.load_from_disk
+    monkeypatch.setattr(datasets, "load_from_disk", lambda path: opened.append(path) or real_load_from_disk(path))
     on_disk = load_distribution(tmp_path / "saved")
+    assert opened == []  # splits are read on first access
     for dist in (in_memory, on_disk):
         assert dist.train == original.train and dist.test == original.test
         assert [ex.metadata for ex in dist.train] == [ex.metadata for ex in original.train]
+    assert opened == [str(tmp_path / "saved")]  # opened once for both splits
 
 
 def test_chosen_rejected_dataset_and_its_errors() -> None:

@@ -19,6 +19,7 @@ Accepted inputs of `load_distribution`:
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,9 +109,12 @@ def _from_folder(folder: Path) -> Distribution:
 def _from_hf_folder(folder: Path) -> Distribution:
     import datasets
 
+    @functools.cache
+    def dataset_dict() -> DatasetDict:  # opened on the first split read, once for both
+        return datasets.load_from_disk(str(folder))
+
     def load(split: str) -> list[Example]:
-        dataset_dict = datasets.load_from_disk(str(folder))
-        return _hf_split(dataset_dict, split, str(folder))
+        return _hf_split(dataset_dict(), split, str(folder))
 
     return Distribution(folder.name, load, {"id": folder.name, "format": "huggingface"}, folder)
 
