@@ -9,6 +9,7 @@ is rebuilt reproducibly from a trusted copy with
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -34,8 +35,8 @@ class Manifest:
 
     files: dict[str, FileEntry]
 
-    @property
-    def distributions(self) -> frozenset[str]:
+    @functools.cached_property
+    def distributions(self) -> frozenset[str]:  # cached: store.py asks once per archive member
         return frozenset(path.split("/", 1)[0] for path in self.files)
 
     def to_json(self) -> str:
