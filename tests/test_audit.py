@@ -51,7 +51,7 @@ def test_identical_examples_counts_planted_copies_exactly() -> None:
 def test_repeated_prompts() -> None:
     examples = [_ex("a"), _ex("b"), _ex("a"), _ex("a"), _ex("c"), _ex("c")]
     rep = repeated_prompts(examples)
-    assert (rep.prompts, rep.extra_rows, rep.unique, rep.total_rows) == (2, 3, 3, 6)
+    assert (rep.prompts, rep.extra_rows, rep.total_rows) == (2, 3, 6)
 
 
 def test_length_cue_fractions_and_ties() -> None:

@@ -67,7 +67,7 @@ class Overlap:
 
 def identical_examples(train: Sequence[Example], test: Sequence[Example]) -> Overlap:
     seen = {_identity(ex) for ex in train}
-    hits = [_identity(ex) for ex in test if _identity(ex) in seen]
+    hits = [key for key in map(_identity, test) if key in seen]
     return Overlap(len(set(hits)), len(hits), len(test))
 
 
@@ -83,15 +83,12 @@ class Repeats:
 
     prompts: int
     extra_rows: int
-    unique: int
     total_rows: int
 
 
 def repeated_prompts(examples: Sequence[Example]) -> Repeats:
     counts = Counter(ex.prompt for ex in examples)
-    return Repeats(
-        sum(1 for c in counts.values() if c > 1), sum(c - 1 for c in counts.values()), len(counts), len(examples)
-    )
+    return Repeats(sum(1 for c in counts.values() if c > 1), sum(c - 1 for c in counts.values()), len(examples))
 
 
 @dataclass(frozen=True)
@@ -209,13 +206,13 @@ def audit_distribution(dist: Distribution) -> list[Finding]:
     if same.distinct:
         found.append(_warn(dist, f"leakage: {_n(same.distinct, 'distinct test example')} identical to train examples "
                                  f"({same.rows} of {same.total_rows} test rows)", "test"))
-    prompts = shared_prompts(train, test)
     all_prompts = {ex.prompt for ex in train} | {ex.prompt for ex in test}
     if len(all_prompts) == 1:
         only = next(iter(all_prompts))
         shown = only if len(only) <= 60 else only[:57] + "..."
         found.append(_warn(dist, f"degenerate prompts: all {len(train) + len(test)} prompts are the same string {shown!r}"))
     else:
+        prompts = shared_prompts(train, test)
         if prompts.distinct:
             found.append(_warn(dist, f"leakage: {_n(prompts.distinct, 'distinct test prompt')} also in train "
                                      f"({prompts.rows} of {prompts.total_rows} test rows)", "test"))
