@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from genies._io import file_sha256
+from genies._io import file_sha256, write_atomic
 
 DATA_FILES = ("metadata.json", "test.json", "train.json")
 _FORMAT = 1
@@ -109,10 +109,7 @@ def verify(folder: str | Path, manifest: Manifest | None = None) -> list[str]:
 def _write_shipped(source: Path) -> Path:
     """Rebuild resources/manifest.json from a trusted copy (atomically)."""
     target = Path(__file__).parent / "resources" / "manifest.json"
-    target.parent.mkdir(exist_ok=True)
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(build_manifest(source).to_json(), encoding="utf-8")
-    os.replace(tmp, target)
+    write_atomic(target, build_manifest(source).to_json())
     return target
 
 

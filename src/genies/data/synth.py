@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from genies._io import write_atomic
 from genies.data.home import genies_home
 from genies.data.shift import Shift
 
@@ -382,6 +383,4 @@ def _is_current(folder: Path, size: int, seed: int) -> bool:
 
 
 def _write_json(path: Path, value: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
