@@ -35,6 +35,8 @@ def test_local_folder_loads_with_stable_fingerprint(tiny_folder: Path, tmp_path:
     assert load_model(str(tiny_folder)).fingerprint == lm.fingerprint
     # the same files elsewhere are the same model
     assert load_model(str(_copy(tiny_folder, tmp_path / "copy"))).fingerprint == lm.fingerprint
+    # a test's tiny model names the same cache entries as the folder loaded by name
+    assert tiny_model(tiny_folder, "llama").fingerprint == lm.fingerprint
 
 
 def test_fingerprint_changes_with_weights_config_and_tokenizer(tiny_folder: Path, tmp_path: Path) -> None:

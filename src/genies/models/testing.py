@@ -6,7 +6,6 @@ projections, `from_pretrained` from a safetensors folder) in milliseconds, witho
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from genies.models.base import LoadedModel
+from genies.models.loading import load_folder
 
 SPECIAL_TOKENS = ("<|bos|>", "<|eos|>", "<|pad|>")
 
@@ -47,8 +47,8 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 def tiny_model(folder: Path, arch: str = "llama", num_layers: int = 2, seed: int = 0) -> LoadedModel:
     """Build (or reuse) a random `arch` model saved as safetensors in `folder` and load it."""
     folder = Path(folder)
-    tokenizer = byte_tokenizer()
     if not (folder / "config.json").exists():
+        tokenizer = byte_tokenizer()
         spec = dict(TINY_CONFIGS[arch])
         model_type = spec.pop("model_type")
         config = AutoConfig.for_model(
@@ -62,7 +62,5 @@ def tiny_model(folder: Path, arch: str = "llama", num_layers: int = 2, seed: int
         folder.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:16]
-    return LoadedModel(name=f"tiny-{arch}", model=model, tokenizer=tokenizer, path=folder,
-                       fingerprint=f"tiny-{arch}-{digest}")
+    # The loader every real model goes through, so a tiny model's fingerprint is load_model's.
+    return load_folder(folder, name=f"tiny-{arch}", device="cpu", dtype=torch.float32)
