@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -44,6 +46,17 @@ def _ids(lm: LoadedModel, text: str, eos: bool = False) -> torch.Tensor:
     return torch.tensor([ids])
 
 
+@contextmanager
+def _padding_side(lm: LoadedModel, side: str) -> Iterator[None]:
+    """Extraction pads on the tokenizer's side, as the scoring engine does."""
+    old = lm.tokenizer.padding_side
+    lm.tokenizer.padding_side = side
+    try:
+        yield
+    finally:
+        lm.tokenizer.padding_side = old
+
+
 def _close(a: np.ndarray, b: np.ndarray) -> None:
     scale = max(float(np.abs(b).max()), 1e-12)
     np.testing.assert_allclose(a / scale, b / scale, atol=1e-5, rtol=0)
@@ -72,7 +85,8 @@ def test_residual_equals_unpadded_single_sequence_forward(arch_model):
 def test_heads_project_to_attention_output(arch_model):
     """out_proj(captured heads) must equal the attention module's own output at the last token."""
     arch, lm = arch_model
-    heads = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=2, padding_side="left")["heads"]
+    with _padding_side(lm, "left"):
+        heads = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=2)["heads"]
     for i, (p, c) in enumerate(zip(PREFIXES, COMPLETIONS)):
         seen: dict[int, torch.Tensor] = {}
         hooks = [
@@ -130,7 +144,8 @@ def test_padding_side_and_batch_size_invariance(arch_model, position):
     ref = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=1, position=position)
     for side in ("left", "right"):
         for bs in (2, 4, 6):
-            out = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=bs, padding_side=side, position=position)
+            with _padding_side(lm, side):
+                out = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=bs, position=position)
             for site in ref:
                 _close(out[site], ref[site])
 
@@ -210,7 +225,8 @@ def tiny_gpt2() -> LoadedModel:
 def test_gpt2_layout_padding_invariance_and_heads(tiny_gpt2):
     lm = tiny_gpt2
     ref = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=1)
-    left = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=4, padding_side="left")
+    with _padding_side(lm, "left"):
+        left = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=4)
     assert ref["heads"].shape == (6, 2, 4, 8)
     for site in ref:
         _close(left[site], ref[site])

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock, Timeout
-from rich.progress import Progress
 
 from genies.data.home import genies_home
 from genies.data.schema import Distribution
@@ -97,11 +96,9 @@ def publish(tmp: Path, final: Path) -> bool:
 class ActivationStore:
     """Hidden states per (model, distribution split, template, position), computed on first use."""
 
-    def __init__(self, root: Path | str | None = None, *, batch_size: int = 8,
-                 progress: Progress | None = None) -> None:
+    def __init__(self, root: Path | str | None = None, *, batch_size: int = 8) -> None:
         self.root = Path(root) if root is not None else genies_home() / "activations"
         self.batch_size = batch_size
-        self.progress = progress
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -162,8 +159,7 @@ class ActivationStore:
         tmp.mkdir(parents=True)
         try:
             arrays: dict[str, np.ndarray] = {}
-            for batch in iter_hidden(lm, encoded, sites=SITES, position=position, batch_size=self.batch_size,
-                                     progress=self.progress):
+            for batch in iter_hidden(lm, encoded, sites=SITES, position=position, batch_size=self.batch_size):
                 for site, values in batch.values.items():
                     if site not in arrays:
                         arrays[site] = np.lib.format.open_memmap(

@@ -24,7 +24,6 @@ context are truncated from the LEFT (BOS kept), counted, and reported with a war
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -306,7 +305,7 @@ def _default_progress() -> Progress:
 
 def iter_hidden(
     lm: LoadedModel, encoded: EncodedTexts, *, sites: Sequence[str] = SITES, position: str = "last",
-    batch_size: int = 8, padding_side: str = "right", progress: Progress | None = None,
+    batch_size: int = 8,
 ) -> Iterator[HiddenBatch]:
     """Yield activations batch by batch (longest prompts first).
 
@@ -315,11 +314,10 @@ def iter_hidden(
     texts, and one prompt's texts always share a batch. A batch that runs out of memory is split
     in halves and retried (the scoring engine's back-off), and only that batch: the batches after
     it keep `batch_size`. Streaming lets the activation store write rows straight into
-    memory-mapped files, so a split's activations never have to fit in RAM at once.
+    memory-mapped files, so a split's activations never have to fit in RAM at once. Rows are
+    padded on the tokenizer's `padding_side`; explicit position ids make the results the same.
     """
     _check(sites, position)
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
     layout = find_layout(lm.model)
     tok = lm.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -336,7 +334,7 @@ def iter_hidden(
         return hook
 
     def run(batch: list[list[int]]) -> None:
-        packed = _pack(encoded, batch, position, pad_id, padding_side, lm.dtype, device)
+        packed = _pack(encoded, batch, position, pad_id, tok.padding_side, lm.dtype, device)
         state["packed"] = packed
         with torch.inference_mode():
             out = layout.base(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions,
@@ -352,10 +350,9 @@ def iter_hidden(
     handles = []
     if "heads" in sites:
         handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(layout.out_projs)]
-    own_progress = progress is None
-    progress = _default_progress() if own_progress else progress
+    progress = _default_progress()
     try:
-        with progress if own_progress else contextlib.nullcontext():
+        with progress:
             task = progress.add_task(f"hidden states ({lm.name})", total=len(encoded))
             for batch in _batches(groups, max(1, batch_size)):
                 # One prompt's texts share a packed row, so the back-off splits a batch by groups
@@ -384,7 +381,7 @@ def warn_truncated(encoded: EncodedTexts, max_length: int | None) -> None:
 def extract_hidden(
     lm: LoadedModel, prefixes: Sequence[str], completions: Sequence[str], *, sites: Sequence[str] = SITES,
     position: str = "last", add_bos: bool = True, add_eos: bool = False, batch_size: int = 8,
-    padding_side: str = "right", max_length: int | None = None, progress: Progress | None = None,
+    max_length: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Activations of `prefix + completion` for each text, as float32 arrays keyed by site.
 
@@ -397,8 +394,7 @@ def extract_hidden(
                            max_length=max_length)
     warn_truncated(encoded, max_length)
     result: dict[str, np.ndarray] = {}
-    for batch in iter_hidden(lm, encoded, sites=sites, position=position, batch_size=batch_size,
-                             padding_side=padding_side, progress=progress):
+    for batch in iter_hidden(lm, encoded, sites=sites, position=position, batch_size=batch_size):
         for site, values in batch.values.items():
             if site not in result:
                 result[site] = np.empty((len(encoded), *values.shape[1:]), np.float32)
