@@ -33,6 +33,7 @@ from filelock import FileLock, Timeout
 
 from genies.data.home import genies_home
 from genies.data.schema import Distribution
+from genies.models.catalog import folder_size
 from genies.models.templates import POSITIONS, SITES, get_template
 
 if TYPE_CHECKING:  # torch and transformers: `genies cache ls/du/clear` import this module and need neither
@@ -66,10 +67,6 @@ class CacheEntry:
     size_bytes: int
     created: float
     meta: dict
-
-
-def _folder_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def _fields_key(fields: dict) -> str:
@@ -203,12 +200,12 @@ class ActivationStore:
             if folder.name.startswith(".") or not meta_file.is_file():
                 continue
             meta = json.loads(meta_file.read_text())
-            found.append(CacheEntry(folder.name, folder, _folder_size(folder), float(meta.get("created", 0)), meta))
+            found.append(CacheEntry(folder.name, folder, folder_size(folder), float(meta.get("created", 0)), meta))
         return sorted(found, key=lambda e: e.created)
 
     def total_size(self) -> int:
         """Bytes under the root, temporary folders included (they occupy the disk too)."""
-        return _folder_size(self.root) if self.root.is_dir() else 0
+        return folder_size(self.root) if self.root.is_dir() else 0
 
     def clear(self, older_than_s: float | None = None, *, now: Callable[[], float] = time.time) -> list[CacheEntry]:
         """Remove entries (all, or those created more than `older_than_s` seconds ago) and abandoned

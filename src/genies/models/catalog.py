@@ -32,8 +32,9 @@ class ModelEntry:
     note: str = ""
 
 
-def _folder_mib(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+def folder_size(folder: Path) -> int:
+    """Bytes in the files under `folder` (a converted model, an activation entry or a whole cache)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def list_models() -> list[ModelEntry]:
@@ -52,7 +53,7 @@ def list_models() -> list[ModelEntry]:
             if folder.name.startswith(".") or not manifest.is_file():
                 continue  # a conversion in progress or abandoned: never offered
             info = json.loads(manifest.read_text())
-            entries.append(ModelEntry(str(folder), "converted", str(folder), _folder_mib(folder),
+            entries.append(ModelEntry(str(folder), "converted", str(folder), folder_size(folder) / 2**20,
                                       f"from {Path(info.get('source', '?')).name}, fingerprint {info.get('fingerprint')}"))
     try:
         from huggingface_hub import scan_cache_dir

@@ -58,12 +58,3 @@ def fingerprint_folder(folder: Path, weight_files: list[Path] | None = None) -> 
         if file.is_file():
             digest.update(name.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()[:16]
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Full SHA-256 of a file (used for GGUF sources, which are small enough to hash fully)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

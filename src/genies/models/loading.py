@@ -31,10 +31,11 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 
+from genies._io import file_sha256
 from genies.models.base import LoadedModel
 from genies.models.catalog import MANIFEST, models_cache_dir
 from genies.models.embedded import DEFAULT_MODEL_LABEL, ModelNotFoundError, default_gguf_path
-from genies.models.fingerprint import file_sha256, fingerprint_folder
+from genies.models.fingerprint import fingerprint_folder
 
 log = logging.getLogger(__name__)
 
