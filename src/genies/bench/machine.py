@@ -6,6 +6,7 @@ shared machine lowers both numbers together rather than making the fraction mean
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import sys
@@ -55,14 +56,14 @@ def peak_rss_mib() -> float:
 
 
 def describe_machine() -> str:
-    """One line: CPU model, cores, torch threads, torch version."""
+    """One line: CPU model, cores, the GPU when CUDA is available (models run there by default, so
+    a GPU benchmark named only by its CPU would be misread), torch threads, torch version."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
-    import os
-
-    return (f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} with {torch.get_num_threads()} threads; "
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"{cpu}; {os.cpu_count()} cores{gpu}; torch {torch.__version__} with {torch.get_num_threads()} threads; "
             f"Python {platform.python_version()}")
