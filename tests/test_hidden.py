@@ -267,7 +267,7 @@ def test_out_of_memory_halves_only_the_failing_batch(tiny_llama, caplog: pytest.
 
     hook = tiny_llama.model.model.register_forward_pre_hook(limited, with_kwargs=True)
     try:
-        with caplog.at_level("INFO", logger="genies.models.scoring"):
+        with caplog.at_level("INFO", logger="genies.models.batching"):
             out = extract_hidden(tiny_llama, prefixes, completions, batch_size=4)
     finally:
         hook.remove()
@@ -281,7 +281,7 @@ def test_context_length_reads_the_text_config():
     """A multimodal config keeps the context in its text config; the tokenizer limit is a fallback."""
     from types import SimpleNamespace
 
-    from genies.models.scoring import context_length
+    from genies.models.base import context_length
 
     text = SimpleNamespace(max_position_embeddings=321)
     outer = SimpleNamespace(get_text_config=lambda: text)

@@ -209,7 +209,7 @@ def test_out_of_memory_splits_the_batch_and_retries(tiny_llama, monkeypatch: pyt
 
     monkeypatch.setattr(scoring, stage, limited)
     examples = _examples(6, seed=6)
-    with caplog.at_level("INFO", logger="genies.models.scoring"):
+    with caplog.at_level("INFO", logger="genies.models.batching"):
         scores = score_examples(tiny_llama, examples, batch_tokens=100_000, row_tokens=1, attention=attention)
     assert "out of memory on a batch" in caplog.text
     assert sizes[0] > 1 and sizes.count(1) == len(examples)

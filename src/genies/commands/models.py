@@ -37,7 +37,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON for mac
 
 def model_info(lm, load_seconds: float) -> dict:
     """The facts `models info` shows, as plain values."""
-    from genies.models.scoring import context_length
+    from genies.models.base import context_length
 
     config = lm.model.config
     heads = getattr(config, "num_attention_heads", None)

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from genies.models.batching import shared_prefix_length
+
 CACHE_LIMIT_BYTES = 2 << 30  # frozen-layer hidden states kept for training; above this, no cache
 
 
@@ -46,7 +48,7 @@ class PackedRow:
 
     @classmethod
     def pack(cls, sequences: Sequence[Sequence[int]]) -> PackedRow:
-        shared = _shared_prefix(sequences)
+        shared = shared_prefix_length(sequences)
         tokens, positions, segments, ends = list(sequences[0][:shared]), list(range(shared)), [-1] * shared, []
         for k, seq in enumerate(sequences):
             tokens.extend(seq[shared:])
@@ -59,17 +61,6 @@ class PackedRow:
         """[n, n] bool: token i may attend to token j (causal, within the prefix or its own sequence)."""
         seg = np.asarray(self.segments)
         return np.tril((seg[None, :] == -1) | (seg[None, :] == seg[:, None]))
-
-
-def _shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
-    """Length of the common prefix, leaving every sequence at least its last token of its own
-    (identical sequences would otherwise have nowhere to read their reward)."""
-    limit = min(len(s) for s in sequences) - 1
-    first = sequences[0]
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in sequences):
-        n += 1
-    return n
 
 
 LINE_TOKENS = 256  # tokens of packed rows sharing one line of a batch (measured flat from 128 to 384)

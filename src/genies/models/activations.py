@@ -141,7 +141,7 @@ class ActivationStore:
     def _compute(self, lm: LoadedModel, dist: Distribution, split: str, template: str, position: str,
                  fields: dict, final: Path) -> None:
         from genies.models.hidden import encode_texts, iter_hidden, warn_truncated
-        from genies.models.scoring import context_length
+        from genies.models.base import context_length
 
         examples = dist.split(split)
         fill = get_template(template)

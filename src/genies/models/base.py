@@ -37,3 +37,20 @@ class LoadedModel:
     @property
     def num_layers(self) -> int:
         return int(self.model.config.num_hidden_layers)
+
+
+def context_length(lm: LoadedModel, max_length: int | None = None) -> int:
+    """The longest sequence the model is asked to read: `max_length` if given, else the context
+    its config names (the text config of a multimodal model), else its tokenizer's limit."""
+    if max_length is not None:
+        return int(max_length)
+    config = lm.model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    tok_max = getattr(lm.tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 10**7:
+        return tok_max
+    raise ValueError(f"model {lm.name}: cannot tell its context length; pass max_length")

@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from genies.models.base import LoadedModel
-from genies.models.scoring import _run_with_backoff, context_length
+from genies.models.base import LoadedModel, context_length
+from genies.models.batching import run_with_backoff, shared_prefix_length
 from genies.models.templates import POSITIONS, SITES
 
 
@@ -192,16 +192,6 @@ def _groups(prefixes: Sequence[str]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _shared_length(seqs: list[list[int]]) -> int:
-    """Tokens common to the start of every sequence, leaving each at least one token of its own
-    (so every text's last token lies in its own segment of a packed row)."""
-    limit = min(len(s) for s in seqs) - 1
-    n = 0
-    while n < limit and all(s[n] == seqs[0][n] for s in seqs):
-        n += 1
-    return n
-
-
 @dataclass(frozen=True)
 class _Packed:
     """A batch of packed rows and, per text, the (row, position, weight) triples to pool."""
@@ -227,7 +217,7 @@ def _pack(encoded: EncodedTexts, groups: Sequence[list[int]], position: str, pad
     lengths, shared = [], []
     for g in groups:
         seqs = [encoded.ids[t] for t in g]
-        shared.append(_shared_length(seqs))
+        shared.append(shared_prefix_length(seqs))
         lengths.append(shared[-1] + sum(len(s) - shared[-1] for s in seqs))
     width = max(lengths)
     ids = np.full((len(groups), width), pad_id, np.int64)
@@ -357,7 +347,7 @@ def iter_hidden(
             for batch in _batches(groups, max(1, batch_size)):
                 # One prompt's texts share a packed row, so the back-off splits a batch by groups
                 # and gives up on a single group; the halves finish before the next batch starts.
-                _run_with_backoff(lm, [batch], run)
+                run_with_backoff(lm, [batch], run)
                 while done:
                     finished = done.pop(0)
                     yield finished

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from genies.data.schema import Example
-from genies.models.base import LoadedModel
+from genies.models.base import LoadedModel, context_length
+from genies.models.batching import common_prefix_length, run_with_backoff
 from genies.models.tree_attention import TreeAttentionPlan, plan_segments, supports_tree_attention, tree_attention
 
 log = logging.getLogger(__name__)
@@ -75,23 +76,6 @@ class TokenizedExample:
 def count_truncated(scores: Sequence[ResponseScores]) -> int:
     """How many examples had their prompt truncated to fit the context."""
     return sum(s.truncated for s in scores)
-
-
-def context_length(lm: LoadedModel, max_length: int | None = None) -> int:
-    """The longest sequence the model is asked to read: `max_length` if given, else the context
-    its config names (the text config of a multimodal model), else its tokenizer's limit."""
-    if max_length is not None:
-        return int(max_length)
-    config = lm.model.config
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    tok_max = getattr(lm.tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and 0 < tok_max < 10**7:
-        return tok_max
-    raise ValueError(f"model {lm.name}: cannot tell its context length; pass max_length")
 
 
 def tokenize_examples(lm: LoadedModel, examples: Sequence[Example], max_length: int | None = None
@@ -152,23 +136,6 @@ def _batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     if current:
         batches.append(current)
     return batches
-
-
-def _run_with_backoff(lm: LoadedModel, batches: list[list[int]], run: Callable[[list[int]], None]) -> None:
-    """Run each batch; on out-of-memory split it in halves and retry (down to one row or example)."""
-    queue = list(reversed(batches))
-    while queue:
-        batch = queue.pop()
-        try:
-            run(batch)
-        except torch.OutOfMemoryError:
-            if len(batch) == 1:
-                raise
-            if lm.device.type == "cuda":
-                torch.cuda.empty_cache()
-            half = len(batch) // 2
-            log.info("out of memory on a batch of %d; retrying as %d + %d", len(batch), half, len(batch) - half)
-            queue.extend([batch[half:], batch[:half]])
 
 
 class _OutputHead:
@@ -305,15 +272,6 @@ class _TreeRow:
         return allowed
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _pack_rows(tokenized: Sequence[TokenizedExample], row_tokens: int) -> list[list[int]]:
     """Group examples into prefix-tree rows of at most about `row_tokens` nodes.
 
@@ -330,7 +288,7 @@ def _pack_rows(tokenized: Sequence[TokenizedExample], row_tokens: int) -> list[l
     for i in order:
         t = tokenized[i]
         own = len(t.prompt) + sum(len(r) for r in t.responses)
-        extra = own - _common_prefix(prev, t.prompt) if rows else own
+        extra = own - common_prefix_length(prev, t.prompt) if rows else own
         if not rows or size + extra > row_tokens:
             rows.append([i])
             size = own
@@ -392,7 +350,7 @@ def score_examples(
 
         batches = _batches([len(r.tokens) for r in rows], budget)
     with torch.inference_mode(), (tree_attention(lm.model) if use_tree else nullcontext()):
-        _run_with_backoff(lm, batches, run)
+        run_with_backoff(lm, batches, run)
     return results  # type: ignore[return-value]
 
 
@@ -559,6 +517,6 @@ def score_examples_naive(
             progress(len(batch))
 
     with torch.inference_mode():
-        _run_with_backoff(lm, _batches(lengths, batch_tokens or default_batch_tokens(lm)), run)
+        run_with_backoff(lm, _batches(lengths, batch_tokens or default_batch_tokens(lm)), run)
     return [_finish(t, s) for t, s in zip(tokenized, sums)]
 
