@@ -168,6 +168,20 @@ def test_plan_is_minimal_and_reruns_do_no_work(tmp_path, tiny_llama):
     assert statuses(tmp_path / "run").count("done") == 4
 
 
+def test_a_cached_rerun_by_model_name_never_loads_the_weights(tmp_path, tiny_llama, monkeypatch):
+    """A model given by name is fingerprinted without loading; loading waits for a job that runs."""
+    from genies.models import loading
+
+    loads = []
+    real = loading.load_folder
+    monkeypatch.setattr(loading, "load_folder", lambda *a, **k: loads.append(1) or real(*a, **k))
+    first = genies.run(str(tiny_llama.path), ["pt_length"], **run_kwargs(tmp_path))
+    assert len(loads) == 1 and first.run["model_fingerprint"] == tiny_llama.fingerprint
+    assert set(statuses(tmp_path / "run")) == {"done"}
+    genies.run(str(tiny_llama.path), ["pt_length"], **run_kwargs(tmp_path))
+    assert set(statuses(tmp_path / "run")) == {"cached"} and len(loads) == 1
+
+
 def test_failing_job_is_isolated_and_retried(tmp_path, tiny_llama, monkeypatch):
     marker = tmp_path / "fail"
     marker.touch()

@@ -176,11 +176,24 @@ def load_folder(
     ).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer, model)
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, path=folder,
+                       fingerprint=folder_fingerprint(folder, weight_files), trust_remote_code=trust_remote_code)
+
+
+def model_fingerprint(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> tuple[Path, str]:
+    """The folder `load_model(name)` would load and its fingerprint, without loading any weights:
+    enough to plan a run and find its cached jobs (a fully cached rerun never loads the model)."""
+    folder = resolve_model_folder(name, trust_remote_code=trust_remote_code)
+    _model_class(name, json.loads((folder / "config.json").read_text()), trust_remote_code)
+    return folder, folder_fingerprint(folder, _weight_files(name, folder, allow_pickle))
+
+
+def folder_fingerprint(folder: Path, weight_files: list[Path]) -> str:
+    """A converted folder's recorded fingerprint, else one computed from its files."""
     manifest = folder / MANIFEST
-    fingerprint = (json.loads(manifest.read_text())["fingerprint"] if manifest.is_file()
-                   else fingerprint_folder(folder, weight_files))
-    return LoadedModel(name=name, model=model, tokenizer=tokenizer, path=folder, fingerprint=fingerprint,
-                       trust_remote_code=trust_remote_code)
+    if manifest.is_file():
+        return json.loads(manifest.read_text())["fingerprint"]
+    return fingerprint_folder(folder, weight_files)
 
 
 def _model_class(name: str, config: dict, trust_remote_code: bool):

@@ -176,13 +176,17 @@ def run(
     data_hashes = {n: {split: distribution(n).content_hash(split) for split in ("train", "test")} for n in names}
 
     if isinstance(model, LoadedModel):
-        lm = model
-    else:
-        from genies.models.loading import load_model
+        model_name, fingerprint, load = model.name, model.fingerprint, (lambda: model)
+    else:  # the fingerprint alone plans the run; the weights load when a job first needs them
+        from genies.models.loading import load_folder, model_fingerprint
 
-        lm = load_model(model, trust_remote_code=trust_remote_code)
+        folder, fingerprint = model_fingerprint(model, trust_remote_code=trust_remote_code)
+        model_name = model
+
+        def load() -> LoadedModel:
+            return load_folder(folder, name=model_name, trust_remote_code=trust_remote_code)
     plan = build_plan(interventions=list(interventions), shifts=data.shifts, preset=preset, seed=seed,
-                      model_fingerprint=lm.fingerprint, data_hash=lambda n, s: data_hashes[n][s],
+                      model_fingerprint=fingerprint, data_hash=lambda n, s: data_hashes[n][s],
                       hparams=hparams, baseline=baseline, target_tuned=candidates)
 
     out = Path(out)
@@ -191,7 +195,7 @@ def run(
     log = RunLog(out / "log.txt")
     argv = list(command_line) if command_line is not None else sys.argv
     log.write(f"start: {' '.join(argv)} ({plan.n_jobs} jobs: {len(plan.fits)} fits, {len(plan.predicts)} predictions)")
-    env = JobEnv(load_model=lambda: lm, distribution=distribution, store=store, seed=seed,
+    env = JobEnv(load_model=load, distribution=distribution, store=store, seed=seed,
                  activation_store=_activation_store())
     if executor == "ray":
         records = RayExecutor(lambda: env).execute(plan, env, log)
@@ -200,7 +204,7 @@ def run(
 
     failed = [{"job": r.label, "error": r.error or ""} for r in records if r.status == "failed"]
     run_info = {
-        "model": lm.name, "model_fingerprint": lm.fingerprint, "preset": preset, "seed": seed,
+        "model": model_name, "model_fingerprint": fingerprint, "preset": preset, "seed": seed,
         "shifts": data.label, "interventions": list(interventions), "target_tuned": target_tuned,
         "target_tuned_candidates": list(candidates), "baseline_intervention": baseline,
         "max_train": max_train, "max_eval": max_eval,
