@@ -46,12 +46,12 @@ def counter(tiny_llama):
 
 def test_values_match_direct_extraction_and_indices(tmp_path, tiny_llama):
     store = ActivationStore(tmp_path, batch_size=2)
-    acts = store.get(tiny_llama, _dist(), "train", template="cra_yes", site="heads")
+    acts = store.get(tiny_llama, _dist().eval_set("train"), template="cra_yes", site="heads")
     fill = get_template("cra_yes")
     texts = [fill(ex.prompt, r) for ex in TRAIN for r in ex.responses]
     direct = extract_hidden(tiny_llama, [t.prefix for t in texts], [t.completion for t in texts])
     np.testing.assert_allclose(acts.values, direct["heads"], atol=1e-6)
-    np.testing.assert_allclose(store.get(tiny_llama, _dist(), "train", "cra_yes", "residual").values,
+    np.testing.assert_allclose(store.get(tiny_llama, _dist().eval_set("train"), "cra_yes", "residual").values,
                                direct["residual"], atol=1e-5)
     assert isinstance(acts.values, np.memmap) and acts.values.dtype == np.float32
     assert acts.example_index.tolist() == [0, 0, 0, 1, 1]
@@ -60,51 +60,67 @@ def test_values_match_direct_extraction_and_indices(tmp_path, tiny_llama):
 
 def test_hit_does_not_recompute_and_one_pass_serves_both_sites(tmp_path, tiny_llama, counter):
     store = ActivationStore(tmp_path, batch_size=8)  # 5 texts: one batch, one forward
-    store.get(tiny_llama, _dist(), "train", site="heads")
+    store.get(tiny_llama, _dist().eval_set("train"), site="heads")
     assert counter.n == 1
-    store.get(tiny_llama, _dist(), "train", site="residual")
-    ActivationStore(tmp_path).get(tiny_llama, _dist(), "train", site="heads")
+    store.get(tiny_llama, _dist().eval_set("train"), site="residual")
+    ActivationStore(tmp_path).get(tiny_llama, _dist().eval_set("train"), site="heads")
     assert counter.n == 1
-    store.get(tiny_llama, _dist(), "test", site="heads")
+    store.get(tiny_llama, _dist().eval_set("test"), site="heads")
     assert counter.n == 2
 
 
 def test_get_hashes_the_split_once(tmp_path, tiny_llama, monkeypatch: pytest.MonkeyPatch):
-    """The split's content hash (a pass over every example) is computed once per `get`, hit or miss."""
+    """The split's texts hash (a pass over every example) is computed once per `get`, hit or miss."""
+    from genies.data.schema import EvalSet
+
     calls = []
-    real = Distribution.content_hash
-    monkeypatch.setattr(Distribution, "content_hash", lambda self, split: calls.append(split) or real(self, split))
+    real = EvalSet.texts_hash
+    monkeypatch.setattr(EvalSet, "texts_hash", lambda self: calls.append(self.split) or real(self))
     store = ActivationStore(tmp_path)
-    store.get(tiny_llama, _dist(), "train")
-    store.get(tiny_llama, _dist(), "train")
+    store.get(tiny_llama, _dist().eval_set("train"))
+    store.get(tiny_llama, _dist().eval_set("train"))
     assert calls == ["train", "train"]
+
+
+def test_key_ignores_labels_and_follows_library_versions(tmp_path, tiny_llama, monkeypatch: pytest.MonkeyPatch):
+    """Labels do not change hidden states, so relabelled data shares the entry; a new torch,
+    transformers or peft may change them, so it does not."""
+    from genies.models import activations
+
+    store = ActivationStore(tmp_path)
+    base = store.key(tiny_llama, _dist().eval_set("train"))
+    relabelled = [Example(ex.prompt, ex.responses, 1 - ex.preferred) for ex in TRAIN]
+    assert store.key(tiny_llama, _dist(relabelled).eval_set("train")) == base
+    assert store.key(tiny_llama, _dist().eval_set("train", with_labels=True)) == base
+    monkeypatch.setattr(activations, "package_versions", lambda: {"torch": "0", "transformers": "99", "peft": "0"})
+    assert store.key(tiny_llama, _dist().eval_set("train")) != base
 
 
 def test_key_changes_with_template_data_model_and_position(tmp_path, tiny_llama):
     store = ActivationStore(tmp_path)
-    base = store.key(tiny_llama, _dist(), "train")
+    base = store.key(tiny_llama, _dist().eval_set("train"))
     edited = [TRAIN[0], Example("Name a colour.", (" blue", " eight"), 0)]
     other = tiny_model(tmp_path / "other", "llama", seed=7)
     variants = {
-        store.key(tiny_llama, _dist(), "train", template="lat_stim_2"),
-        store.key(tiny_llama, _dist(edited), "train"),
-        store.key(tiny_llama, _dist(), "test"),
-        store.key(other, _dist(), "train"),
-        store.key(tiny_llama, _dist(), "train", position="mean"),
-        store.key(tiny_llama, Distribution.from_examples("toy2", TRAIN, TEST), "train"),
+        store.key(tiny_llama, _dist().eval_set("train"), template="lat_stim_2"),
+        store.key(tiny_llama, _dist(edited).eval_set("train")),
+        store.key(tiny_llama, _dist().eval_set("test")),
+        store.key(other, _dist().eval_set("train")),
+        store.key(tiny_llama, _dist().eval_set("train"), position="mean"),
+        store.key(tiny_llama, Distribution.from_examples("toy2", TRAIN, TEST).eval_set("train")),
     }
     assert base not in variants and len(variants) == 6
-    assert store.key(tiny_llama, _dist(list(TRAIN)), "train") == base  # same content, same key
+    assert store.key(tiny_llama, _dist(list(TRAIN)).eval_set("train")) == base  # same content, same key
 
 
 def test_bad_arguments_are_named(tmp_path, tiny_llama):
     store = ActivationStore(tmp_path)
     with pytest.raises(KeyError, match="unknown text template 'nope'"):
-        store.get(tiny_llama, _dist(), "train", template="nope")
+        store.get(tiny_llama, _dist().eval_set("train"), template="nope")
     with pytest.raises(ValueError, match="unknown site 'mlp'"):
-        store.get(tiny_llama, _dist(), "train", site="mlp")
+        store.get(tiny_llama, _dist().eval_set("train"), site="mlp")
     with pytest.raises(ValueError, match="toy: split 'train' has no responses"):
-        store.get(tiny_llama, Distribution.from_examples("toy", [], TEST), "train")
+        store.get(tiny_llama, Distribution.from_examples("toy", [], TEST).eval_set("train"))
     assert store.entries() == []
 
 
@@ -113,7 +129,7 @@ def test_concurrent_writers_end_with_one_valid_entry(tmp_path, tiny_llama, count
 
     def worker():
         try:
-            results.append(ActivationStore(tmp_path).get(tiny_llama, _dist(), "train", site="residual").values)
+            results.append(ActivationStore(tmp_path).get(tiny_llama, _dist().eval_set("train"), site="residual").values)
         except Exception as err:  # pragma: no cover - reported below
             errors.append(err)
 
@@ -141,8 +157,8 @@ def test_losing_writer_is_discarded_and_winner_kept(tmp_path):
 
 def test_ls_du_clear(tmp_path, tiny_llama):
     store = ActivationStore(tmp_path)
-    store.get(tiny_llama, _dist(), "train")
-    store.get(tiny_llama, _dist(), "test")
+    store.get(tiny_llama, _dist().eval_set("train"))
+    store.get(tiny_llama, _dist().eval_set("test"))
     entries = store.entries()
     assert len(entries) == 2 and {e.meta["split"] for e in entries} == {"train", "test"}
     assert store.total_size() >= sum(e.size_bytes for e in entries) > 0
@@ -166,7 +182,7 @@ def test_cli_ls_du_clear(tmp_path, tiny_llama, monkeypatch):
     from genies.commands.cache import register
 
     monkeypatch.setenv("GENIES_HOME", str(tmp_path))
-    ActivationStore().get(tiny_llama, _dist(), "train")
+    ActivationStore().get(tiny_llama, _dist().eval_set("train"))
     app = typer.Typer()
     register(app)
     runner = CliRunner()

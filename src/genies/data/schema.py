@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genies.errors import GeniesError
+
 SPLITS = ("train", "test")
 
 
@@ -23,7 +25,7 @@ def location(file: str | Path, index: int | None = None) -> str:
     return str(file) if index is None else f"{file}, example {index}"
 
 
-class DataError(ValueError):
+class DataError(GeniesError, ValueError):
     """A distribution file is malformed. The message names the file, the example and the problem."""
 
     def __init__(self, file: str | Path, problem: str, index: int | None = None) -> None:
@@ -56,6 +58,42 @@ class Example:
         record["prompt"] = self.prompt
         record["responses"] = {r: int(i == self.preferred) for i, r in enumerate(self.responses)}
         return record
+
+
+@dataclass(frozen=True)
+class Query:
+    """An example without its label: what a fitted intervention sees when it scores."""
+
+    prompt: str
+    responses: tuple[str, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One split of a distribution as a fitted intervention scores it.
+
+    It carries the queries and not the labels, so "no method reads target labels" holds by
+    construction: the pipeline pairs the scores with the labels afterwards. `labels` is filled
+    only for the methods that declare they read them (`Intervention.reads_eval_labels`: the
+    legacy adapter, whose scripts evaluate labelled folders, and CCS's oracle variant).
+    """
+
+    distribution: str
+    split: str
+    queries: tuple[Query, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    labels: tuple[int, ...] | None = None
+
+    def texts_hash(self) -> str:
+        """A hash of the prompts and responses only: what changes hidden states (labels do not)."""
+        digest = hashlib.sha256()
+        for q in self.queries:
+            digest.update(json.dumps([q.prompt, list(q.responses)]).encode())
+        return digest.hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.queries)
 
 
 @dataclass(frozen=True)
@@ -148,6 +186,17 @@ class Distribution:
 
     def content_hash(self, split: str) -> str:
         return examples_hash(self.split(split))
+
+    def eval_set(self, split: str = "test", *, with_labels: bool = False) -> EvalSet:
+        """The split as a fitted intervention scores it: queries only, labels when asked for."""
+        examples = self.split(split)
+        return EvalSet(self.id, split, tuple(Query(ex.prompt, ex.responses, ex.metadata) for ex in examples),
+                       self.metadata, tuple(ex.preferred for ex in examples) if with_labels else None)
+
+    def train_only(self) -> Distribution:
+        """The train split alone (test empty): what `Intervention.fit` is handed, so a method
+        cannot read any test labels, its own source's included."""
+        return Distribution.from_examples(self.id, self.train, [], self.metadata)
 
     def limited(self, max_train: int | None = None, max_test: int | None = None) -> Distribution:
         """A view keeping the first N examples of each split (the `cpu` preset's budget).

@@ -11,21 +11,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genies.data.schema import Distribution
-from genies.interventions.base import FitContext, Intervention, Predictions, State, register
+from genies.data.schema import Distribution, EvalSet
+from genies.interventions.base import Intervention, Scorer, Unfitted
+from genies.interventions.context import FitContext
+from genies.interventions.registry import register
+from genies.interventions.scores import Scores
 from genies.models.base import LoadedModel
 
 
 @register("random", family="baseline", description="Probability 0.5 for every pair (chance; accuracy 0.5).")
 @dataclass
-class RandomBaseline(Intervention):
+class RandomBaseline(Intervention[Unfitted]):
     presets = {"paper": {}, "cpu": {}}
     needs_training_data = False
 
-    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
-        return State(self.name, self.hparams(), info={"source": source.id})
+    def fit(self, lm: LoadedModel, train: Distribution, ctx: FitContext) -> Unfitted:
+        return Unfitted()
 
-    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
-                ctx: FitContext) -> Predictions:
-        examples = dist.split(split)
-        return Predictions.from_scores(examples, [np.zeros(len(ex.responses)) for ex in examples])
+    def scorer(self, lm: LoadedModel, fitted: Unfitted, ctx: FitContext) -> Scorer:
+        return lambda data: Scores.bradley_terry([np.zeros(len(q.responses)) for q in data.queries])

@@ -4,8 +4,10 @@ read by the model once and shared by every representation method.
 Layout: `<root>/<key>/` holds `residual.npy` and `heads.npy` (float32, one row per text),
 `example_index.npy`, `response_index.npy`, and `meta.json` (the key fields, shapes, creation time).
 The texts of a split are every response of every example, in order. `key` hashes everything that
-changes the numbers: the model fingerprint and dtype, the distribution id and split content hash,
-the template (name and text), the position, and `EXTRACTION_VERSION`; all layers are always
+changes the numbers: the model fingerprint and dtype, the distribution id, split and a hash of
+its texts (labels do not change hidden states), the template (name and text), the position,
+`EXTRACTION_VERSION` (kept honest by genies.interventions.versions' lock) and the versions of
+torch, transformers and peft; all layers are always
 stored, so layer choices need no key. Both sites come from one forward pass, so a method asking
 for `heads` and another asking for `residual` share it.
 
@@ -32,9 +34,10 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from genies.data.home import genies_home
-from genies.data.schema import Distribution
+from genies.data.schema import EvalSet
 from genies.models.catalog import folder_size
 from genies.models.templates import POSITIONS, SITES, get_template
+from genies.provenance import package_versions
 
 if TYPE_CHECKING:  # torch and transformers: `genies cache ls/du/clear` import this module and need neither
     from genies.models.base import LoadedModel
@@ -99,7 +102,7 @@ class ActivationStore:
 
     # -- keys ---------------------------------------------------------------------------------
 
-    def key_fields(self, lm: LoadedModel, dist: Distribution, split: str, template: str, position: str) -> dict:
+    def key_fields(self, lm: LoadedModel, data: EvalSet, template: str, position: str) -> dict:
         """Everything that changes the stored numbers; the key is its hash."""
         t = get_template(template)
         if position not in POSITIONS:
@@ -107,47 +110,49 @@ class ActivationStore:
         return {
             "model": lm.fingerprint,
             "dtype": str(lm.dtype).removeprefix("torch."),
-            "distribution": dist.id,
-            "split": split,
-            "data_hash": dist.content_hash(split),
+            "distribution": data.distribution,
+            "split": data.split,
+            "data_hash": data.texts_hash(),
             "template": t.name,
             "template_text": [t.before, t.after, t.add_eos],
             "position": position,
             "add_bos": True,
             "version": EXTRACTION_VERSION,
+            "libraries": package_versions(),
         }
 
-    def key(self, lm: LoadedModel, dist: Distribution, split: str, template: str = "plain",
-            position: str = "last") -> str:
-        return _fields_key(self.key_fields(lm, dist, split, template, position))
+    def key(self, lm: LoadedModel, data: EvalSet, template: str = "plain", position: str = "last") -> str:
+        return _fields_key(self.key_fields(lm, data, template, position))
 
     # -- read / compute -------------------------------------------------------------------------
 
-    def get(self, lm: LoadedModel, dist: Distribution, split: str, template: str = "plain", site: str = "heads",
+    def get(self, lm: LoadedModel, data: EvalSet, template: str = "plain", site: str = "heads",
             position: str = "last") -> Activations:
-        """The activations at `site`, from the store or computed now (both sites in one pass)."""
+        """The activations at `site` of every response of `data` (a split's texts, labels not
+        needed: `Distribution.eval_set(split)`), from the store or computed now (both sites in
+        one pass)."""
         if site not in SITES:
             raise ValueError(f"unknown site {site!r}; choose from {', '.join(SITES)}")
-        fields = self.key_fields(lm, dist, split, template, position)  # hashes the split once
+        fields = self.key_fields(lm, data, template, position)  # hashes the split once
         key = _fields_key(fields)
         final = self.root / key
         if not (final / META).is_file():
             (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
             with FileLock(self.root / LOCKS / f"{key}.lock"):
                 if not (final / META).is_file():
-                    self._compute(lm, dist, split, template, position, fields, final)
+                    self._compute(lm, data, template, position, fields, final)
         return self._load(final, site)
 
-    def _compute(self, lm: LoadedModel, dist: Distribution, split: str, template: str, position: str,
-                 fields: dict, final: Path) -> None:
+    def _compute(self, lm: LoadedModel, data: EvalSet, template: str, position: str, fields: dict,
+                 final: Path) -> None:
         from genies.models.hidden import encode_texts, iter_hidden, warn_truncated
         from genies.models.base import context_length
 
-        examples = dist.split(split)
         fill = get_template(template)
-        texts = [(i, j, fill(ex.prompt, r)) for i, ex in enumerate(examples) for j, r in enumerate(ex.responses)]
+        texts = [(i, j, fill(q.prompt, r)) for i, q in enumerate(data.queries) for j, r in enumerate(q.responses)]
         if not texts:
-            raise ValueError(f"{dist.id}: split {split!r} has no responses, so there is nothing to extract")
+            raise ValueError(f"{data.distribution}: split {data.split!r} has no responses, so there is nothing "
+                             "to extract")
         max_length = context_length(lm)
         encoded = encode_texts(lm.tokenizer, [t.prefix for _, _, t in texts], [t.completion for _, _, t in texts],
                                add_bos=True, add_eos=fill.add_eos, max_length=max_length)

@@ -33,7 +33,10 @@ from rich.progress import (
 )
 
 from genies.data.schema import Distribution
-from genies.interventions.base import FitContext, get_intervention
+from genies.interventions.base import Scorer
+from genies.interventions.context import FitContext
+from genies.interventions.fitted import save_fitted
+from genies.interventions.scores import pair_with_labels
 from genies.models.base import LoadedModel
 from genies.pipeline.jobs import FitJob, PredictJob
 from genies.pipeline.plan import Plan
@@ -101,7 +104,10 @@ class RunLog:
 
 def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
               on_start: Callable[[str], None] | None = None) -> Iterable[tuple[JobRecord, str | None]]:
-    """Yield one (record, traceback) per job of the group as it finishes."""
+    """Yield one (record, traceback) per job of the group as it finishes.
+
+    The fitted state is read back from the store (so a fresh and a resumed run predict from the
+    same bytes) and prepared once (`Intervention.scorer`) for every prediction of the group."""
     store = env.store
     if all(store.has_predictions(p.key) for p in predicts) and (predicts or store.has_fit(fit.key)):
         yield JobRecord(fit.key, "fit", fit.label, "cached"), None
@@ -111,14 +117,17 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
     ctx = FitContext(seed=env.seed, activation_store=env.activation_store, progress=on_start)
     started = time.perf_counter()
     try:
+        method = fit.method()
+
         def fit_and_save() -> None:
-            method = get_intervention(fit.intervention)(**fit.hparams)
-            source = env.distribution(fit.source) if fit.source else NO_TRAINING_DATA
-            ctx.state_dir = store.fresh_staging_dir(fit.key)
-            store.save_state(fit.key, method.fit(env.model(), source, ctx))
+            source = env.distribution(fit.source).train_only() if fit.source else NO_TRAINING_DATA
+            with store.publish_fit(fit.key) as staging:
+                ctx.state_dir = staging
+                save_fitted(method.fit(env.model(), source, ctx), staging, intervention=fit.intervention)
 
         status = _compute_once(store, fit.key, fit.label, store.has_fit, fit_and_save, env.seed, on_start)
-        state = store.load_state(fit.key)
+        fitted = store.load_fitted(fit.key, method.fitted_type())
+        ctx.state_dir = store.fit_dir(fit.key)
     except Exception as err:  # noqa: BLE001 - one failing job must not stop the others
         tb = traceback.format_exc()
         yield JobRecord(fit.key, "fit", fit.label, "failed", time.perf_counter() - started, _one_line(err)), tb
@@ -126,17 +135,18 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
             yield JobRecord(p.key, "predict", p.label, "failed", 0.0, f"not run: {fit.label} failed"), None
         return
     yield JobRecord(fit.key, "fit", fit.label, status, time.perf_counter() - started), None
+    scorer: Scorer | None = None
     for p in predicts:
         started = time.perf_counter()
         try:
             def predict_and_save(p: PredictJob = p) -> None:
+                nonlocal scorer
+                if scorer is None:
+                    scorer = method.scorer(env.model(), fitted, ctx)
                 dist = env.distribution(p.distribution)
-                pred = state.predict(env.model(), dist, p.split, ctx)
-                expected = len(dist.eval_pairs(p.split))
-                if len(pred.p_preferred) != expected:
-                    raise ValueError(f"{fit.intervention} returned {len(pred.p_preferred)} pair "
-                                     f"probabilities for {p.distribution}/{p.split}, expected {expected}")
-                store.save_predictions(p.key, pred)
+                scores = scorer(dist.eval_set(p.split, with_labels=method.reads_eval_labels))
+                where = f"{fit.label} on {p.distribution}/{p.split}"
+                store.save_predictions(p.key, pair_with_labels(scores, dist.split(p.split), where))
 
             status = _compute_once(store, p.key, p.label, store.has_predictions, predict_and_save, env.seed,
                                    on_start)

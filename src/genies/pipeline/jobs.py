@@ -1,11 +1,12 @@
 """Jobs and their content hashes.
 
-A job's output is named by a hash of everything that can change it: the model fingerprint, the
-data hash of the split(s) it reads, the result-affecting configuration (intervention name and
-resolved hyperparameters, seed) and the code version (the genies version plus a hash of the
-intervention's own source file). Anything else (output folder, progress style, timing) is left
-out, so that two runs asking the same question share the answer and a changed hyperparameter
-invalidates exactly the jobs that read it.
+A job's output is named by a hash of exactly what can change it: the method's name and
+`version` (plus, for adapters, a digest of the outside code they run), its result-affecting
+hyperparameters (execution settings such as batch sizes and folder paths are left out), the
+model fingerprint, the content hash of the data it reads, the seed, and the versions of torch,
+transformers and peft. Nothing else (output folder, batch size, progress style, timing), so two
+runs asking the same question share the answer, a library upgrade reruns everything, and a
+changed hyperparameter invalidates exactly the jobs that read it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import genies
+from genies.interventions.base import Intervention
+from genies.interventions.registry import get_intervention
+from genies.provenance import package_versions
 
 # Bump when the meaning of a stored job output changes (its file format or what it contains).
-JOB_FORMAT = 1
+JOB_FORMAT = 2
 
 
 def stable_json(value: Any) -> str:
@@ -30,20 +33,15 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(stable_json(list(parts)).encode()).hexdigest()[:24]
 
 
-def code_version(cls: type) -> str:
-    """The genies version plus a hash of the intervention's code (`Intervention.code_fingerprint`:
-    its defining file and every genies module it imports, and for adapters the outside scripts
-    they run), so that editing a method's code reruns its jobs and nobody else's."""
-    source = cls.code_fingerprint() if hasattr(cls, "code_fingerprint") else b""
-    return f"{genies.__version__}+{JOB_FORMAT}+{hashlib.sha256(source).hexdigest()[:12]}"
-
-
 @dataclass(frozen=True)
 class FitJob:
-    """Fit one intervention on one source's train split (or on nothing, for methods such as
-    zero-shot that need no training data: `source` is None and the key ignores data)."""
+    """Fit one method on one source's train split (or on nothing, for methods such as zero-shot
+    that need no training data: `source` is None and the key ignores data). `intervention` is the
+    method's name in tables (`legacy:<folder>` for a legacy folder); `method_name` (the registered
+    name) and `hparams_json` (every hyperparameter) rebuild the method in any process."""
 
     intervention: str
+    method_name: str
     hparams_json: str
     source: str | None
     key: str
@@ -51,6 +49,9 @@ class FitJob:
     @property
     def hparams(self) -> dict[str, Any]:
         return json.loads(self.hparams_json)
+
+    def method(self) -> Intervention:
+        return get_intervention(self.method_name)(**self.hparams)
 
     @property
     def label(self) -> str:
@@ -72,9 +73,10 @@ class PredictJob:
         return f"predict {self.fit.intervention}{trained} on {self.distribution}/{self.split}"
 
 
-def fit_key(*, model_fingerprint: str, intervention: str, hparams_json: str, source_hash: str | None,
-            seed: int, code: str) -> str:
-    return content_hash("fit", model_fingerprint, intervention, hparams_json, source_hash, seed, code)
+def fit_key(*, method: Intervention, model_fingerprint: str, source_hash: str | None, seed: int,
+            libraries: dict[str, str | None] | None = None) -> str:
+    return content_hash("fit", JOB_FORMAT, method.name, method.code_version(), method.key_hparams(),
+                        model_fingerprint, source_hash, seed, libraries or package_versions())
 
 
 def predict_key(*, fit: FitJob, distribution_hash: str, split: str) -> str:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genies.data.shift import Shift
-from genies.interventions.base import get_intervention
-from genies.pipeline.jobs import FitJob, PredictJob, code_version, fit_key, predict_key, stable_json
+from genies.interventions.base import Intervention
+from genies.interventions.registry import load_intervention
+from genies.pipeline.jobs import FitJob, PredictJob, fit_key, predict_key, stable_json
 
 TARGET_TUNED_DEFAULT = ("lora",)
 TARGET_TUNED_BEST = ("lora", "prompt_tuning", "mms", "few_shot", "zero_shot")
@@ -52,43 +53,48 @@ class Plan:
         return len(self.fits) + len(self.predicts)
 
 
-def resolve_hparams(name: str, preset: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The hyperparameters an intervention will run with: its preset plus explicit overrides,
-    normalised through JSON so the hash sees exactly what the state will record."""
-    cls = get_intervention(name)
-    instance = cls.from_preset(preset if preset in cls.presets else None, **dict(overrides or {}))
-    import json
+def configure_methods(specs: Sequence[str], preset: str | None,
+                      overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Intervention]:
+    """Each spec (`mms`, `legacy:PATH`) configured with the preset and its `--set` overrides
+    (keyed by the registered name), parsed and checked: every configuration error surfaces here,
+    before a job starts."""
+    overrides = dict(overrides or {})
+    methods = {}
+    for spec in dict.fromkeys(specs):
+        name = spec.partition(":")[0]
+        methods[spec] = load_intervention(spec, preset, **dict(overrides.get(name, {})))
+    unused = sorted(set(overrides) - {spec.partition(":")[0] for spec in specs})
+    if unused:
+        from genies.errors import ConfigError
 
-    return json.loads(stable_json(instance.hparams()))
+        raise ConfigError(f"--set names {', '.join(map(repr, unused))}, which the run does not use "
+                          f"(it runs {', '.join(sorted(methods))})")
+    return methods
 
 
 def build_plan(
     *,
     interventions: Sequence[str],
     shifts: Sequence[Shift],
-    preset: str,
+    methods: Mapping[str, Intervention],
     seed: int,
     model_fingerprint: str,
     data_hash: Callable[[str, str], str],
-    hparams: Mapping[str, Mapping[str, Any]] | None = None,
     baseline: str = BASELINE,
     target_tuned: Sequence[str] = TARGET_TUNED_DEFAULT,
 ) -> Plan:
-    """Build the plan. `data_hash(distribution, split)` gives a split's content hash (after any
-    example caps), so the keys change when the data does."""
-    hparams = dict(hparams or {})
+    """Build the plan from configured `methods` (by spec, as `configure_methods` returns them).
+    `data_hash(distribution, split)` gives a split's content hash (after any example caps), so the
+    keys change when the data does."""
     plan = Plan()
 
-    def fit(name: str, source: str) -> FitJob:
-        cls = get_intervention(name)
-        if name not in plan.hparams:
-            plan.hparams[name] = resolve_hparams(name, preset, hparams.get(name))
-        hp = stable_json(plan.hparams[name])
-        src = source if cls.needs_training_data else None
-        key = fit_key(model_fingerprint=model_fingerprint, intervention=name, hparams_json=hp,
-                      source_hash=None if src is None else f"{src}:{data_hash(src, 'train')}",
-                      seed=seed, code=code_version(cls))
-        return plan.fits.setdefault(key, FitJob(name, hp, src, key))
+    def fit(spec: str, source: str) -> FitJob:
+        method = methods[spec]
+        plan.hparams.setdefault(method.label, method.hparams())
+        src = source if method.needs_training_data else None
+        key = fit_key(method=method, model_fingerprint=model_fingerprint, seed=seed,
+                      source_hash=None if src is None else f"{src}:{data_hash(src, 'train')}")
+        return plan.fits.setdefault(key, FitJob(method.label, method.name, stable_json(method.hparams()), src, key))
 
     def predict(job: FitJob, distribution: str, split: str = "test") -> PredictJob:
         key = predict_key(fit=job, distribution_hash=f"{distribution}:{data_hash(distribution, split)}",
@@ -99,8 +105,8 @@ def build_plan(
         base = predict(fit(baseline, shift.target), shift.target)
         reference = tuple(predict(fit(name, shift.target_reference), shift.target_reference)
                           for name in target_tuned)
-        for name in interventions:
-            trained = fit(name, shift.source)
-            plan.cells.append(Cell(name, shift, predict(trained, shift.target),
+        for spec in interventions:
+            trained = fit(spec, shift.source)
+            plan.cells.append(Cell(methods[spec].label, shift, predict(trained, shift.target),
                                    predict(trained, shift.source), base, reference))
     return plan

@@ -1,11 +1,12 @@
 """The content-addressed job store under `genies_home()/jobs`.
 
-Fitted states are folders (`fit/<key>/`), predictions are JSON files (`predict/<key>.json`).
-Everything is written to a temporary name in the same folder and renamed into place, so a
-reader sees either nothing or a complete output, and a process killed mid-write leaves only a
-temporary file that nobody reads. A per-key file lock (`locks/<key>.lock`, released by the OS
-when a process dies) lets two runs that share the store wait for each other's job instead of
-computing it twice.
+Fitted states are folders (`fit/<key>/`: `fitted.json`, `tensors.safetensors` and any files the
+method left beside them), predictions are JSON files (`predict/<key>.json`, with the method's
+`info`). A fitted state is built in a staging folder and renamed into place in one step;
+predictions are written to a temporary name and renamed. So a reader sees either nothing or a
+complete output, and a process killed mid-write leaves only temporary files that nobody reads.
+A per-key file lock (`locks/<key>.lock`, released by the OS when a process dies) lets two runs
+that share the store wait for each other's job instead of computing it twice.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from filelock import FileLock
 
 from genies._io import write_atomic
 from genies.data.home import genies_home
-from genies.interventions.base import Predictions, State
+from genies.interventions.fitted import FITTED_JSON, load_fitted
+from genies.interventions.scores import Predictions
+
+F = TypeVar("F")
 
 
 def default_root() -> Path:
@@ -47,6 +50,7 @@ def predictions_to_json(pred: Predictions) -> dict[str, Any]:
         "dispreferred_index": [int(i) for i in pred.dispreferred_index],
         "p_preferred": [float(p) for p in np.asarray(pred.p_preferred, dtype=np.float64)],
         "response_scores": scores,
+        "info": json.loads(json.dumps(dict(pred.info), default=str)),
     }
 
 
@@ -60,6 +64,7 @@ def predictions_from_json(doc: dict[str, Any]) -> Predictions:
         response_scores=None if scores is None else [
             None if s is None else np.asarray([np.nan if v is None else v for v in s], dtype=np.float64)
             for s in scores],
+        info=doc.get("info") or {},
     )
 
 
@@ -72,21 +77,11 @@ class JobStore:
     def fit_dir(self, key: str) -> Path:
         return self.root / "fit" / key
 
-    def fresh_staging_dir(self, key: str) -> Path:
-        """Where a fit may write extra files (a legacy model folder) before its state is saved:
-        beside the final folder, so that `save_state` renames it into place without copying.
-        Anything a crashed earlier attempt left there is removed; the folder is not created."""
-        shutil.rmtree(self._staging_dir(key), ignore_errors=True)
-        return self._staging_dir(key)
-
-    def _staging_dir(self, key: str) -> Path:
-        return self.root / "fit" / f".{key}.staging"
-
     def predict_file(self, key: str) -> Path:
         return self.root / "predict" / f"{key}.json"
 
     def has_fit(self, key: str) -> bool:
-        return (self.fit_dir(key) / "state.json").is_file()
+        return (self.fit_dir(key) / FITTED_JSON).is_file()
 
     def has_predictions(self, key: str) -> bool:
         return self.predict_file(key).is_file()
@@ -98,31 +93,23 @@ class JobStore:
         with FileLock(str(path)):
             yield
 
-    def save_state(self, key: str, state: State) -> Path:
-        """Save into a temporary folder, then rename it into place in one step. Extra files the
-        intervention left in `state.directory` are carried over: in place when that is the
-        staging folder (`fresh_staging_dir`), copied by `State.save` from anywhere else."""
+    @contextmanager
+    def publish_fit(self, key: str) -> Iterator[Path]:
+        """A fresh staging folder for the fitted state of `key` (anything a crashed attempt left
+        there is removed); on success it is renamed into place, on failure removed."""
         final = self.fit_dir(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = self._staging_dir(key)
-        if state.directory is not None and Path(state.directory).resolve() == staging.resolve():
-            tmp = staging
-        else:
-            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".tmp"))
+        staging = final.parent / f".{key}.staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         try:
-            state.save(tmp)
-            if final.exists():  # finished by a concurrent run that did not hold our lock
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, final)
+            yield staging
+            if not final.exists():  # else finished by a concurrent run that did not hold our lock
+                os.replace(staging, final)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        state.directory = final
-        return final
+            shutil.rmtree(staging, ignore_errors=True)
 
-    def load_state(self, key: str) -> State:
-        return State.load(self.fit_dir(key))
+    def load_fitted(self, key: str, cls: type[F]) -> F:
+        return load_fitted(cls, self.fit_dir(key))
 
     def save_predictions(self, key: str, pred: Predictions) -> None:
         write_atomic(self.predict_file(key), json.dumps(predictions_to_json(pred)))

@@ -1,0 +1,96 @@
+"""Methods by name: the built-in modules, plugins through entry points, and spec strings.
+
+Built-in methods are the public modules of `genies.interventions` (one file each), imported on
+first use so that `genies --help` stays fast and adding a method touches no central list.
+Packages add methods through the `genies.interventions` entry-point group; genies' own `legacy`
+adapter is registered that way too. A spec string `NAME:ARGUMENT` (`legacy:PATH`) names a method
+whose class turns the argument into hyperparameters (`spec_overrides`), so any process - a Ray
+worker included - resolves it without run-time registration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from genies.errors import UnknownNameError
+from genies.interventions.base import FAMILIES, Intervention
+
+ENTRY_POINT_GROUP = "genies.interventions"
+# Modules of the package that hold the contract and shared machinery, not a method each.
+INFRASTRUCTURE = {"base", "context", "fitted", "hparams", "registry", "scores", "versions"}
+
+_T = TypeVar("_T", bound=type[Intervention])
+_REGISTRY: dict[str, type[Intervention]] = {}
+
+
+def register(name: str, *, family: str, description: str) -> Any:
+    """Class decorator: `@register("mms", family="representation", description="...")`."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+
+    def decorate(cls: _T) -> _T:
+        if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
+            raise ValueError(f"intervention {name!r} is already registered by {_REGISTRY[name].__module__}")
+        cls.name, cls.family, cls.description = name, family, description
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def builtin_modules() -> list[str]:
+    package = importlib.import_module("genies.interventions")
+    return [m.name for m in pkgutil.iter_modules(package.__path__)
+            if m.name not in INFRASTRUCTURE and not m.name.startswith("_")]
+
+
+def _load_plugins() -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REGISTRY:
+            try:
+                ep.load()
+            except Exception as err:  # a broken plugin must not hide the built-in methods
+                print(f"genies: could not load intervention plugin {ep.name!r} ({ep.value}): {err}", file=sys.stderr)
+
+
+def _load_all() -> None:
+    for module in builtin_modules():
+        importlib.import_module(f"genies.interventions.{module}")
+    _load_plugins()
+
+
+def available() -> dict[str, type[Intervention]]:
+    """Every listed method: built-ins, plugins and classes registered at run time."""
+    _load_all()
+    return {k: v for k, v in sorted(_REGISTRY.items()) if v.listed}
+
+
+def get_intervention(name: str) -> type[Intervention]:
+    """The class registered as `name` (a spec's part before `:`), importing only what it needs."""
+    name = name.partition(":")[0]
+    if name not in _REGISTRY and name in builtin_modules():
+        importlib.import_module(f"genies.interventions.{name}")
+    if name not in _REGISTRY:
+        _load_plugins()
+    if name not in _REGISTRY:
+        _load_all()
+    if name not in _REGISTRY:
+        raise UnknownNameError("intervention", name, available(),
+                               " (or legacy:FOLDER for a folder written for the original GENIES)")
+    return _REGISTRY[name]
+
+
+def load_intervention(spec: str, preset: str | None = None, **overrides: Any) -> Intervention:
+    """A configured method from a name or a spec string (`mms`, `legacy:/path/to/folder`)."""
+    name, colon, argument = spec.partition(":")
+    cls = get_intervention(name)
+    if colon:
+        from_spec = getattr(cls, "spec_overrides", None)
+        if from_spec is None:
+            raise UnknownNameError("intervention", spec, available(), f" ({name!r} takes no ':' argument)")
+        overrides = {**from_spec(argument), **overrides}
+    return cls.configure(preset, **overrides)
