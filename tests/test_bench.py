@@ -53,5 +53,5 @@ def test_cli_json_last_line(tiny_llama, tmp_path: Path, attention: str) -> None:
 
 def test_cli_rejects_an_unknown_attention_path(tmp_path: Path) -> None:
     result = CliRunner().invoke(_build(), ["bench", "scoring", "--dist", str(tmp_path), "--attention", "flash"])
-    assert result.exit_code == 1
-    assert "attention must be one of auto, tree, dense; got 'flash'" in result.output
+    assert result.exit_code == 2
+    assert "error: attention must be one of auto, tree, dense; got 'flash'" in result.output

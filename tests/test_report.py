@@ -291,9 +291,10 @@ def test_browse_embeds_each_split_and_shift(tmp_path: Path) -> None:
 
 @pytest.mark.data
 def test_data_browse_command_on_real_data(genies_data_dir: Path, tmp_path: Path) -> None:
+    from genies.cli import GeniesGroup
     from genies.commands import data_browse
 
-    app = typer.Typer()
+    app = typer.Typer(cls=GeniesGroup)
     data_browse.register(app)
     app.command("noop")(lambda: None)
     result = CliRunner().invoke(
@@ -314,7 +315,7 @@ def test_data_browse_command_on_real_data(genies_data_dir: Path, tmp_path: Path)
     assert [d["name"] for d in data["dists"]] == ["alpaca_easy", "alpaca_hard"]
     assert all(len(b) == 3 for b in blobs.values())
     result = CliRunner().invoke(app, ["browse", "alpaca_esay", "--out", str(tmp_path / "x.html")])
-    assert result.exit_code == 1 and "alpaca_easy" in result.output  # the closest name is suggested
+    assert result.exit_code == 2 and "alpaca_easy" in result.output  # the closest name is suggested
 
 
 def _shift_file(tmp_path: Path) -> Path:

@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from genies.cli import GeniesGroup
 from genies.commands import shifts as shifts_command
 from genies.data.schema import DataError
 from genies.data.shift import Shift
@@ -119,7 +120,7 @@ def test_check_shifts_names_unknown_distributions_with_suggestions(tmp_path: Pat
 
 
 def _app() -> typer.Typer:
-    app, group = typer.Typer(), typer.Typer()
+    app, group = typer.Typer(cls=GeniesGroup), typer.Typer()
     shifts_command.register(group)
     app.add_typer(group, name="shifts")
     return app
@@ -131,7 +132,8 @@ def test_cli_list_and_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert listed.exit_code == 0 and len(json.loads(listed.output)) == 15
     table = runner.invoke(_app(), ["shifts", "list", "-b", "quality"])
     assert table.exit_code == 0 and "alpaca_low_quality" in table.output and "shp_high_quality" in table.output
-    assert runner.invoke(_app(), ["shifts", "list", "-b", "nope"]).exit_code == 1
+    unknown = runner.invoke(_app(), ["shifts", "list", "-b", "nope"])
+    assert unknown.exit_code == 2 and unknown.output.startswith("error: unknown shift list 'nope'")
 
     monkeypatch.setenv("GENIES_DATA_DIR", str(_data_root(tmp_path / "data", ["code", "math"])))
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"

@@ -15,6 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from genies.cli import GeniesGroup
 from genies.commands import data_store
 from genies.data.manifest import FileEntry, Manifest, build_manifest, load_manifest, verify
 from genies.data.store import (
@@ -291,7 +292,7 @@ def test_root_search_prefers_the_folder_holding_the_data(data: tuple[Path, Manif
 # --- command line -----------------------------------------------------------------------------
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=GeniesGroup)
     data_store.register(app)
     return app
 

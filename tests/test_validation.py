@@ -9,6 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from genies.cli import GeniesGroup
 from genies.commands import data_inspect
 from genies.data.loading import load_distribution
 from genies.data.schema import DataError
@@ -115,7 +116,7 @@ def test_finding_and_data_error_name_the_place_alike() -> None:
 
 
 def _app() -> typer.Typer:
-    app, data = typer.Typer(), typer.Typer()
+    app, data = typer.Typer(cls=GeniesGroup), typer.Typer()
     data_inspect.register(data)
     app.add_typer(data, name="data")
     return app

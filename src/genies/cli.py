@@ -1,15 +1,44 @@
 """The `genies` command: a thin typer app. Each command group lives in `genies.commands.<group>`
-and exposes `register(app)`, so groups are added without touching each other's code."""
+and exposes `register(app)`, so groups are added without touching each other's code.
+
+Errors are handled once, here: a `GeniesError` from any command is one line on stderr and exit
+status 2, Ctrl-C is `interrupted` and 130, and anything else keeps its traceback because it is a bug.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from genies import __version__
+from genies.errors import GeniesError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+class GeniesGroup(TyperGroup):
+    """The root group. Every command runs inside its `invoke`, so catching here covers them all,
+    in `genies` and under `CliRunner` alike; commands just raise and never print their own errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GeniesError as err:
+            # click.echo, not rich: a message holding "[...]" (a path, a list) is printed as is
+            click.echo(f"error: {err}", err=True)
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
 
 app = typer.Typer(
+    cls=GeniesGroup,
     name="genies",
     help="Measure how reward models generalize across distribution shifts (GENIES).",
     no_args_is_help=True,

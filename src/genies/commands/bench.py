@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from genies.errors import ConfigError
+
 console = Console(stderr=True)
 
 
@@ -33,21 +35,17 @@ def scoring(
 ) -> None:
     """Score the same examples with the engine and the naive reference; report speed against the machine."""
     from genies.bench.scoring import run_scoring_bench
-    from genies.data.home import DataNotFoundError
     from genies.data.loading import load_distribution
-    from genies.data.schema import DataError
-    from genies.models.embedded import ModelNotFoundError
     from genies.models.loading import load_model
     from genies.models.scoring import check_attention
 
     try:
         check_attention(attention)  # before the model loads
-        lm = load_model(model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-        names = dist or _default_distributions()
-        datasets = [(name, load_distribution(name).test[:n]) for name in names]
-    except (ModelNotFoundError, DataNotFoundError, DataError, ValueError) as err:
-        Console(stderr=True, soft_wrap=True).print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(1) from None
+    except ValueError as err:  # the engine's own check; here it is the user's --attention
+        raise ConfigError(str(err)) from err
+    lm = load_model(model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    names = dist or _default_distributions()
+    datasets = [(name, load_distribution(name).test[:n]) for name in names]
     from rich.progress import Progress
 
     with Progress(console=console, transient=True) as progress:

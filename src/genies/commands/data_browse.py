@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from genies.data.home import DataNotFoundError
-from genies.data.loading import UnknownDistributionError, load_distribution
-from genies.data.schema import SPLITS, DataError, Distribution
-from genies.data.shifts import ShiftSelectionError, get_shifts
+from genies.data.loading import load_distribution
+from genies.data.schema import SPLITS, Distribution
+from genies.data.shifts import get_shifts
+from genies.errors import GeniesError, UnknownNameError
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -37,31 +37,26 @@ def browse(
     ),
 ) -> None:
     """Write an offline HTML page for browsing source and target examples."""
-    bad = [s for s in split if s not in SPLITS]
-    if bad:
-        err_console.print(f"[red]unknown split {escape(', '.join(bad))}; expected {', '.join(SPLITS)}[/red]")
-        raise typer.Exit(2)
-    try:
-        chosen = get_shifts(shifts or "all") if shifts or not names else []
-        wanted = list(dict.fromkeys([*(names or []), *(n for s in chosen for n in (s.source, s.target))]))
-        dists: list[Distribution] = []
-        with Progress(console=err_console, transient=True) as progress:
-            task = progress.add_task("loading distributions", total=len(wanted))
-            for name in wanted:
-                dist = load_distribution(name)
-                for s in split:
-                    dist.split(s)  # read now, so a broken file fails here with its name
-                dists.append(dist)
-                progress.advance(task)
-        from genies.report.browse import build_browse  # matplotlib: only when used
+    for s in split:
+        if s not in SPLITS:
+            raise UnknownNameError("split", s, SPLITS)
+    chosen = get_shifts(shifts or "all") if shifts or not names else []
+    wanted = list(dict.fromkeys([*(names or []), *(n for s in chosen for n in (s.source, s.target))]))
+    dists: list[Distribution] = []
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("loading distributions", total=len(wanted))
+        for name in wanted:
+            dist = load_distribution(name)
+            for s in split:
+                dist.split(s)  # read now, so a broken file fails here with its name
+            dists.append(dist)
+            progress.advance(task)
+    from genies.report.browse import build_browse  # matplotlib: only when used
 
+    try:
         path = build_browse(dists, out, shifts=chosen, splits=split, max_examples=max_examples)
-    except DataNotFoundError as err:
-        err_console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from None
-    except (UnknownDistributionError, ShiftSelectionError, DataError, ValueError, OSError) as err:
-        err_console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(1) from None
+    except OSError as err:  # reading the data raised DataError already; this is writing --out
+        raise GeniesError(f"cannot write the dataset browser to {out}: {err}") from err
     console.print(f"dataset browser: {escape(str(path.resolve()))} ({len(dists)} distributions, {len(chosen)} shifts)")
 
 

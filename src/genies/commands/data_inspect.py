@@ -2,8 +2,8 @@
 
 `validate` prints every problem in every file plus the quirk audit, because a researcher fixing
 a dataset wants the whole list at once and needs to know about leakage before trusting a number.
-Commands that need the installed data print one line saying what to run when there is none
-(exit 2), never a traceback.
+Missing data or an unknown name raises a `GeniesError` that says what to run; the CLI prints it as
+one line (exit 2), never a traceback.
 """
 
 from __future__ import annotations
@@ -19,30 +19,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from genies.data.audit import audit_distribution, audit_identical_distributions, length_cue
-from genies.data.home import DataNotFoundError, find_data_root
-from genies.data.loading import (
-    UnknownDistributionError,
-    check_hf_split,
-    is_hf_folder,
-    list_distributions,
-    load_distribution,
-)
-from genies.data.schema import SPLITS, DataError, Distribution
+from genies.data.home import find_data_root
+from genies.data.loading import check_hf_split, is_hf_folder, list_distributions, load_distribution
+from genies.data.schema import SPLITS, Distribution
 from genies.data.validation import ERROR, Finding, check_distribution_folder, errors, is_distribution_folder
+from genies.errors import UnknownNameError
 
 console = Console(soft_wrap=True)  # one finding per line, so output greps cleanly
 if not console.is_terminal:
     console.width = max(console.width, 160)  # piped output: whole table rows, not an 80-column fold
 err_console = Console(stderr=True, soft_wrap=True)
-EXIT_NO_DATA = 2
-
-
-def _data_root() -> Path:
-    try:
-        return find_data_root()
-    except DataNotFoundError as err:
-        err_console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(EXIT_NO_DATA) from None
 
 
 def _distribution_folders(paths: list[Path]) -> tuple[list[Path], list[Finding]]:
@@ -82,7 +68,7 @@ def validate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line and errors."),
 ) -> None:
     """Report every problem in every file and the known data quirks; exit 1 on any error."""
-    folders, findings = _distribution_folders(paths or [_data_root()])
+    folders, findings = _distribution_folders(paths or [find_data_root()])
     loaded: list[Distribution] = []
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("validating", total=len(folders))
@@ -111,14 +97,6 @@ def validate(
         raise typer.Exit(1)
 
 
-def _load(name: str, root: Path | None) -> Distribution:
-    try:
-        return load_distribution(name, root)
-    except (UnknownDistributionError, DataError) as err:
-        err_console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(1) from None
-
-
 def _counts(dist: Distribution) -> dict[str, object]:
     row: dict[str, object] = {"name": dist.id}
     for split in SPLITS:
@@ -137,13 +115,13 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Counts per distribution: prompts, responses per prompt and evaluation pairs per split."""
-    root = _data_root()
+    root = find_data_root()
     rows = []
     with Progress(console=err_console, transient=True) as progress:
         names = list_distributions(root)
         task = progress.add_task("reading", total=len(names))
         for name in names:
-            rows.append(_counts(_load(name, root)))
+            rows.append(_counts(load_distribution(name, root)))
             progress.advance(task)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -166,15 +144,10 @@ def show(
 ) -> None:
     """Print readable examples: the prompt, each response, and which one is preferred."""
     if split not in SPLITS:
-        err_console.print(f"[red]unknown split {split!r}; use train or test[/red]")
-        raise typer.Exit(1)
-    root = None if Path(name).exists() else _data_root()
-    dist = _load(name, root)
-    try:
-        examples = dist.split(split)
-    except DataError as err:
-        err_console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(1) from None
+        raise UnknownNameError("split", split, SPLITS)
+    root = None if Path(name).exists() else find_data_root()
+    dist = load_distribution(name, root)
+    examples = dist.split(split)
     console.print(f"[bold]{escape(dist.id)}[/bold] {split}: {len(examples)} examples, showing {min(n, len(examples))}")
     for i, ex in enumerate(examples[:n]):
         console.rule(f"example {i}")

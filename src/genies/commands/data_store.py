@@ -1,7 +1,7 @@
 """`genies data download` and `genies data import PATH`: get the GENIES data into the data home.
 
-Failures (offline, a bad archive, a manifest mismatch) print one line saying what to do and exit
-with code 2; a traceback would only hide the advice.
+Failures (offline, a bad archive, a manifest mismatch) are `StoreError`s whose message says what
+to do; the CLI prints it as one line and exits 2, since a traceback would only hide the advice.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from genies.data.archive import UnsafeArchiveError
 from genies.data.manifest import load_manifest
 from genies.data.store import DEFAULT_URLS, ImportResult, StoreError, download, import_data
 
@@ -42,12 +41,11 @@ def import_command(
 
 
 def _report(action: Callable[[], ImportResult]) -> None:
-    out, err = Console(), Console(stderr=True)
+    out = Console()
     try:
         result = action()
-    except (StoreError, UnsafeArchiveError, OSError) as error:  # OSError: disk full, permissions
-        err.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+    except OSError as err:  # disk full, permissions: the OS message names the file
+        raise StoreError(f"installing the GENIES data failed: {err}") from err
     if result.source == "already installed":
         out.print(f"GENIES data already installed and verified ({result.files} files) in {result.path}",
                   soft_wrap=True, highlight=False)

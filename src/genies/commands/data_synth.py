@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from genies.data.synth import DEFAULT_SIZE, SPECS, synthetic_shifts, write_synthetic
+from genies.errors import ConfigError, GeniesError
 
 
 def register(app: typer.Typer) -> None:
@@ -27,9 +28,10 @@ def synth_command(
     try:
         with Console(stderr=True).status(f"Generating {len(SPECS)} synthetic distributions"):
             folder = write_synthetic(out, size, seed)
-    except (ValueError, OSError) as error:
-        Console(stderr=True).print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+    except ValueError as err:  # a --size too large to draw that many distinct prompts
+        raise ConfigError(f"--size {size}: {err}") from err
+    except OSError as err:  # disk full, permissions, OUT is a file: the OS message names the path
+        raise GeniesError(f"cannot write the synthetic data to {out}: {err}") from err
     shifts = synthetic_shifts()
     Console().print(f"wrote {len(SPECS)} distributions ({size} train + {size} test prompts each) and "
                     f"{len(shifts)} shifts over {len({s.category for s in shifts})} categories to {folder} "

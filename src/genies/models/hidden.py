@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from genies.errors import GeniesError
 from genies.models.base import LoadedModel, context_length
 from genies.models.batching import run_with_backoff, shared_prefix_length
 from genies.models.templates import POSITIONS, SITES
@@ -56,7 +57,7 @@ OUT_PROJ_PATHS = (
 )
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(GeniesError, ValueError):
     """The model's layer layout is not one we know how to hook; the message lists what is."""
 
 

@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from genies.errors import GeniesError
+
 
 SITES = ("residual", "heads")
 POSITIONS = ("last", "mean")
@@ -80,7 +82,7 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
-class UnknownTemplateError(KeyError):
+class UnknownTemplateError(GeniesError, KeyError):
     """A template name that is not in the registry; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
