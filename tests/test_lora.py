@@ -1,5 +1,6 @@
-"""lora on the tiny model: it learns a planted feature, its state reloads exactly, it never
-reads target labels, and its scores do not depend on batch size or padding."""
+"""lora on the tiny model: it learns a planted feature, its fitted state reloads exactly, a
+scorer loads the reward model once for any number of splits, and its scores do not depend on
+labels, batch size or padding (nor its training on the micro batch size)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from genies.data.schema import Distribution, Example
+from genies.data.schema import Distribution, Query
 from genies.interventions import _reward_model as rm
 from genies.interventions import _reward_packing as pk
-from genies.interventions.base import FitContext, State, get_intervention
+from genies.interventions.context import FitContext
+from genies.interventions.fitted import load_fitted, save_fitted
+from genies.interventions.full_fine_tune import FullFineTune
+from genies.interventions.lora import Lora
+from genies.interventions.prompt_tuning import PromptTuning
+from genies.interventions.scores import Predictions, pair_with_labels, sigmoid
 
 from planted import planted  # tests/planted.py
 
@@ -24,69 +30,112 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = dict(r=8, alpha=16, dropout=0.0, learning_rate=3e-3, steps=40, batch_size=8)
 
 
+def predict(method, lm, fitted, dist: Distribution, split: str) -> Predictions:
+    """What the pipeline does with a fitted method: a scorer, an EvalSet without labels, then
+    the labels paired with the scores."""
+    scores = method.scorer(lm, fitted, FitContext())(dist.eval_set(split))
+    return pair_with_labels(scores, dist.split(split), f"{dist.id}/{split}")
+
+
 @pytest.fixture(scope="module")
 def fitted(tiny_llama, tmp_path_factory):
-    train = planted(32, seed=0)
-    dist = Distribution.from_examples("planted", train, planted(12, seed=1))
-    method = get_intervention("lora")(**FAST)
-    state = method.fit(tiny_llama, dist, FitContext(seed=0))
-    state.save(tmp_path_factory.mktemp("lora") / "state")
-    return method, state, dist
+    dist = Distribution.from_examples("planted", planted(32, seed=0), planted(12, seed=1))
+    method = Lora(**FAST)
+    fit = method.fit(tiny_llama, dist.train_only(), FitContext(seed=0))
+    directory = tmp_path_factory.mktemp("lora") / "state"
+    save_fitted(fit, directory, intervention=method.name)
+    return method, fit, dist, directory
 
 
 def test_lora_overfits_32_planted_examples(tiny_llama, fitted) -> None:
-    method, state, dist = fitted
-    pred = method.predict(tiny_llama, state, dist, "train", FitContext())
-    assert (pred.p_preferred > 0.5).mean() >= 0.95
-    assert state.info["train_loss"][-1] < state.info["train_loss"][0]
+    method, fit, dist, _ = fitted
+    assert (predict(method, tiny_llama, fit, dist, "train").p_preferred > 0.5).mean() >= 0.95
+    assert fit.train_pairs == 32 and len(fit.train_loss) == FAST["steps"] and fit.forward == "packed"
+    assert fit.train_loss[-1] < fit.train_loss[0]
 
 
-def test_state_holds_adapter_and_head_and_reloads_identically(tiny_llama, fitted) -> None:
-    method, state, dist = fitted
-    assert any("lora_A" in k for k in state.tensors) and any(k.endswith("score.weight") for k in state.tensors)
-    reloaded = State.load(state.directory)
-    assert reloaded.hparams == state.hparams
-    first = method.predict(tiny_llama, state, dist, "test", FitContext())
-    again = reloaded.predict(tiny_llama, dist)
-    np.testing.assert_array_equal(first.p_preferred, again.p_preferred)
+def test_fitted_state_holds_adapter_and_head_and_reloads_identically(tiny_llama, fitted) -> None:
+    method, fit, dist, directory = fitted
+    assert any("lora_A" in k for k in fit.tensors) and any(k.endswith("score.weight") for k in fit.tensors)
+    reloaded = load_fitted(Lora.fitted_type(), directory)
+    assert isinstance(reloaded, rm.RewardModelFit)
+    assert (reloaded.head, reloaded.seed, reloaded.train_pairs, reloaded.train_loss, reloaded.forward) == \
+        (fit.head, fit.seed, fit.train_pairs, fit.train_loss, fit.forward)
+    assert set(reloaded.tensors) == set(fit.tensors)
+    assert all(torch.equal(reloaded.tensors[k], v) for k, v in fit.tensors.items())
+    np.testing.assert_array_equal(predict(method, tiny_llama, reloaded, dist, "test").p_preferred,
+                                  predict(method, tiny_llama, fit, dist, "test").p_preferred)
 
 
 def test_a_head_left_untrained_is_refused(tiny_llama, fitted) -> None:
-    method, state, _ = fitted
-    broken = {k: v for k, v in state.tensors.items() if not k.endswith("score.weight")}
+    method, fit, _, _ = fitted
+    broken = {k: v for k, v in fit.tensors.items() if not k.endswith("score.weight")}
     with pytest.raises(ValueError, match="do not match"):
-        method.load(tiny_llama, dataclasses.replace(state, tensors=broken))
+        method.scorer(tiny_llama, dataclasses.replace(fit, tensors=broken), FitContext())
 
 
-def test_permuting_target_labels_changes_no_prediction(tiny_llama, fitted) -> None:
-    method, state, dist = fitted
+def test_a_scorer_loads_the_reward_model_once_for_every_split(tiny_llama, fitted, monkeypatch) -> None:
+    """Prepare once, predict many: loading the base model from disk is the slow part."""
+    method, fit, dist, _ = fitted
+    loads = []
+    load = rm.load_reward_model
+    monkeypatch.setattr(rm, "load_reward_model", lambda *a, **kw: loads.append(1) or load(*a, **kw))
+    score = method.scorer(tiny_llama, fit, FitContext())
+    train, test = score(dist.eval_set("train")), score(dist.eval_set("test"))
+    assert len(loads) == 1
+    assert (len(train.beats), len(test.beats)) == (len(dist.train), len(dist.test))
+
+
+def test_permuting_target_labels_changes_no_score(tiny_llama, fitted) -> None:
+    method, fit, dist, _ = fitted
     rng = random.Random(5)
     permuted = [dataclasses.replace(ex, preferred=rng.randrange(len(ex.responses))) for ex in dist.test]
     other = Distribution.from_examples("relabelled", [], permuted)
-    a = method.predict(tiny_llama, state, dist, "test", FitContext())
-    b = method.predict(tiny_llama, state, other, "test", FitContext())
+    a = predict(method, tiny_llama, fit, dist, "test")
+    b = predict(method, tiny_llama, fit, other, "test")
     for sa, sb in zip(a.response_scores, b.response_scores):
         np.testing.assert_array_equal(sa, sb)
-    for k in range(len(b.p_preferred)):
-        s = b.response_scores[b.example_index[k]]
-        diff = s[b.preferred_index[k]] - s[b.dispreferred_index[k]]
-        assert b.p_preferred[k] == pytest.approx(1 / (1 + np.exp(-diff)))
+    s = b.response_scores
+    diff = np.array([s[e][p] - s[e][d] for e, p, d in zip(b.example_index, b.preferred_index, b.dispreferred_index)])
+    np.testing.assert_allclose(b.p_preferred, sigmoid(diff), rtol=1e-12)
 
 
-def test_scores_do_not_depend_on_batch_size(tiny_llama, fitted) -> None:
-    method, state, dist = fitted
-    model = method.load(tiny_llama, state)
-    one = rm.score_responses(model, tiny_llama, dist.test, None, 1, FitContext())
-    five = rm.score_responses(model, tiny_llama, dist.test, None, 5, FitContext())
-    for a, b in zip(one, five):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+def test_scores_do_not_depend_on_eval_batch_size(tiny_llama, fitted) -> None:
+    """What lets eval_batch_size stay out of cache keys."""
+    method, fit, dist, _ = fitted
+    assert "eval_batch_size" not in method.key_hparams()
+    scores = [dataclasses.replace(method, eval_batch_size=size).scorer(tiny_llama, fit, FitContext())(
+        dist.eval_set("test")).response_scores for size in (1, 5, 100)]
+    for other in scores[1:]:
+        for a, b in zip(scores[0], other):
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method", [Lora(**{**FAST, "steps": 3, "batch_size": 6}),
+                                    Lora(**{**FAST, "steps": 3, "batch_size": 6, "last_layers": 1}),
+                                    PromptTuning(learning_rate=3e-2, steps=3, batch_size=6)],
+                         ids=["packed", "layer-cache", "unpacked"])
+def test_training_does_not_depend_on_micro_batch_size(tiny_llama, method) -> None:
+    """What lets micro_batch_size stay out of cache keys: gradient accumulation over micro
+    batches of 1, 4 (uneven) or 6 pairs trains the same tensors, on every forward path. (Lora's
+    dropout is 0 here: with dropout the masks are drawn per forward pass, see
+    RewardModelIntervention.)"""
+    assert "micro_batch_size" not in method.key_hparams()
+    dist = Distribution.from_examples("planted", planted(10, seed=6), [])
+    fits = [dataclasses.replace(method, micro_batch_size=micro).fit(tiny_llama, dist, FitContext(seed=3))
+            for micro in (None, 4, 1)]
+    assert fits[0].forward == fits[1].forward == fits[2].forward
+    for other in fits[1:]:
+        np.testing.assert_allclose(other.train_loss, fits[0].train_loss, atol=1e-5, rtol=0)
+        for k, v in fits[0].tensors.items():
+            torch.testing.assert_close(other.tensors[k], v, atol=1e-5, rtol=1e-4, msg=k)
 
 
 def test_reward_is_read_at_the_final_eos_token(tiny_llama, fitted) -> None:
     """Equality with a naive reference: the head applied to the last hidden state of the
     unpadded sequence, which ends with EOS even though EOS may equal the pad token."""
-    method, state, dist = fitted
-    model = method.load(tiny_llama, state)
+    method, fit, dist, _ = fitted
+    model = method.load(tiny_llama, fit)
     ids = rm.encode(tiny_llama, dist.test[0].prompt, dist.test[0].responses[0], None)
     assert ids[-1] == tiny_llama.tokenizer.eos_token_id and ids[0] != tiny_llama.tokenizer.bos_token_id
     with torch.inference_mode():
@@ -102,24 +151,34 @@ def test_truncation_keeps_the_end(tiny_llama) -> None:
     assert len(ids) == 12 and tiny_llama.tokenizer.decode(ids[:-1]).endswith("the answer")
 
 
-def test_training_is_seeded(tiny_llama) -> None:
-    dist = Distribution.from_examples("planted", planted(8, seed=2), [])
-    method = get_intervention("lora")(**{**FAST, "steps": 2, "batch_size": 4})
+def test_training_is_seeded_on_one_pair_per_prompt_the_run_keeps(tiny_llama) -> None:
+    """The run's --max-train (Distribution.limited) is the one cap on training pairs."""
+    dist = Distribution.from_examples("planted", planted(8, seed=2), []).limited(max_train=6)
+    method = Lora(**{**FAST, "steps": 2, "batch_size": 4})
     a = method.fit(tiny_llama, dist, FitContext(seed=7))
     b = method.fit(tiny_llama, dist, FitContext(seed=7))
-    assert a.info["train_loss"] == b.info["train_loss"]
+    assert a.train_pairs == 6 and a.seed == 7
+    assert a.train_loss == b.train_loss
     assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+
+
+@pytest.mark.parametrize("cls", [Lora, PromptTuning, FullFineTune])
+def test_presets_configure_and_execution_settings_stay_out_of_keys(cls) -> None:
+    for preset in cls.presets:
+        method = cls.configure(preset)
+        assert {"eval_batch_size", "micro_batch_size", "allow_cpu"}.isdisjoint(method.key_hparams())
+        assert "eval_batch_size" in method.hparams()
+    assert cls.version == 2
 
 
 def test_full_fine_tune_refuses_cpu_unless_allowed(tiny_llama) -> None:
     dist = Distribution.from_examples("planted", planted(8, seed=3), planted(4, seed=4))
     with pytest.raises(RuntimeError, match="meant for a GPU"):
-        get_intervention("full_fine_tune")().fit(tiny_llama, dist, FitContext())
-    method = get_intervention("full_fine_tune")(allow_cpu=True, steps=20, batch_size=8, learning_rate=1e-3)
-    state = method.fit(tiny_llama, dist, FitContext(seed=0))
-    assert "model.embed_tokens.weight" in state.tensors and "score.weight" in state.tensors
-    pred = method.predict(tiny_llama, state, dist, "train", FitContext())
-    assert (pred.p_preferred > 0.5).mean() == 1.0
+        FullFineTune().fit(tiny_llama, dist.train_only(), FitContext())
+    method = FullFineTune(allow_cpu=True, steps=20, batch_size=8, learning_rate=1e-3)
+    fit = method.fit(tiny_llama, dist.train_only(), FitContext(seed=0))
+    assert "model.embed_tokens.weight" in fit.tensors and "score.weight" in fit.tensors
+    assert (predict(method, tiny_llama, fit, dist, "train").p_preferred > 0.5).mean() == 1.0
 
 
 def test_half_precision_model_trains_float32_copies(tiny_llama) -> None:
@@ -130,22 +189,22 @@ def test_half_precision_model_trains_float32_copies(tiny_llama) -> None:
     bf16 = dataclasses.replace(tiny_llama, model=AutoModelForCausalLM.from_pretrained(tiny_llama.path,
                                                                                       dtype=torch.bfloat16))
     dist = Distribution.from_examples("planted", planted(16, seed=0), [])
-    method = get_intervention("lora")(**{**FAST, "steps": 30})
-    state = method.fit(bf16, dist, FitContext(seed=0))
-    assert all(t.dtype == torch.float32 for t in state.tensors.values())
-    model = method.load(bf16, state)
+    method = Lora(**{**FAST, "steps": 30})
+    fit = method.fit(bf16, dist, FitContext(seed=0))
+    assert all(t.dtype == torch.float32 for t in fit.tensors.values())
+    model = method.load(bf16, fit)
     assert {p.dtype for n, p in model.named_parameters() if "lora_" not in n and "score" not in n} == {torch.bfloat16}
-    assert (method.predict(bf16, state, dist, "train", FitContext()).p_preferred > 0.5).mean() >= 0.9
+    assert (predict(method, bf16, fit, dist, "train").p_preferred > 0.5).mean() >= 0.9
 
 
 # -- packed forward passes (one row per prompt / per pair) and the frozen-layer cache -----------
 
-def shared_prompts() -> list[Example]:
+def shared_prompts() -> list[Query]:
     """Prompts with several responses, including one that is a prefix of another and two identical
     ones, so packed rows have shared prefixes of every kind."""
-    return [Example("Q: pick one. A:", (" yes", " yes please", " no", " yes"), 1),
-            Example("Another prompt, longer than the first one. A:", (" ab", " cd"), 0),
-            Example("Z", (" a much longer response than the others", " b", " c"), 2)]
+    return [Query("Q: pick one. A:", (" yes", " yes please", " no", " yes")),
+            Query("Another prompt, longer than the first one. A:", (" ab", " cd")),
+            Query("Z", (" a much longer response than the others", " b", " c"))]
 
 
 def perturbed(method, lm, seed: int = 0):
@@ -169,22 +228,22 @@ def tiny_arch(request, tmp_path_factory):
 
 @pytest.mark.parametrize("max_length", [None, 12])
 def test_packed_scores_equal_unpacked_scores(tiny_arch, max_length) -> None:
-    method = get_intervention("lora")(r=4, dropout=0.0)
+    method = Lora(r=4, dropout=0.0)
     model, head = perturbed(method, tiny_arch)
     model.eval()
     pad = rm.pad_token_id(tiny_arch)
     assert pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
                        lambda seqs: rm.rewards(model, seqs, pad, torch.device("cpu")))
-    examples = shared_prompts()
-    reference = rm.score_responses_unpacked(model, tiny_arch, examples, max_length, 4, FitContext())
+    queries = shared_prompts()
+    reference = rm.score_responses_unpacked(model, tiny_arch, queries, max_length, 4, FitContext())
     for batch_size in (1, 4, 100):
-        packed = rm.score_responses(model, tiny_arch, examples, max_length, batch_size, FitContext())
+        packed = rm.score_responses(model, tiny_arch, queries, max_length, batch_size, FitContext())
         for a, b in zip(packed, reference):
             np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
 
 
 def test_a_decoder_ignoring_the_packed_mask_falls_back_to_unpacked(tiny_llama, monkeypatch) -> None:
-    method = get_intervention("lora")(r=4, dropout=0.0)
+    method = Lora(r=4, dropout=0.0)
     model, head = perturbed(method, tiny_llama)
     model.eval()
     decoder = pk.decoder_of(model)
@@ -193,15 +252,15 @@ def test_a_decoder_ignoring_the_packed_mask_falls_back_to_unpacked(tiny_llama, m
     pad = rm.pad_token_id(tiny_llama)
     assert not pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
                            lambda seqs: rm.rewards(model, seqs, pad, torch.device("cpu")))
-    examples = shared_prompts()
-    got = rm.score_responses(model, tiny_llama, examples, None, 4, FitContext())
-    want = rm.score_responses_unpacked(model, tiny_llama, examples, None, 4, FitContext())
+    queries = shared_prompts()
+    got = rm.score_responses(model, tiny_llama, queries, None, 4, FitContext())
+    want = rm.score_responses_unpacked(model, tiny_llama, queries, None, 4, FitContext())
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
 
 
 def test_prompt_tuning_never_packs(tiny_llama) -> None:
-    method = get_intervention("prompt_tuning")()
+    method = PromptTuning()
     model, head = method.build(tiny_llama, 0)
     pad = rm.pad_token_id(tiny_llama)
     assert not pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
@@ -233,7 +292,7 @@ def loss_and_grads(model, pair_rewards, idx) -> tuple[float, dict[str, torch.Ten
 def test_packed_and_cached_training_pass_equal_the_unpacked_one(tiny_arch, last_layers, monkeypatch) -> None:
     """Loss and LoRA/head gradients of one pair-row per pair (and, with only the top layers
     trainable, of the frozen-layer cache) equal those of two separate sequences per pair."""
-    method = get_intervention("lora")(r=4, dropout=0.0, last_layers=last_layers)
+    method = Lora(r=4, dropout=0.0, last_layers=last_layers)
     model, head = perturbed(method, tiny_arch)
     model.train()
     chosen, rejected = pair_ids(tiny_arch, 6)
@@ -253,19 +312,19 @@ def test_packed_and_cached_training_pass_equal_the_unpacked_one(tiny_arch, last_
 
 def test_fit_through_the_layer_cache_equals_the_plain_fit(tiny_llama4, monkeypatch) -> None:
     dist = Distribution.from_examples("planted", planted(12, seed=4), planted(4, seed=5))
-    method = get_intervention("lora")(**{**FAST, "steps": 4, "batch_size": 4, "last_layers": 2})
-    cached = method.fit(tiny_llama4, dist, FitContext(seed=1))
+    method = Lora(**{**FAST, "steps": 4, "batch_size": 4, "last_layers": 2})
+    cached = method.fit(tiny_llama4, dist.train_only(), FitContext(seed=1))
     monkeypatch.setattr(pk, "CACHE_LIMIT_BYTES", 0)
-    plain = method.fit(tiny_llama4, dist, FitContext(seed=1))
-    assert (cached.info["forward"], plain.info["forward"]) == ("layer-cache", "packed")
-    np.testing.assert_allclose(cached.info["train_loss"], plain.info["train_loss"], atol=1e-5)
+    plain = method.fit(tiny_llama4, dist.train_only(), FitContext(seed=1))
+    assert (cached.forward, plain.forward) == ("layer-cache", "packed")
+    np.testing.assert_allclose(cached.train_loss, plain.train_loss, atol=1e-5)
     for k, v in plain.tensors.items():
         torch.testing.assert_close(cached.tensors[k], v, atol=1e-5, rtol=1e-4)
 
 
 def test_frozen_layers_with_dropout_are_not_cached(tiny_llama4) -> None:
     """A cached output would freeze one dropout draw; the check against the plain pass sees it."""
-    method = get_intervention("lora")(r=4, dropout=0.0, last_layers=2)
+    method = Lora(r=4, dropout=0.0, last_layers=2)
     model, head = perturbed(method, tiny_llama4)
     model.train()
     chosen, rejected = pair_ids(tiny_llama4, 2)

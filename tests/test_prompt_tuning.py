@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from genies.data.schema import Distribution
-from genies.interventions.base import FitContext, State, get_intervention
+from genies.interventions.context import FitContext
+from genies.interventions.fitted import load_fitted, save_fitted
+from genies.interventions.prompt_tuning import PromptTuning
+from genies.interventions.scores import pair_with_labels
 
 from planted import planted  # tests/planted.py
 
@@ -17,27 +22,26 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_prompt_tuning_learns_a_planted_feature_and_reloads(tiny_llama, tmp_path) -> None:
     dist = Distribution.from_examples("planted", planted(32, seed=0), planted(12, seed=1))
-    method = get_intervention("prompt_tuning")(learning_rate=3e-2, steps=40, batch_size=8)
-    state = method.fit(tiny_llama, dist, FitContext(seed=0))
-    assert set(state.tensors) == {"prompt_embeddings", "base_model.score.weight"}
-    assert state.tensors["prompt_embeddings"].shape[0] == 10
+    method = PromptTuning(learning_rate=3e-2, steps=40, batch_size=8)
+    fit = method.fit(tiny_llama, dist.train_only(), FitContext(seed=0))
+    assert set(fit.tensors) == {"prompt_embeddings", "base_model.score.weight"}
+    assert fit.tensors["prompt_embeddings"].shape[0] == 10 and fit.forward == "unpacked"
 
-    before = method.predict(tiny_llama, State(method.name, method.hparams(), {"seed": 0},
-                                              method.trainable_state(method.build(tiny_llama, 0)[0])),
-                            dist, "train", FitContext())
-    after = method.predict(tiny_llama, state, dist, "train", FitContext())
-    assert (before.p_preferred > 0.5).mean() < 0.8  # the untrained model does not know the feature
-    assert (after.p_preferred > 0.5).mean() >= 0.95
-    assert (method.predict(tiny_llama, state, dist, "test", FitContext()).p_preferred > 0.5).mean() >= 0.9
+    def p_preferred(fitted, split: str) -> np.ndarray:
+        scores = method.scorer(tiny_llama, fitted, FitContext())(dist.eval_set(split))
+        return pair_with_labels(scores, dist.split(split), f"planted/{split}").p_preferred
+
+    initial = method.trainable_state(method.build(tiny_llama, 0)[0])
+    after = p_preferred(fit, "train")
+    assert (p_preferred(dataclasses.replace(fit, tensors=initial), "train") > 0.5).mean() < 0.8  # untrained
+    assert (after > 0.5).mean() >= 0.95
+    assert (p_preferred(fit, "test") > 0.5).mean() >= 0.9
 
     # the virtual tokens moved and matter: resetting them to their initial values changes scores
-    initial = method.trainable_state(method.build(tiny_llama, 0)[0])["prompt_embeddings"]
-    assert not torch.allclose(initial, state.tensors["prompt_embeddings"])
-    reset = dict(state.tensors, prompt_embeddings=initial)
-    changed = method.predict(tiny_llama, State(method.name, method.hparams(), state.info, reset),
-                             dist, "train", FitContext())
-    assert not np.allclose(changed.p_preferred, after.p_preferred, atol=1e-3)
+    assert not torch.allclose(initial["prompt_embeddings"], fit.tensors["prompt_embeddings"])
+    reset = dict(fit.tensors, prompt_embeddings=initial["prompt_embeddings"])
+    assert not np.allclose(p_preferred(dataclasses.replace(fit, tensors=reset), "train"), after, atol=1e-3)
 
-    state.save(tmp_path / "pt")
-    np.testing.assert_array_equal(State.load(tmp_path / "pt").predict(tiny_llama, dist, "train").p_preferred,
-                                  after.p_preferred)
+    save_fitted(fit, tmp_path / "pt", intervention=method.name)
+    np.testing.assert_array_equal(p_preferred(load_fitted(PromptTuning.fitted_type(), tmp_path / "pt"), "train"),
+                                  after)

@@ -20,8 +20,10 @@ against the unpacked `rewards` on the model itself and skipped where it does not
 tuning, whose virtual tokens PEFT prepends, always takes the unpacked path).
 
 Subclasses say how to wrap the model (`wrap`), which tensors form the state (`trainable_state`)
-and how to put them back (`restore`); training, saving and scoring are shared. `PeftRewardModel`
-supplies the last two for the PEFT methods (lora, prompt_tuning).
+and how to put them back (`restore`); training, the fitted state (`RewardModelFit`) and scoring
+are shared. `PeftRewardModel` supplies the last two for the PEFT methods (lora, prompt_tuning).
+A scorer loads the reward model once and scores every `EvalSet` it is handed with it: loading
+is the slow part (the base model read from disk), scoring a split is not.
 """
 
 from __future__ import annotations
@@ -31,17 +33,20 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genies.data.schema import Distribution, Example
+from genies.data.schema import Distribution, EvalSet, Example, Query
 from genies.interventions._reward_packing import LayerCache, PackedRow, autocast, base_model, can_pack, packed_rewards
-from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam
-from genies.models.base import LoadedModel
+from genies.interventions.base import Intervention, Scorer
+from genies.interventions.context import FitContext
+from genies.interventions.hparams import hparam
+from genies.interventions.scores import Scores
+from genies.models.base import LoadedModel, pad_token_id
+from genies.models.scoring import encode_examples
 
 HEAD_NAMES = ("score", "classifier")
 
@@ -74,14 +79,6 @@ def load_reward_model(lm: LoadedModel, device: torch.device | str | None = None)
     return model.to(device or lm.device)
 
 
-def pad_token_id(lm: LoadedModel) -> int:
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    if pad is None:
-        raise ValueError(f"model {lm.name!r}: the tokenizer has neither a pad nor an EOS token")
-    return int(pad)
-
-
 def head_name(model: nn.Module) -> str:
     base = base_model(model)
     for name in HEAD_NAMES:
@@ -91,15 +88,13 @@ def head_name(model: nn.Module) -> str:
 
 
 def encode(lm: LoadedModel, prompt: str, response: str, max_length: int | None) -> list[int]:
-    """Token ids of prompt + response + EOS without BOS; when too long, the start is cut so the
-    response and its EOS (where the reward is read) survive."""
-    tok = lm.tokenizer
-    if tok.eos_token_id is None:
-        raise ValueError(f"model {lm.name!r}: the tokenizer has no EOS token")
-    ids = list(tok(prompt + response, add_special_tokens=False)["input_ids"]) + [int(tok.eos_token_id)]
-    if max_length is not None and len(ids) > max_length:
-        ids = ids[-max_length:]
-    return ids
+    """Token ids of prompt + response + EOS without BOS, tokenized as the scoring engine does
+    (`scoring.encode_examples`: prompt and response apart, so no token spans the seam); when
+    too long, the start is cut so the response and its EOS (where the reward is read) survive."""
+    (tokens,) = encode_examples(lm, [Example(prompt, (response,), 0)],
+                                lambda _: f"reward-model input ({prompt!r:.60}, {response!r:.60})")
+    ids = tokens.prompt + tokens.responses[0]
+    return ids[-max_length:] if max_length is not None else ids
 
 
 def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, device: torch.device,
@@ -129,25 +124,50 @@ def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, devic
     return per_position[torch.arange(len(sequences), device=device), offset + lengths - 1].float()
 
 
+@dataclass(frozen=True)
+class RewardModelFit:
+    """What a reward-model fit learned: the trained tensors (PEFT's state dict for lora and
+    prompt tuning, every parameter for full_fine_tune), the name of the score head they include,
+    the seed the model was built with (the head's random initialisation, which `restore` must
+    find replaced), and how training went: pairs, loss per step, and the forward pass used
+    ("layer-cache", "packed" or "unpacked", see `pair_scorer`)."""
+
+    tensors: dict[str, torch.Tensor]
+    head: str
+    seed: int
+    train_pairs: int
+    train_loss: tuple[float, ...]
+    forward: str
+
+
 @dataclass
-class RewardModelIntervention(Intervention):
-    """Hyperparameters and the fit/predict loop shared by every reward-model method."""
+class RewardModelIntervention(Intervention[RewardModelFit]):
+    """Hyperparameters and the fit/score loop shared by every reward-model method.
+
+    How many pairs it trains on is the run's choice: one seeded pair per source prompt, and the
+    run's `--max-train` caps the prompts. `micro_batch_size` and `eval_batch_size` only split the
+    same computation into smaller forward passes (tests/test_lora.py checks training and scores
+    against it), so they are execution settings. One exception: with lora `dropout` > 0 the
+    dropout masks are drawn per forward pass, so another micro batch size draws other masks -
+    another sample of the same training noise, as another seed would."""
 
     learning_rate: float = hparam(2e-4, "AdamW learning rate (constant schedule)")
     steps: int = hparam(150, "optimizer steps")
     batch_size: int = hparam(16, "pairs per optimizer step")
-    micro_batch_size: int | None = hparam(None, "pairs per forward pass (gradient accumulation; None = batch_size)")
+    micro_batch_size: int | None = hparam(None, "pairs per forward pass (gradient accumulation; None = batch_size)",
+                                          execution=True)
     max_grad_norm: float = hparam(0.3, "gradient clipping norm (0 = off)")
     weight_decay: float = hparam(0.0, "AdamW weight decay")
     max_length: int | None = hparam(None, "keep the last N tokens of prompt+response+EOS (None = all)")
-    max_train_pairs: int | None = hparam(None, "use only the first N training pairs (None = one per source prompt)")
-    eval_batch_size: int = hparam(16, "sequences per forward pass when scoring")
+    eval_batch_size: int = hparam(16, "sequences per forward pass when scoring", execution=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("steps", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{self.name}: {name} must be >= 1, got {getattr(self, name)}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"{self.name}: micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
         if self.learning_rate <= 0:
             raise ValueError(f"{self.name}: learning_rate must be > 0, got {self.learning_rate}")
 
@@ -157,8 +177,8 @@ class RewardModelIntervention(Intervention):
         return model
 
     def trainable_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """The trained parameters, on the CPU (where `State.save` writes them from): cloning on the
-        device would hold a second full copy of the model in GPU memory. On a CPU model the
+        """The trained parameters, on the CPU (where `save_fitted` writes them from): cloning on
+        the device would hold a second full copy of the model in GPU memory. On a CPU model the
         tensors share the parameters' storage, which is safe: `fit` calls this last and then
         drops the model."""
         return {k: p.detach().cpu() for k, p in model.named_parameters() if p.requires_grad}
@@ -186,13 +206,11 @@ class RewardModelIntervention(Intervention):
                 param.data = param.data.float()
         return model, head
 
-    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
+    def fit(self, lm: LoadedModel, train: Distribution, ctx: FitContext) -> RewardModelFit:
         self.check_device(lm)
-        pairs = source.train_pairs(ctx.seed)
-        if self.max_train_pairs:
-            pairs = pairs[: self.max_train_pairs]
+        pairs = train.train_pairs(ctx.seed)
         if not pairs:
-            raise ValueError(f"{self.name}: source {source.id!r} has no training pairs")
+            raise ValueError(f"{self.name}: source {train.id!r} has no training pairs")
         chosen = [encode(lm, p.prompt, p.preferred, self.max_length) for p in pairs]
         rejected = [encode(lm, p.prompt, p.dispreferred, self.max_length) for p in pairs]
 
@@ -202,9 +220,9 @@ class RewardModelIntervention(Intervention):
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate, betas=(0.9, 0.999),
                                       weight_decay=self.weight_decay)
         micro = self.micro_batch_size or self.batch_size
-        forward, pair_rewards = pair_scorer(model, head, lm, chosen, rejected, micro, ctx, f"{self.name}: {source.id}")
+        forward, pair_rewards = pair_scorer(model, head, lm, chosen, rejected, micro, ctx, f"{self.name}: {train.id}")
         losses = []
-        with ctx.progress_bar(f"{self.name}: training on {source.id}", self.steps) as advance:
+        with ctx.progress_bar(f"{self.name}: training on {train.id}", self.steps) as advance:
             for batch in _batches(len(pairs), self.batch_size, self.steps, ctx.seed):
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
@@ -218,22 +236,22 @@ class RewardModelIntervention(Intervention):
                 optimizer.step()
                 losses.append(total)
                 advance(1)
-        model.eval()
-        info: dict[str, Any] = {"source": source.id, "seed": ctx.seed, "head": head, "train_pairs": len(pairs),
-                                "train_loss": losses, "model": lm.fingerprint, "forward": forward}
-        return State(self.name, self.hparams(), info=info, tensors=self.trainable_state(model))
+        return RewardModelFit(self.trainable_state(model), head, ctx.seed, len(pairs), tuple(losses), forward)
 
-    def load(self, lm: LoadedModel, state: State) -> nn.Module:
-        model, _ = self.build(lm, int(state.info.get("seed", 0)))
-        self.restore(model, {k: v.to(lm.device) for k, v in state.tensors.items()})
+    def load(self, lm: LoadedModel, fitted: RewardModelFit) -> nn.Module:
+        """The reward model as `fit` left it, in eval mode: rebuilt with the fit's seed and the
+        trained tensors put back (`restore` checks they took)."""
+        model, _ = self.build(lm, fitted.seed)
+        self.restore(model, {k: v.to(lm.device) for k, v in fitted.tensors.items()})
         return model.eval()
 
-    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
-                ctx: FitContext) -> Predictions:
-        examples = dist.split(split)
-        model = self.load(lm, state)
-        return Predictions.from_scores(examples, score_responses(model, lm, examples, self.max_length,
-                                                                 self.eval_batch_size, ctx))
+    def scorer(self, lm: LoadedModel, fitted: RewardModelFit, ctx: FitContext) -> Scorer:
+        model = self.load(lm, fitted)
+
+        def score(data: EvalSet) -> Scores:
+            return Scores.bradley_terry(score_responses(model, lm, data.queries, self.max_length,
+                                                        self.eval_batch_size, ctx))
+        return score
 
 
 @dataclass
@@ -301,11 +319,11 @@ def pair_scorer(model: nn.Module, head: str, lm: LoadedModel, chosen: Sequence[l
     return "packed", lambda idx: packed_rewards(model, head, [rows[i] for i in idx], pad_id, device, dtype).view(-1, 2)
 
 
-def score_responses(model: nn.Module, lm: LoadedModel, examples: Sequence[Example], max_length: int | None,
+def score_responses(model: nn.Module, lm: LoadedModel, queries: Sequence[Query], max_length: int | None,
                     batch_size: int, ctx: FitContext) -> list[np.ndarray]:
-    """The reward of every response of every example: one packed row per example (the prompt
+    """The reward of every response of every query: one packed row per query (the prompt
     computed once) where the model allows it, else `score_responses_unpacked`. A batch holds
-    whole examples, about `batch_size` responses (at least one example); rows are sorted by
+    whole queries, about `batch_size` responses (at least one query); rows are sorted by
     length so batches carry little padding, and scores do not depend on order or batch size."""
     pad_id, device = pad_token_id(lm), lm.device
     head = head_name(model)
@@ -313,23 +331,23 @@ def score_responses(model: nn.Module, lm: LoadedModel, examples: Sequence[Exampl
         packs = can_pack(model, head, pad_id, device, lm.dtype, lambda seqs: rewards(model, seqs, pad_id, device,
                                                                                       lm.dtype))
     if not packs:
-        return score_responses_unpacked(model, lm, examples, max_length, batch_size, ctx)
-    rows = [PackedRow.pack([encode(lm, ex.prompt, r, max_length) for r in ex.responses]) for ex in examples]
+        return score_responses_unpacked(model, lm, queries, max_length, batch_size, ctx)
+    rows = [PackedRow.pack([encode(lm, q.prompt, r, max_length) for r in q.responses]) for q in queries]
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
-    batches = _example_batches(order, [len(ex.responses) for ex in examples], batch_size)
-    scores: list[np.ndarray] = [np.zeros(0)] * len(examples)
+    batches = _query_batches(order, [len(q.responses) for q in queries], batch_size)
+    scores: list[np.ndarray] = [np.zeros(0)] * len(queries)
     with torch.inference_mode(), ctx.progress_bar("scoring responses", len(batches)) as advance:
         for batch in batches:
             values = packed_rewards(model, head, [rows[i] for i in batch], pad_id, device, lm.dtype).cpu().numpy()
-            for i, chunk in zip(batch, np.split(values, np.cumsum([len(examples[i].responses) for i in batch])[:-1])):
+            for i, chunk in zip(batch, np.split(values, np.cumsum([len(queries[i].responses) for i in batch])[:-1])):
                 scores[i] = chunk.astype(np.float64)
             advance(1)
     return scores
 
 
-def _example_batches(order: Sequence[int], n_responses: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Consecutive examples of `order` grouped so a batch holds at most `batch_size` responses
-    (an example with more responses than that goes alone)."""
+def _query_batches(order: Sequence[int], n_responses: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Consecutive queries of `order` grouped so a batch holds at most `batch_size` responses
+    (a query with more responses than that goes alone)."""
     batches: list[list[int]] = []
     count = 0
     for i in order:
@@ -341,14 +359,14 @@ def _example_batches(order: Sequence[int], n_responses: Sequence[int], batch_siz
     return batches
 
 
-def score_responses_unpacked(model: nn.Module, lm: LoadedModel, examples: Sequence[Example],
+def score_responses_unpacked(model: nn.Module, lm: LoadedModel, queries: Sequence[Query],
                              max_length: int | None, batch_size: int, ctx: FitContext) -> list[np.ndarray]:
     """The reference: every (prompt, response) as its own sequence through the model's own
     forward pass, `batch_size` sequences at a time, sorted by length so batches carry little padding."""
-    items = [(i, j, encode(lm, ex.prompt, r, max_length)) for i, ex in enumerate(examples)
-             for j, r in enumerate(ex.responses)]
+    items = [(i, j, encode(lm, q.prompt, r, max_length)) for i, q in enumerate(queries)
+             for j, r in enumerate(q.responses)]
     order = sorted(range(len(items)), key=lambda k: -len(items[k][2]))
-    scores = [np.zeros(len(ex.responses)) for ex in examples]
+    scores = [np.zeros(len(q.responses)) for q in queries]
     pad_id, device = pad_token_id(lm), lm.device
     with torch.inference_mode(), ctx.progress_bar("scoring responses", math.ceil(len(items) / batch_size)) as advance:
         for start in range(0, len(order), batch_size):

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from genies.interventions._reward_model import RewardModelIntervention
-from genies.interventions.base import hparam, register
+from genies.interventions.hparams import hparam
+from genies.interventions.registry import register
 from genies.models.base import LoadedModel
 
 
@@ -15,12 +16,15 @@ from genies.models.base import LoadedModel
           description="Bradley-Terry reward model with all parameters trained (GPU only).")
 @dataclass
 class FullFineTune(RewardModelIntervention):
+    version = 2  # 2: prompt and response tokenized separately (issue 10)
+
     learning_rate: float = hparam(1e-5, "AdamW learning rate (constant schedule)")
-    allow_cpu: bool = hparam(False, "train on CPU anyway (slow and memory hungry except for tiny models)")
+    allow_cpu: bool = hparam(False, "train on CPU anyway (slow and memory hungry except for tiny models)",
+                             execution=True)
 
     presets = {
         "paper": {"learning_rate": 1e-5, "steps": 150, "batch_size": 16, "max_grad_norm": 0.3},
-        "cpu": {"learning_rate": 1e-5, "steps": 32, "batch_size": 8, "max_length": 256, "max_train_pairs": 256},
+        "cpu": {"learning_rate": 1e-5, "steps": 32, "batch_size": 8, "max_length": 256},
     }
 
     def check_device(self, lm: LoadedModel) -> None:

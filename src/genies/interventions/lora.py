@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from torch import nn
 
 from genies.interventions._reward_model import PeftRewardModel
-from genies.interventions.base import hparam, register
+from genies.interventions.hparams import hparam
+from genies.interventions.registry import register
 
 
 @register("lora", family="fine-tuning",
           description="Bradley-Terry reward model: score head + LoRA adapters trained on source pairs.")
 @dataclass
 class Lora(PeftRewardModel):
+    version = 2  # 2: prompt and response tokenized separately (issue 10)
+
     r: int = hparam(64, "LoRA rank")
     alpha: float = hparam(16, "LoRA alpha (scaling = alpha / r)")
     dropout: float = hparam(0.1, "LoRA dropout")
@@ -35,9 +38,9 @@ class Lora(PeftRewardModel):
         # 32 pairs fit in 17 s adapting the last 4 of 30 layers (training pair accuracy 0.94)
         # against 29 s with the last 8 (0.92-0.94); docs/interventions.md. GENIES-15's sources and
         # references have long texts (46 s per fit at 32 x 8), so make run's budget takes 24 steps
-        # of 4 pairs: 3 epochs over the cpu preset's 32 pairs.
+        # of 4 pairs: 3 epochs over the 32 pairs of its --max-train 32.
         "cpu": {"r": 8, "alpha": 16, "dropout": 0.1, "learning_rate": 2e-3, "steps": 24, "batch_size": 4,
-                "max_length": 256, "max_train_pairs": 256, "last_layers": 4},
+                "max_length": 256, "last_layers": 4},
     }
 
     def wrap(self, model: nn.Module, head: str) -> nn.Module:

@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from torch import nn
 
 from genies.interventions._reward_model import PeftRewardModel
-from genies.interventions.base import hparam, register
+from genies.interventions.hparams import hparam
+from genies.interventions.registry import register
 
 
 @register("prompt_tuning", family="prompting",
           description="Bradley-Terry reward model: score head + 10 trained virtual prompt tokens.")
 @dataclass
 class PromptTuning(PeftRewardModel):
+    version = 2  # 2: prompt and response tokenized separately (issue 10)
+
     learning_rate: float = hparam(5.2e-3, "AdamW learning rate (constant schedule)")
     num_virtual_tokens: int = hparam(10, "trained soft-prompt tokens prepended to every input")
 
@@ -23,7 +26,7 @@ class PromptTuning(PeftRewardModel):
         "paper": {"num_virtual_tokens": 10, "learning_rate": 5.2e-3, "steps": 150, "batch_size": 16,
                   "max_grad_norm": 0.3},
         "cpu": {"num_virtual_tokens": 10, "learning_rate": 5.2e-3, "steps": 32, "batch_size": 8,
-                "max_length": 256, "max_train_pairs": 256},
+                "max_length": 256},
     }
 
     def wrap(self, model: nn.Module, head: str) -> nn.Module:
