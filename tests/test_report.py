@@ -18,7 +18,9 @@ from genies.data.schema import Distribution, Example
 from genies.data.shift import Shift
 from genies.report import build_browse, build_report
 from genies.report.build import figures_dir
-from genies.report.load import ReportError, load_run, load_runs
+from genies.errors import GeniesError
+from genies.pipeline.run_dir import RunDirError, load_run
+from genies.report.load import ReportError, load_runs
 from genies.report.plots import reference_means, reliability_bins
 from genies.report.reference import load_reference
 from genies.report.serve import make_server, served_files
@@ -160,14 +162,18 @@ def test_several_runs_get_distinct_labels(tmp_path: Path) -> None:
 
 
 def test_bad_run_dirs_name_the_file_and_row(tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match="run directory not found"):
+    with pytest.raises(RunDirError, match="run directory not found"):
         load_run(tmp_path / "missing")
     run = write_run_dir(tmp_path / "run", n_shifts=1, interventions=("lora",), n_examples=2)
     doc = json.loads((run / "results.json").read_text())
     del doc["rows"][0]["target"]
     (run / "results.json").write_text(json.dumps(doc))
-    with pytest.raises(ReportError, match=r"results\.json: row 0 lacks target"):
+    with pytest.raises(RunDirError, match=r"results\.json: row 0 lacks target"):
         load_run(run)
+    doc["rows"][0]["target"] = 3
+    (run / "results.json").write_text(json.dumps(doc))
+    with pytest.raises(RunDirError, match=r"row 0: target should be a str, not 3"):
+        load_runs([run])
 
 
 def test_bad_pair_index_names_the_evaluation(tmp_path: Path) -> None:
@@ -176,7 +182,7 @@ def test_bad_pair_index_names_the_evaluation(tmp_path: Path) -> None:
     doc = json.loads((run / target).read_text())
     doc["pairs"][1]["example_index"] = 99
     (run / target).write_text(json.dumps(doc))
-    with pytest.raises(ReportError, match=r"pair 1: example_index 99 outside 0..1") as err:
+    with pytest.raises(RunDirError, match=r"pair 1: example_index 99 outside 0..1") as err:
         build_report([run], tmp_path / "r.html")
     assert Path(target).name in str(err.value)
 
@@ -238,8 +244,18 @@ def test_report_command(run_dir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.html").is_file() and "figures" in result.output
+    # A missing folder is a GeniesError naming it; `genies` prints it as one line (tests/test_cli.py).
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nope"), "--out", str(tmp_path / "x.html")])
-    assert result.exit_code == 1 and "run directory not found" in result.output
+    assert isinstance(result.exception, RunDirError)
+    assert str(result.exception) == f"{tmp_path / 'nope'}: run directory not found"
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "file" / "r.html")])
+    assert isinstance(result.exception, ReportError) and str(tmp_path / "file") in str(result.exception)
+
+
+def test_report_errors_are_genies_errors() -> None:
+    assert issubclass(ReportError, GeniesError) and issubclass(ReportError, ValueError)
+    assert issubclass(RunDirError, GeniesError) and issubclass(RunDirError, ValueError)
 
 
 def test_serve_answers_only_the_report_files_on_loopback(report: Path) -> None:
@@ -322,3 +338,37 @@ def _shift_file(tmp_path: Path) -> Path:
     path = tmp_path / "shifts.json"
     path.write_text(json.dumps([{"source": "alpaca_easy", "target": "alpaca_hard"}]))
     return path
+
+
+def test_a_run_where_every_job_failed_still_gets_a_report(tmp_path: Path) -> None:
+    from genies.pipeline.run_dir import ComputedRun, FailedJob, RunResults, write_run
+
+    failed = tuple(FailedJob(f"fit {i} on src", f"RuntimeError: {i} broke") for i in ("lora", "mms"))
+    results = RunResults({"model": "m", "preset": "cpu", "interventions": ["lora", "mms"]}, (), (), failed,
+                         ("lora: src->tgt", "mms: src->tgt"))
+    run = write_run(tmp_path / "run", ComputedRun(results, ())).run_dir
+    out = build_report([run], tmp_path / "r.html")
+    text = out.read_text()
+    assert "No data: no cell of this run could be computed" in text and "mms broke" in text
+    for name in ("de_by_intervention", "de_heatmap", "reliability"):
+        assert "no data" in (figures_dir(out) / f"{name}.svg").read_text()
+    data, _ = page_data(out)
+    assert data["rows"] == [] and data["runs"][0]["interventions"] == ["lora", "mms"]
+
+
+def test_what_a_method_reports_is_shown_per_evaluation(tmp_path: Path) -> None:
+    reported = {"legacy_metrics": {"eval_accuracy": 0.7134, "eval_loss": 0.52}, "warning": "no per-pair probabilities"}
+    run = write_run_dir(tmp_path / "run", n_shifts=2, interventions=("zero_shot", "legacy:x"), n_examples=3,
+                        info={"legacy:x": reported})
+    out = build_report([run], tmp_path / "r.html")
+    text = out.read_text()
+    line = "warning: no per-pair probabilities; legacy_metrics: eval_accuracy 0.7134, eval_loss 0.52"
+    box = re.search(r'<details class="warn" id="method-reports".*?</details>', text, re.S).group(0)
+    assert box.count("<li>") == 4 and box.count(line) == 4  # legacy:x on 2 targets and 2 sources
+    data, _ = page_data(out)
+    assert [e["label"] for e in data["evals"] if e.get("info") == line] == [
+        "legacy:x (trained on source_0) on target_0", "legacy:x (trained on source_0) on source_0",
+        "legacy:x (trained on source_1) on target_1", "legacy:x (trained on source_1) on source_1"]
+    plain = build_report([write_run_dir(tmp_path / "plain", n_shifts=1, n_examples=2)], tmp_path / "p.html")
+    assert 'id="method-reports"' not in plain.read_text()
+    assert all("info" not in e for e in page_data(plain)[0]["evals"])

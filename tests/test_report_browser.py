@@ -202,11 +202,11 @@ def test_two_runs_side_by_side(browser: object, run_dir: Path, tmp_path: Path) -
 
 
 def test_dataset_browser_shows_source_and_target_side_by_side(browser: object, tmp_path: Path) -> None:
-    from genies.data.schema import Distribution, Example
+    from genies.data.schema import Distribution
     from genies.data.shift import Shift
 
     def dist(name: str) -> Distribution:
-        examples = [Example(e["prompt"], tuple(e["responses"]), e["preferred"]) for e in fake_examples(name, 12, 0)]
+        examples = fake_examples(name, 12, 0)
         return Distribution.from_examples(name, examples, examples)
 
     out = build_browse(
@@ -254,4 +254,25 @@ def test_full_size_report_opens_in_under_3_seconds(browser: object, full_size_re
     assert loaded.load_seconds < 3.0, f"opened in {loaded.load_seconds:.2f} s"
     loaded.page.select_option("#f-int", "*")
     assert loaded.count("#results-table tbody tr") == 560
+    loaded.page.close()
+
+
+def test_a_run_where_every_job_failed_opens_without_errors(browser: object, tmp_path: Path) -> None:
+    from genies.pipeline.run_dir import ComputedRun, FailedJob, RunResults, write_run
+
+    results = RunResults({"model": "m", "interventions": ["lora"]}, (), (), (FailedJob("fit lora on src", "boom"),))
+    loaded = Page(browser, build_report([write_run(tmp_path / "run", ComputedRun(results, ())).run_dir],
+                                        tmp_path / "r.html"))
+    assert loaded.errors == []
+    assert loaded.page.locator("#results-table tbody td").all_inner_texts() == ["no data"]
+    loaded.page.close()
+
+
+def test_the_browser_shows_what_the_method_reported(browser: object, tmp_path: Path) -> None:
+    run = write_run_dir(tmp_path / "run", n_shifts=1, interventions=("lora",), n_examples=2,
+                        info={"lora": {"warning": "scores are eval.py's own"}})
+    loaded = Page(browser, build_report([run], tmp_path / "r.html"))
+    assert loaded.errors == []
+    status = loaded.page.locator("#b-status .reported").inner_text()
+    assert status == "reported by the method: warning: scores are eval.py's own"
     loaded.page.close()

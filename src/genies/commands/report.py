@@ -13,10 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from genies.report.load import ReportError
-
 console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 def report(
@@ -34,15 +31,17 @@ def report(
     serve_seconds: float | None = typer.Option(None, "--serve-seconds", help="Stop serving after this many seconds."),
 ) -> None:
     """Write the HTML report (table, plots, calibration, sample browser) and its PNG/SVG figures."""
-    try:
-        with console.status(f"building the report for {len(run_dirs)} run(s)"):
-            from genies.report.build import build_report, figures_dir  # matplotlib: only when used
-            from genies.report.serve import serve, served_files
+    # A run or reference folder that cannot be read raises a GeniesError naming the file, and so
+    # does a file the system refuses to read or write: `genies` prints it as one line.
+    with console.status(f"building the report for {len(run_dirs)} run(s)"):
+        from genies.report.build import build_report, figures_dir  # matplotlib: only when used
+        from genies.report.load import ReportError
+        from genies.report.serve import serve, served_files
 
+        try:
             path = build_report(run_dirs, out, reference_dir=reference)
-    except (ReportError, OSError) as err:
-        err_console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(1) from None
+        except OSError as err:
+            raise ReportError(err.filename or out, err.strerror or str(err)) from err
     console.print(f"report: {escape(str(path.resolve()))}")
     console.print(f"figures (PNG + SVG): {escape(str(figures_dir(path).resolve()))}")
     if serve_:

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-if TYPE_CHECKING:  # torch-heavy; imported at run time only by the command that needs it
-    from genies.pipeline.results import RunResults
+if TYPE_CHECKING:
+    from genies.pipeline.run_dir import RunResults
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -57,7 +57,7 @@ def print_failures(res: RunResults, console: Console) -> None:
         console.print(f"[red]{len(res.failed_cells)} cells could not be computed:[/] "
                       + escape("; ".join(res.failed_cells)))
     for f in res.failed:
-        console.print(f"[red]failed[/] {escape(f['job'])}: {escape(f['error'])}", highlight=False)
+        console.print(f"[red]failed[/] {escape(f.job)}: {escape(f.error)}", highlight=False)
     if res.failed and res.run_dir is not None:
         console.print(f"tracebacks: {res.run_dir / 'log.txt'}; rerun the same command to retry only these jobs")
 
@@ -80,12 +80,6 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="A folder written by `genies run --out`."),
     ) -> None:
         """Print the per-shift table and the mean DE per intervention, category and family."""
-        console = Console()
-        try:
-            from genies.pipeline.results import load_run
+        from genies.pipeline.run_dir import load_run  # a folder that is not a finished run: RunDirError
 
-            res = load_run(run_dir)
-        except (FileNotFoundError, ValueError) as err:
-            Console(stderr=True).print(f"error: {err}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
-        show(res, console)
+        show(load_run(run_dir), Console())

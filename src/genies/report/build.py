@@ -11,17 +11,21 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from genies.report import plots
-from genies.report.load import Evaluation, Run, load_runs
 from genies._io import write_atomic
+from genies.data.schema import Example
+from genies.pipeline.run_dir import EVALUATION_FIELDS, Evaluation
+from genies.report import plots
+from genies.report.load import Run, load_runs
 from genies.report.page import render_page, round_probabilities
 from genies.report.reference import ReferenceRow, load_reference
 
-# results.json row key -> short key the page uses
+# ResultRow field -> short key the page uses
 ROW_KEYS = {
     "intervention": "intervention",
     "source": "source",
@@ -43,12 +47,7 @@ ROW_KEYS = {
     "accuracy_ci_high": "ci_hi",
     "length_cue_flag": "len_flag",
 }
-EVAL_SHORT = {
-    "target_evaluation": "ev_t",
-    "source_evaluation": "ev_s",
-    "baseline_evaluation": "ev_b",
-    "target_tuned_evaluation": "ev_r",
-}
+EVAL_SHORT = dict(zip(EVALUATION_FIELDS, ("ev_t", "ev_s", "ev_b", "ev_r"), strict=True))
 
 
 def figures_dir(out: Path) -> Path:
@@ -65,8 +64,8 @@ class _Embedder:
         self.evals: list[dict[str, Any]] = []
         self.eval_ids: dict[Path, int] = {}
 
-    def examples(self, examples: Sequence[dict[str, Any]]) -> int:
-        compact = [[ex["prompt"], list(ex["responses"]), int(ex["preferred"])] for ex in examples]
+    def examples(self, examples: Sequence[Example]) -> int:
+        compact = [[ex.prompt, list(ex.responses), ex.preferred] for ex in examples]
         digest = hashlib.sha256(json.dumps(compact, ensure_ascii=False).encode()).hexdigest()
         if digest not in self.dist_keys:
             key = len(self.dist_keys)
@@ -74,26 +73,27 @@ class _Embedder:
             self.blobs[f"ex-{key}"] = compact
         return self.dist_keys[digest]
 
-    def evaluation(self, ev: Evaluation) -> int:
-        if ev.path in self.eval_ids:
-            return self.eval_ids[ev.path]
+    def evaluation(self, path: Path, ev: Evaluation) -> int:
+        """The page's id of the evaluation file at `path` (embedded on first use)."""
+        if path in self.eval_ids:
+            return self.eval_ids[path]
         key = self.examples(ev.examples)
-        canonical = [
-            (i, j) for i, ex in enumerate(ev.examples) for j in range(len(ex["responses"])) if j != int(ex["preferred"])
-        ]
+        canonical = [(i, j) for i, ex in enumerate(ev.examples) for j in ex.dispreferred_indices]
         ours = list(zip(ev.example_index.tolist(), ev.dispreferred_index.tolist(), strict=True))
         block: dict[str, Any] = {"p": round_probabilities(ev.p_preferred)}
         if ours != canonical:
             block["e"], block["r"] = ev.example_index.tolist(), ev.dispreferred_index.tolist()
         if ev.response_scores is not None:
             block["s"] = [
-                None if scores is None else [None if x is None else round(float(x), 4) for x in scores]
-                for scores in ev.response_scores
+                None if scores is None else [_clean(round(x, 4)) for x in scores] for scores in ev.response_scores
             ]
         eid = len(self.evals)
-        self.evals.append({"d": key, "acc": ev.accuracy, "label": _eval_label(ev)})
+        meta = {"d": key, "acc": _clean(ev.accuracy), "label": _eval_label(ev)}
+        if ev.info:
+            meta["info"] = _info_text(ev.info)
+        self.evals.append(meta)
         self.blobs[f"ev-{eid}"] = block
-        self.eval_ids[ev.path] = eid
+        self.eval_ids[path] = eid
         return eid
 
 
@@ -102,9 +102,24 @@ def _eval_label(ev: Evaluation) -> str:
     return f"{ev.intervention} ({trained}) on {ev.distribution}"
 
 
+def _info_text(info: Mapping[str, Any]) -> str:
+    """What a method reported beside its predictions, as one line, a warning first:
+    `warning: ...; legacy_metrics: eval_accuracy 0.71, loss 0.3`."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, Mapping):
+            return ", ".join(f"{k} {text(v)}" for k, v in value.items())
+        if isinstance(value, list):
+            return ", ".join(text(v) for v in value)
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    ordered = sorted(info.items(), key=lambda item: item[0] != "warning")
+    return "; ".join(f"{k}: {text(v)}" for k, v in ordered)
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN/inf become null so the page's JSON stays strict."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
@@ -118,13 +133,15 @@ def report_payload(
     for k, run in enumerate(runs):
         for row in run.rows:
             out: dict[str, Any] = {"run": k}
-            out.update({short: _clean(row.get(key)) for key, short in ROW_KEYS.items()})
-            for kind in EVAL_SHORT:
-                if row.get(kind):
-                    out[EVAL_SHORT[kind]] = embed.evaluation(run.evaluation(row[kind]))
+            out.update({short: _clean(getattr(row, key)) for key, short in ROW_KEYS.items()})
+            for kind, short in EVAL_SHORT.items():
+                relpath = getattr(row, kind)
+                out[short] = embed.evaluation(run.path / relpath, run.evaluation(relpath))
             rows.append(out)
     aggregates = [
-        {"run": k, **{key: _clean(v) for key, v in agg.items()}} for k, run in enumerate(runs) for agg in run.aggregates
+        {"run": k, **{key: _clean(v) for key, v in asdict(agg).items()}}
+        for k, run in enumerate(runs)
+        for agg in run.aggregates
     ]
     data: dict[str, Any] = {
         "mode": "report",
@@ -135,7 +152,7 @@ def report_payload(
                 "interventions": run.interventions,
                 "n_shifts": len(run.shifts),
                 **{k: run.info.get(k) for k in ("model", "preset", "seed", "shifts")},
-                "failed": run.failed,
+                "failed": [asdict(f) for f in run.failed],
             }
             for run in runs
         ],
@@ -145,7 +162,7 @@ def report_payload(
         "reference": None,
     }
     if reference:
-        ours = {(r["source"], r["target"]) for run in runs for r in run.rows}
+        ours = {(r.source, r.target) for run in runs for r in run.rows}
         data["reference"] = {
             "models": sorted({r.model for r in reference}),
             "rows": [
@@ -202,20 +219,42 @@ def _overview(runs: Sequence[Run]) -> str:
     warn = ""
     if failed:
         items = "".join(
-            f"<pre>{html.escape(label)} · {html.escape(str(f.get('job')))}\n{html.escape(str(f.get('error')))}</pre>"
-            for label, f in failed
+            f"<pre>{html.escape(label)} · {html.escape(f.job)}\n{html.escape(f.error)}</pre>" for label, f in failed
         )
         warn = (
             f'<details class="warn" id="failed-jobs"><summary>{len(failed)} job(s) failed; their rows are missing '
             f"from this report</summary>{items}</details>"
         )
-    return f'<div class="cards">{"".join(cards)}</div>{warn}'
+    return f'<div class="cards">{"".join(cards)}</div>{warn}{_method_reports(runs)}'
+
+
+def _method_reports(runs: Sequence[Run]) -> str:
+    """One line per evaluation whose method reported something beside its predictions (a legacy
+    script's own metrics, a warning), so those numbers are seen next to ours."""
+    lines = [
+        (run.label, _eval_label(ev), _info_text(ev.info)) for run in runs for ev in run.evaluations() if ev.info
+    ]
+    if not lines:
+        return ""
+    items = "".join(
+        f"<li>{html.escape(label)} · <b>{html.escape(name)}</b>: {html.escape(text)}</li>"
+        for label, name, text in lines
+    )
+    return (
+        f'<details class="warn" id="method-reports" open><summary>{len(lines)} evaluation(s) carry what the method '
+        f"itself reported</summary><ul>{items}</ul></details>"
+    )
+
+
+def _no_rows(runs: Sequence[Run]) -> str:
+    """The empty state of the table and the sample browser when no run has a row."""
+    if any(run.rows for run in runs):
+        return ""
+    return '<p class="empty">No data: no cell of this run could be computed (see the failed jobs above).</p>'
 
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir: str | Path | None = None) -> Path:
     """Write the report HTML to `out` and its figures (PNG + SVG) to `<out stem>-figures/`."""
-    if not run_dirs:
-        raise ValueError("build_report needs at least one run directory")
     out = Path(out)
     runs = load_runs(list(run_dirs))
     reference = load_reference(reference_dir) if reference_dir else None
@@ -255,6 +294,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
             "Per-shift results",
             "One row per shift for the chosen run and intervention; sort by clicking a column header, filter by "
             "category, family or intervention, and click a row to see that shift's examples in the sample browser.",
+            _no_rows(runs),
             '<div class="controls" id="table-controls"></div><div class="count" id="table-count"></div>'
             '<div class="tablewrap"><table id="results-table"></table></div>',
         ),
@@ -292,6 +332,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
             "ranked above it is red, and the one it was most confident about is marked MODEL'S PICK. "
             "P(preferred over this) is the model's probability that the preferred response wins that pair. Filter to "
             "errors and order by confidence to see where the reward model generalized the wrong way.",
+            _no_rows(runs),
             '<div id="browser"></div>',
         )
     )

@@ -80,21 +80,21 @@ def _grid(n: int, cols: int) -> tuple[int, int]:
 
 
 def _aggregate(run: Run, intervention: str, scope: str) -> tuple[float, float, float] | None:
-    """(mean, ci_low, ci_high) from the run's aggregates; the mean of rows (no CI) if absent."""
-    for agg in run.aggregates:
-        if agg.get("intervention") == intervention and agg.get("scope") == scope:
-            return tuple(
-                float("nan") if agg.get(k) is None else float(agg[k])  # type: ignore[return-value]
-                for k in ("mean_de", "ci_low", "ci_high")
-            )
-    values = [
-        r["differential_elicitation"]
-        for r in run.rows
-        if r["intervention"] == intervention
-        and (scope == "all" or scope == f"category:{r['category']}")
-        and r["differential_elicitation"] is not None
-    ]
-    return (float(np.mean(values)), float("nan"), float("nan")) if values else None
+    """(mean, ci_low, ci_high) from the run's aggregates; None where no row had a finite DE."""
+    agg = run.results.aggregate(intervention, scope)
+    return None if agg is None else (agg.mean_de, agg.ci_low, agg.ci_high)
+
+
+def no_data(title: str) -> Figure:
+    """A small figure saying there is nothing to plot (every job of the run failed), so the page
+    and the figure files keep their places instead of the report failing."""
+    with matplotlib.rc_context({**STYLE, "axes.grid": False}):
+        fig = Figure(figsize=(4.0, 1.2), layout="constrained")
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.text(0.5, 0.4, "no data", ha="center", va="center", fontsize=11, color="#777")
+        ax.set_title(title, loc="left")
+    return fig
 
 
 def _interventions(runs: Sequence[Run]) -> list[str]:
@@ -102,11 +102,13 @@ def _interventions(runs: Sequence[Run]) -> list[str]:
 
 
 def categories(runs: Sequence[Run]) -> list[str]:
-    return list(dict.fromkeys(r["category"] for run in runs for r in run.rows))
+    return list(dict.fromkeys(r.category for run in runs for r in run.rows))
 
 
 def de_bars(runs: Sequence[Run]) -> Figure:
     """Mean DE per intervention with its confidence interval: all shifts, then each category."""
+    if not any(run.aggregates for run in runs):
+        return no_data("mean differential elicitation")
     interventions = _interventions(runs)
     scopes = ["all"] + [f"category:{c}" for c in categories(runs)]
     nrows, ncols = _grid(len(scopes), 5)
@@ -147,22 +149,21 @@ def de_bars(runs: Sequence[Run]) -> Figure:
 
 def _shift_order(run: Run) -> list[tuple[str, str, str]]:
     """(category, source, target) grouped by category in first-seen order, rows in run order."""
-    cats = list(dict.fromkeys(r["category"] for r in run.rows))
-    seen = dict.fromkeys((r["category"], r["source"], r["target"]) for r in run.rows)
+    cats = list(dict.fromkeys(r.category for r in run.rows))
+    seen = dict.fromkeys((r.category, r.source, r.target) for r in run.rows)
     return [s for c in cats for s in seen if s[0] == c]
 
 
 def de_heatmap(run: Run) -> Figure:
     """DE for every shift (rows, grouped by category) x intervention (columns) of one run."""
+    if not run.rows:
+        return no_data(run.label)
     shifts = _shift_order(run)
     interventions = run.interventions
     values = np.full((len(shifts), len(interventions)), np.nan)
     index = {s[1:]: i for i, s in enumerate(shifts)}
     for r in run.rows:
-        if r["differential_elicitation"] is not None:
-            values[index[(r["source"], r["target"])], interventions.index(r["intervention"])] = r[
-                "differential_elicitation"
-            ]
+        values[index[(r.source, r.target)], interventions.index(r.intervention)] = r.differential_elicitation
     bound = max(0.05, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.05)
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
         fig = Figure(figsize=(4.6 + 0.62 * len(interventions), max(3.0, 1.6 + 0.2 * len(shifts))), layout="constrained")
@@ -205,16 +206,16 @@ def de_heatmap(run: Run) -> Figure:
 
 def pooled_target_probabilities(run: Run, intervention: str) -> np.ndarray:
     """Every target pair probability of one intervention, each evaluation file counted once."""
-    files = dict.fromkeys(
-        r.get("target_evaluation") for r in run.rows if r["intervention"] == intervention and r.get("target_evaluation")
-    )
+    files = dict.fromkeys(r.target_evaluation for r in run.rows if r.intervention == intervention)
     parts = [run.evaluation(f).p_preferred for f in files]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def reliability(runs: Sequence[Run], n_bins: int = 10) -> Figure:
     """A reliability diagram per intervention, pooled over the run's target evaluations."""
-    interventions = _interventions(runs)
+    interventions = [i for i in _interventions(runs) if any(r.intervention == i for run in runs for r in run.rows)]
+    if not interventions:
+        return no_data("calibration")
     nrows, ncols = _grid(len(interventions), 5)
     with matplotlib.rc_context({**STYLE, "axes.grid.axis": "both"}):
         fig = Figure(figsize=(2.6 * ncols, 2.7 * nrows + 0.3), layout="constrained")
@@ -262,14 +263,14 @@ def reference_means(runs: Sequence[Run], reference: Sequence[ReferenceRow]) -> l
     Reference models are compared on the same shift set as each run, so the bars differ only in
     the model and the code that produced them, not in which shifts were averaged.
     """
-    ours = {(r["source"], r["target"]) for run in runs for r in run.rows}
+    ours = {(r.source, r.target) for run in runs for r in run.rows}
     out: list[dict[str, object]] = []
     for intervention in _interventions(runs):
         for run in runs:
             values = [
-                r["differential_elicitation"]
+                r.differential_elicitation
                 for r in run.rows
-                if r["intervention"] == intervention and r["differential_elicitation"] is not None
+                if r.intervention == intervention and math.isfinite(r.differential_elicitation)
             ]
             if values:
                 out.append(

@@ -1,47 +1,29 @@
-"""Generate RUN_DIRs that follow the RUNDIR contract exactly, for the report's tests and demos.
+"""Synthetic run directories for the report's tests and demos, written by the real writer.
 
-The numbers are synthetic but consistent: every evaluation's accuracy and Brier score are
-computed from its own pair probabilities, and every row's metrics from its evaluations, so a
-test can check what the report shows against what the files say.
+The values are typed (`ResultRow`, `Evaluation`, `Aggregate`) and the folder is written by
+`genies.pipeline.run_dir.write_run`, the writer `genies run` uses, so a fixture cannot drift from
+the run-directory schema. The numbers are synthetic but consistent: every evaluation's metrics
+come from its own pair probabilities, every row's from its evaluations and every aggregate from
+the rows, through `genies.metrics`, so a test can check what the report shows against the files.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genies.data.shift import CATEGORIES
+from genies import metrics
+from genies._io import write_atomic
+from genies.data.schema import Example, eval_pairs
+from genies.data.shift import CATEGORIES, Shift
+from genies.pipeline.run_dir import ComputedRun, Evaluation, FailedJob, ResultRow, RunResults, write_run
 
-CSV_COLUMNS = (
-    "source",
-    "target",
-    "target_reference",
-    "generalization_accuracy",
-    "baseline_accuracy",
-    "baseline_intervention",
-    "target_tuned_capability",
-    "target_tuned_capability_intervention",
-    "source_ID_accuracy",
-    "RMS_calibration_error",
-    "differential_elicitation",
-    "intervention",
-    "category",
-    "family",
-    "elicitation",
-    "brier",
-    "ece",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "length_longer_accuracy",
-    "length_shorter_accuracy",
-    "length_cue_flag",
-)
 WORDS = (
     "the model should answer the question carefully and explain each step of its reasoning about history "
     "code cooking math persuasion ranking raven matrices spanish comma separated quality sycophancy truth "
@@ -51,23 +33,16 @@ PREAMBLE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the "
     "request.\n\n### Instruction:\n"
 )
+BASELINE, TARGET_TUNED = "zero_shot", "lora"
 
 
-@dataclass(frozen=True)
-class FakeShift:
-    source: str
-    target: str
-    category: str
-    family: str
-
-
-def fake_shifts(n: int, n_sources: int = 12) -> list[FakeShift]:
+def fake_shifts(n: int, n_sources: int = 12) -> list[Shift]:
     """n shifts over the 8 categories; sources are reused, as alpaca_mmlu is in the real list."""
     shifts = []
     for k in range(n):
         category = CATEGORIES[k % len(CATEGORIES)]
         family = "probing" if category in ("spurious_cues", "unwanted_personas") else "extreme"
-        shifts.append(FakeShift(f"source_{k % n_sources}", f"target_{k}", category, family))
+        shifts.append(Shift(f"source_{k % n_sources}", f"target_{k}", f"target_{k}", category, family))
     return shifts
 
 
@@ -75,63 +50,72 @@ def _text(rng: random.Random, n_words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n_words))
 
 
-def fake_examples(
-    name: str, n: int, seed: int, prompt_words: int = 60, response_words: int = 20
-) -> list[dict[str, Any]]:
-    """n examples of 2-4 responses; the first few embed the distribution name for search tests."""
+def fake_examples(name: str, n: int, seed: int, prompt_words: int = 60, response_words: int = 20) -> list[Example]:
+    """n examples of 2-4 responses; each prompt embeds the distribution name and index for search tests."""
     rng = random.Random(f"{seed}-{name}")
     k = rng.choice((2, 3, 4))
     out = []
     for i in range(n):
         prompt = f"{PREAMBLE}[{name} #{i}] {_text(rng, prompt_words)}\n\n### Response:\n"
-        responses = [f"({chr(65 + j)}) {_text(rng, response_words)}" for j in range(k)]
-        out.append({"prompt": prompt, "responses": responses, "preferred": rng.randrange(k)})
+        responses = tuple(f"({chr(65 + j)}) {_text(rng, response_words)}" for j in range(k))
+        out.append(Example(prompt, responses, rng.randrange(k)))
     return out
 
 
-def _evaluation(
+def fake_evaluation(
     intervention: str,
     trained_on: str | None,
     dist: str,
-    examples: list[dict[str, Any]],
+    examples: list[Example],
     skill: float,
     rng: np.random.Generator,
-) -> dict[str, Any]:
-    """Pair probabilities drawn around `skill` (the chance the preferred response wins)."""
-    pairs = []
-    for i, ex in enumerate(examples):
-        for j in range(len(ex["responses"])):
-            if j == ex["preferred"]:
-                continue
-            right = rng.random() < skill
-            confidence = 0.5 + 0.5 * rng.beta(2, 2)
-            pairs.append(
-                {
-                    "example_index": i,
-                    "preferred_index": ex["preferred"],
-                    "dispreferred_index": j,
-                    "p_preferred": round(float(confidence if right else 1 - confidence), 4),
-                }
-            )
-    p = np.array([q["p_preferred"] for q in pairs])
-    return {
-        "intervention": intervention,
-        "trained_on": trained_on,
-        "distribution": dist,
-        "split": "test",
-        "accuracy": float(np.mean(p > 0.5)),
-        "brier": float(np.mean((1 - p) ** 2)),
-        "average_probability": float(p.mean()),
-        "examples": examples,
-        "pairs": pairs,
-        "response_scores": None,
-    }
+    seed: int = 0,
+    info: Mapping[str, Any] | None = None,
+) -> Evaluation:
+    """Pair probabilities drawn around `skill` (the chance the preferred response wins), in the
+    pipeline's canonical pair order."""
+    pairs = eval_pairs(examples)
+    right = rng.random(len(pairs)) < skill
+    confidence = 0.5 + 0.5 * rng.beta(2, 2, len(pairs))
+    p = np.round(np.where(right, confidence, 1 - confidence), 4)
+    return Evaluation(
+        intervention=intervention,
+        trained_on=trained_on,
+        distribution=dist,
+        split="test",
+        accuracy=metrics.accuracy(p, seed),
+        brier=metrics.brier(p),
+        average_probability=metrics.average_probability(p),
+        examples=tuple(examples),
+        example_index=np.array([q.example_index for q in pairs], dtype=np.int64),
+        preferred_index=np.array([q.preferred_index for q in pairs], dtype=np.int64),
+        dispreferred_index=np.array([q.dispreferred_index for q in pairs], dtype=np.int64),
+        p_preferred=p,
+        info=dict(info or {}),
+    )
 
 
-def _bootstrap(values: list[float], rng: np.random.Generator, n: int = 300) -> tuple[float, float]:
-    arr = np.asarray(values)
-    means = arr[rng.integers(0, len(arr), (n, len(arr)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+def _row(shift: Shift, intervention: str, target: Evaluation, source: Evaluation, baseline: Evaluation,
+         tuned: Evaluation, seed: int) -> ResultRow:
+    """The row `compute_results` would compute from these four evaluations."""
+    p, ga, tt = target.p_preferred, target.accuracy, tuned.accuracy
+    low, high = metrics.bootstrap_accuracy_ci(p, seed, groups=target.example_index, n_boot=200)
+    lengths = metrics.length_baselines([(q.preferred, q.dispreferred) for q in eval_pairs(target.examples)], seed)
+    return ResultRow(
+        source=shift.source, target=shift.target, target_reference=shift.target_reference,
+        generalization_accuracy=ga, baseline_accuracy=baseline.accuracy, baseline_intervention=BASELINE,
+        target_tuned_capability=tt, target_tuned_capability_intervention=TARGET_TUNED,
+        source_ID_accuracy=source.accuracy, RMS_calibration_error=metrics.rms_calibration_error(p),
+        differential_elicitation=metrics.differential_elicitation(ga, baseline.accuracy, tt),
+        intervention=intervention, category=shift.category, family=shift.family,
+        elicitation=metrics.elicitation(ga, tt), brier=target.brier, ece=metrics.expected_calibration_error(p),
+        accuracy_ci_low=low, accuracy_ci_high=high,
+        length_longer_accuracy=lengths.longer, length_shorter_accuracy=lengths.shorter,
+        length_cue_flag=lengths.flagged, average_probability=target.average_probability,
+        legacy_RMS_calibration_error=metrics.legacy_rms_calibration_error(p),
+        target_evaluation=target.path, source_evaluation=source.path, baseline_evaluation=baseline.path,
+        target_tuned_evaluation=tuned.path,
+    )
 
 
 def write_run_dir(
@@ -146,10 +130,14 @@ def write_run_dir(
     prompt_words: int = 60,
     response_words: int = 20,
     failed: int = 0,
+    info: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Write a complete RUN_DIR (results.csv/json, evaluations/, manifest.json, log.txt)."""
+    """Write a complete RUN_DIR (results.csv/json, evaluations/, manifest.json, log.txt).
+
+    `failed` adds that many failed `ccs` fits (and their cells); `info` maps an intervention to
+    what it reports beside its predictions, stored in each of its evaluations.
+    """
     root = Path(run_dir)
-    (root / "evaluations").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     shifts = fake_shifts(n_shifts)
     dists = {
@@ -157,90 +145,25 @@ def write_run_dir(
         for s in shifts
         for name in (s.source, s.target)
     }
-    written: dict[str, dict[str, Any]] = {}
+    evaluations: dict[str, Evaluation] = {}
 
-    def evaluation(intervention: str, trained_on: str | None, dist: str, skill: float) -> str:
-        name = f"evaluations/{intervention}__{trained_on or 'none'}__{dist}.json"
-        if name not in written:
-            written[name] = _evaluation(intervention, trained_on, dist, dists[dist], skill, rng)
-            (root / name).write_text(json.dumps(written[name]), encoding="utf-8")
-        return name
+    def evaluation(intervention: str, trained_on: str | None, dist: str, skill: float) -> Evaluation:
+        ev = fake_evaluation(intervention, trained_on, dist, dists[dist], skill, rng, seed,
+                             (info or {}).get(intervention))
+        return evaluations.setdefault(ev.path, ev)
 
     rows = []
     for s in shifts:
-        base_file = evaluation("zero_shot", None, s.target, 0.45)
-        att = float(rng.uniform(0.8, 1.0))
+        baseline = evaluation(BASELINE, None, s.target, 0.45)
+        tuned = evaluation(TARGET_TUNED, s.target_reference, s.target_reference, 0.9)
         for k, intervention in enumerate(interventions):
-            target_file = (
-                base_file
-                if intervention == "zero_shot"
-                else evaluation(
-                    intervention, s.source, s.target, float(np.clip(0.45 + 0.05 * k + rng.normal(0, 0.1), 0.05, 0.95))
-                )
-            )
-            source_file = evaluation(intervention, s.source, s.source, 0.8)
-            ga, base = written[target_file]["accuracy"], written[base_file]["accuracy"]
-            n_pairs = len(written[target_file]["pairs"])
-            half = 1.96 * (ga * (1 - ga) / max(1, n_pairs)) ** 0.5
-            rows.append(
-                {
-                    "source": s.source,
-                    "target": s.target,
-                    "target_reference": s.target,
-                    "generalization_accuracy": ga,
-                    "baseline_accuracy": base,
-                    "baseline_intervention": "zero_shot",
-                    "target_tuned_capability": att,
-                    "target_tuned_capability_intervention": "lora",
-                    "source_ID_accuracy": written[source_file]["accuracy"],
-                    "RMS_calibration_error": float(rng.uniform(0, 0.3)),
-                    "differential_elicitation": (ga - base) / att,
-                    "intervention": intervention,
-                    "category": s.category,
-                    "family": s.family,
-                    "elicitation": ga / att,
-                    "brier": written[target_file]["brier"],
-                    "ece": float(rng.uniform(0, 0.3)),
-                    "accuracy_ci_low": max(0.0, ga - half),
-                    "accuracy_ci_high": min(1.0, ga + half),
-                    "length_longer_accuracy": float(rng.uniform(0, 1)),
-                    "length_shorter_accuracy": float(rng.uniform(0, 1)),
-                    "length_cue_flag": bool(rng.random() < 0.1),
-                    "target_evaluation": target_file,
-                    "source_evaluation": source_file,
-                    "baseline_evaluation": base_file,
-                }
-            )
-    aggregates = []
-    scopes = (
-        ["all"]
-        + [f"category:{c}" for c in dict.fromkeys(s.category for s in shifts)]
-        + [f"family:{f}" for f in dict.fromkeys(s.family for s in shifts)]
-    )
-    for intervention in interventions:
-        for scope in scopes:
-            chosen = [
-                r
-                for r in rows
-                if r["intervention"] == intervention
-                and (scope == "all" or scope == f"category:{r['category']}" or scope == f"family:{r['family']}")
-            ]
-            de = [r["differential_elicitation"] for r in chosen]
-            low, high = _bootstrap(de, rng)
-            aggregates.append(
-                {
-                    "intervention": intervention,
-                    "scope": scope,
-                    "mean_de": float(np.mean(de)),
-                    "ci_low": low,
-                    "ci_high": high,
-                    "n_shifts": len(de),
-                    "mean_generalization_accuracy": float(np.mean([r["generalization_accuracy"] for r in chosen])),
-                }
-            )
-    results = {
-        "schema_version": 1,
-        "run": {
+            skill = float(np.clip(0.45 + 0.05 * k + rng.normal(0, 0.1), 0.05, 0.95))
+            target = baseline if intervention == BASELINE else evaluation(intervention, s.source, s.target, skill)
+            source = evaluation(intervention, None if intervention == BASELINE else s.source, s.source, 0.8)
+            rows.append(_row(s, intervention, target, source, baseline, tuned, seed))
+    failed_sources = [f"source_{k}" for k in range(failed)]
+    results = RunResults(
+        run={
             "model": model,
             "model_fingerprint": f"fp-{seed}",
             "preset": preset,
@@ -249,18 +172,13 @@ def write_run_dir(
             "interventions": list(interventions),
             "target_tuned": "default",
         },
-        "rows": rows,
-        "aggregates": aggregates,
-        "failed": [
-            {"job": f"fit ccs on source_{k}", "error": "Traceback ...\nRuntimeError: synthetic failure"}
-            for k in range(failed)
-        ],
-    }
-    (root / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    with (root / "results.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / "manifest.json").write_text(json.dumps({"command": "synthetic", "seed": seed}), encoding="utf-8")
-    (root / "log.txt").write_text("".join(f"ok {name}\n" for name in written), encoding="utf-8")
+        rows=tuple(rows),
+        aggregates=tuple(metrics.aggregate_rows([asdict(r) for r in rows], seed=seed, n_boot=200)),
+        failed=tuple(FailedJob(f"fit ccs on {src}", "Traceback ...\nRuntimeError: synthetic failure")
+                     for src in failed_sources),
+        failed_cells=tuple(f"ccs: {s.name}" for s in shifts if s.source in failed_sources),
+    )
+    write_run(root, ComputedRun(results, tuple(evaluations.values())))
+    write_atomic(root / "manifest.json", json.dumps({"command": "synthetic", "seed": seed}))
+    write_atomic(root / "log.txt", "".join(f"ok {path}\n" for path in sorted(evaluations)))
     return root

@@ -252,6 +252,7 @@
         }
         frag.append(tr);
       }
+      if (!shown.length) frag.append(h("tr", null, h("td", { class: "empty", colspan: cols.length, text: rows.length ? "no row matches" : "no data" })));
       tbody.replaceChildren(frag);
       counter.textContent = `${shown.length} of ${rows.length} rows · click a row to see its examples`;
     }
@@ -330,7 +331,8 @@
       const errors = items.filter((it) => it.status === "err" || it.status === "tie").length;
       const page = shown.slice(st.page * st.size, (st.page + 1) * st.size);
       status.replaceChildren(
-        h("span", { id: "b-status" }, h("b", { text: meta.label }), ` · ${items.length} examples, ${errors} with an error · pair accuracy ${fmt(meta.acc)} · showing ${shown.length}`),
+        h("span", { id: "b-status" }, h("b", { text: meta.label }), ` · ${items.length} examples, ${errors} with an error · pair accuracy ${fmt(meta.acc)} · showing ${shown.length}`,
+          meta.info ? h("div", { class: "reported", text: "reported by the method: " + meta.info }) : null),
         pager(st, shown.length, draw));
       list.replaceChildren(...(page.length ? page.map((it) => exampleCard(it, st.q)) : [h("div", { class: "empty", text: "No example matches." })]));
     }
