@@ -157,3 +157,29 @@ def test_ccs_normalisation_parity_and_determinism():
 def test_fit_logistic_rejects_bad_shapes():
     with pytest.raises(ValueError, match="sites, n, d"):
         P.fit_logistic(np.zeros((4, 3)), np.zeros(4))
+
+
+def test_fitted_probes_survive_save_and_load(tmp_path):
+    """The probe value types are what methods nest in their fitted states: saved and loaded by
+    genies.interventions.fitted, they score bit for bit as before (arrays keep their dtype, the
+    calibrator's floats come back exactly)."""
+    from dataclasses import dataclass
+
+    from genies.interventions.fitted import load_fitted, save_fitted
+
+    @dataclass(frozen=True)
+    class Both:
+        cosine: P.CosineProbe
+        ccs: P.CCSProbe
+
+    pref, disp, _ = planted_pairs(60, 6, 4, [2], seed=0)
+    cosine, _ = P.fit_cosine_probe(pref, disp, k=2, seed=0)
+    x_yes, x_no, _ = planted_ccs(40, 4, seed=3, axis=np.eye(4)[0])
+    ccs = P.fit_ccs(x_yes, x_no, seed=0, epochs=20, restarts=2)
+    save_fitted(Both(cosine, ccs), tmp_path, intervention="probes")
+    back = load_fitted(Both, tmp_path)
+    assert back.cosine.sites.dtype == cosine.sites.dtype and back.cosine.calibrator == cosine.calibrator
+    assert (back.ccs.bias, back.ccs.loss) == (ccs.bias, ccs.loss)
+    np.testing.assert_array_equal(back.cosine.p_first(pref, disp), cosine.p_first(pref, disp))
+    np.testing.assert_array_equal(back.cosine.response_scores(pref), cosine.response_scores(pref))
+    np.testing.assert_array_equal(back.ccs.confidence(x_yes, x_no), ccs.confidence(x_yes, x_no))

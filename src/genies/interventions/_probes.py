@@ -265,7 +265,7 @@ def symmetric_probability(p_ab: np.ndarray, p_ba: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CosineProbe:
-    """Selected sites, their directions and the calibrator: everything predict needs."""
+    """Selected sites, their directions and the calibrator: everything scoring needs."""
 
     sites: np.ndarray  # [K] indices into the flattened sites
     directions: np.ndarray  # [K, d]
@@ -318,7 +318,7 @@ def fit_cosine_probe(pref: np.ndarray, disp: np.ndarray, *, k: int, seed: int, v
 
 @dataclass(frozen=True)
 class CCSProbe:
-    """A fitted CCS probe with the centring means of its fit data (SPEC §5.9), so that predict
+    """A fitted CCS probe with the centring means of its fit data (SPEC §5.9), so that scoring
     normalises exactly as fit did."""
 
     weight: np.ndarray  # [d]

@@ -5,16 +5,20 @@ instruction?" answered "Yes" and answered "No" (EOS appended); the final residua
 last token of each goes into an unsupervised probe trained to be consistent (p(Yes) = 1 - p(No))
 and confident. genies departs from the original in three documented ways:
 
-- centring statistics come from the SOURCE fit data and are stored in the state, so prediction
-  normalises exactly as fitting did (the original centred each test set with its own means);
+- centring statistics come from the SOURCE fit data and are stored in the fitted state, so
+  scoring normalises exactly as fitting did (the original centred each test set with its own means);
 - the probe's sign is fixed on the labelled source pairs, never on target labels;
 - a pair is scored by comparing its two responses' CCS credences through a 1-D calibrator fitted
   on the source pairs, so CCS is a pairwise reward model comparable with the other methods.
 
+The original fitted on 300 examples for llama-30b; `--max-train 300` reproduces that cap (the
+run's train cap is the only one).
+
 `variant="legacy_oracle"` reproduces the original instead: each evaluated split is centred with
-its own means and the sign is chosen with THAT split's labels. It reads target labels, so its
-numbers are NOT comparable with any other method; `legacy_response_accuracy` gives the original's
-per-response max(acc, 1 - acc).
+its own means (that needs no labels) and the sign is chosen with THAT split's labels, so this
+variant declares `reads_eval_labels` and its EvalSets carry labels. Its numbers are NOT
+comparable with any other method; `legacy_response_accuracy` gives the original's per-response
+max(acc, 1 - acc).
 """
 
 from __future__ import annotations
@@ -22,24 +26,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from genies.data.schema import Distribution
+from genies.data.schema import Distribution, EvalSet
 from genies.interventions import _probes as P
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, Intervention, Predictions, State, hparam, register
+from genies.interventions.base import Intervention, Scorer
+from genies.interventions.context import FitContext
+from genies.interventions.hparams import hparam
+from genies.interventions.registry import register
+from genies.interventions.scores import Predictions, Scores
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
 VARIANTS = ("pairwise", "legacy_oracle")
+LEGACY_WARNING = "legacy_oracle: sign chosen on each evaluated split's labels; not comparable"
+
+
+@dataclass(frozen=True)
+class CCSFit:
+    """The unsupervised probe, its orientation and the pair calibrator, all fixed on the source."""
+
+    probe: P.CCSProbe  # weight, bias, the source centring means and the final CCS loss
+    sign: float  # +1 / -1: the orientation that makes the preferred source response score higher
+    calibrator: P.Calibrator  # P(a beats b) from the difference of oriented credences
+    n_train_pairs: int
+    source_pair_accuracy: float  # share of source training pairs the oriented credence orders right
 
 
 @register("ccs", family="representation",
           description="Contrast-consistent search on Yes/No answers; sign fixed on source pairs, pairwise scoring")
 @dataclass
-class CCS(Intervention):
-    max_train_examples: int | None = hparam(300, "first N source prompts used (None = all; the original: 300 "
-                                                 "for llama-30b)")
+class CCS(Intervention[CCSFit]):
     epochs: int = hparam(1000, "full-batch AdamW steps of the probe")
     restarts: int = hparam(10, "random initialisations of the probe; the one with the lowest CCS loss is kept")
     lr: float = hparam(1e-3, "AdamW learning rate of the probe")
@@ -53,17 +70,21 @@ class CCS(Intervention):
     position: str = hparam("last", "token read: 'last' of the text, or 'mean' over the response",
                            choices=("last", "mean"))
 
-    presets = {"paper": {}, "cpu": {"max_train_examples": 100, "epochs": 300}}
+    presets = {"paper": {}, "cpu": {"epochs": 300}}
 
-    def _activations(self, lm: LoadedModel, dist: Distribution, split: str,
+    @property
+    def reads_eval_labels(self) -> bool:
+        """Only the legacy oracle: it orients the probe with the evaluated split's labels."""
+        return self.variant == "legacy_oracle"
+
+    def _activations(self, lm: LoadedModel, data: EvalSet,
                      ctx: FitContext) -> tuple[Activations, np.ndarray, np.ndarray]:
-        yes, no = R.yes_no_activations(lm, dist, split, ctx, "ccs_yes", self.no_template, "residual", self.position)
+        yes, no = R.yes_no_activations(lm, data, ctx, "ccs_yes", self.no_template, "residual", self.position)
         return yes, np.asarray(yes.values[:, self.layer], np.float64), np.asarray(no.values[:, self.layer], np.float64)
 
-    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
-        source = R.training_source(source, self.max_train_examples)
-        pairs = source.train_pairs(ctx.seed)
-        acts, x_yes, x_no = self._activations(lm, source, "train", ctx)
+    def fit(self, lm: LoadedModel, train: Distribution, ctx: FitContext) -> CCSFit:
+        pairs = train.train_pairs(ctx.seed)
+        acts, x_yes, x_no = self._activations(lm, train.eval_set("train"), ctx)
         a, b = R.pair_rows(acts, pairs)
         rows = np.concatenate([a, b])
         if self.resample:
@@ -73,47 +94,38 @@ class CCS(Intervention):
         conf = probe.confidence(x_yes, x_no)
         sign = P.orientation_sign(conf[a], conf[b])
         diffs, labels = P.alternated_differences(sign * conf[a], sign * conf[b])
-        calibrator = P.fit_calibrator(diffs, labels)
-        tensors = {
-            "weight": torch.as_tensor(probe.weight), "bias": torch.tensor([probe.bias], dtype=torch.float64),
-            "mean_yes": torch.as_tensor(probe.mean_yes), "mean_no": torch.as_tensor(probe.mean_no),
-            "sign": torch.tensor([sign], dtype=torch.float64),
-            "calibrator": torch.tensor([calibrator.slope, calibrator.intercept], dtype=torch.float64),
-        }
-        info = {"source": source.id, "n_train_pairs": len(pairs), "ccs_loss": probe.loss, "sign": sign,
-                "source_pair_accuracy": float(np.mean(sign * (conf[a] - conf[b]) > 0))}
-        if self.variant == "legacy_oracle":
-            info["warning"] = "legacy_oracle: sign chosen on each evaluated split's labels; not comparable"
-        return State(self.name, self.hparams(), info, tensors)
+        return CCSFit(probe, sign, P.fit_calibrator(diffs, labels), len(pairs),
+                      float(np.mean(sign * (conf[a] - conf[b]) > 0)))
 
-    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
-                ctx: FitContext) -> Predictions:
-        t = state.tensors
-        probe = P.CCSProbe(t["weight"].numpy(), float(t["bias"]), t["mean_yes"].numpy(), t["mean_no"].numpy(), 0.0)
-        acts, x_yes, x_no = self._activations(lm, dist, split, ctx)
-        if self.variant == "legacy_oracle":
-            return self._predict_legacy(probe, dist, split, acts, x_yes, x_no)
-        calibrator = P.Calibrator(*t["calibrator"].tolist())
-        sign = float(t["sign"])
-        scores = sign * probe.confidence(x_yes, x_no)
+    def scorer(self, lm: LoadedModel, fitted: CCSFit, ctx: FitContext) -> Scorer:
+        def score(data: EvalSet) -> Scores:
+            acts, x_yes, x_no = self._activations(lm, data, ctx)
+            if self.variant == "legacy_oracle":
+                return self._score_legacy(fitted.probe, data, acts, x_yes, x_no)
+            scores = fitted.sign * fitted.probe.confidence(x_yes, x_no)
 
-        def p_first(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
-            return P.symmetric_probability(calibrator(sa - sb), calibrator(sb - sa))
+            def p_first(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
+                return P.symmetric_probability(fitted.calibrator(sa - sb), fitted.calibrator(sb - sa))
 
-        return R.predictions(dist, split, acts, scores, p_first, lambda s: s)
+            return R.pairwise_scores(data, acts, scores, p_first, lambda s: s)
+        return score
 
     @staticmethod
-    def _predict_legacy(probe: P.CCSProbe, dist: Distribution, split: str, acts: Activations,
-                        x_yes: np.ndarray, x_no: np.ndarray) -> Predictions:
+    def _score_legacy(probe: P.CCSProbe, data: EvalSet, acts: Activations, x_yes: np.ndarray,
+                      x_no: np.ndarray) -> Scores:
         """The original: centre with this split's means, orient with this split's labels."""
+        if data.labels is None:
+            raise ValueError(f"{data.distribution}/{data.split}: ccs variant 'legacy_oracle' orients its probe with "
+                             "the evaluated split's labels, and this EvalSet carries none "
+                             "(build it with eval_set(split, with_labels=True))")
         own = P.CCSProbe(probe.weight, probe.bias, x_yes.mean(0), x_no.mean(0), probe.loss)
         conf = own.confidence(x_yes, x_no)
-        examples = dist.split(split)
-        is_pref = np.array([examples[e].preferred == r for e, r in zip(acts.example_index, acts.response_index,
-                                                                       strict=True)])
+        is_pref = np.array([data.labels[e] == r for e, r in zip(acts.example_index, acts.response_index,
+                                                                 strict=True)])
         sign = 1.0 if np.mean((conf > 0.5) == is_pref) >= 0.5 else -1.0  # the oracle sign
         oriented = 0.5 + sign * (conf - 0.5)
-        return R.predictions(dist, split, acts, oriented, lambda ca, cb: 0.5 * (1.0 + ca - cb), lambda c: c)
+        return R.pairwise_scores(data, acts, oriented, lambda ca, cb: 0.5 * (1.0 + ca - cb), lambda c: c,
+                                 {"warning": LEGACY_WARNING})
 
 
 def legacy_response_accuracy(predictions: Predictions, dist: Distribution, split: str = "test") -> float:

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genies.data.schema import Distribution
+from genies.data.schema import EvalSet
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, hparam, register
+from genies.interventions.context import FitContext
+from genies.interventions.hparams import hparam
+from genies.interventions.registry import register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -25,7 +27,7 @@ class CRA(R.CosineProbeMethod):
     alpha: float = hparam(1.0, "weight of the No activations: feature = act(..Yes) - alpha * act(..No)")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
-        def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
-            yes, no = R.yes_no_activations(lm, dist, split, ctx, "cra_yes", "cra_no", "heads", self.position)
+        def get(data: EvalSet) -> tuple[Activations, np.ndarray]:
+            yes, no = R.yes_no_activations(lm, data, ctx, "cra_yes", "cra_no", "heads", self.position)
             return yes, R.as_sites(yes.values, "heads") - self.alpha * R.as_sites(no.values, "heads")
         return get

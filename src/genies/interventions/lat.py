@@ -10,12 +10,16 @@ component of the pair differences, as representation engineering (Zou et al. 202
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
-from genies.data.schema import Distribution
+from genies.data.schema import EvalSet
+from genies.interventions import _probes as P
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, hparam, register
+from genies.interventions.context import FitContext
+from genies.interventions.hparams import hparam
+from genies.interventions.registry import register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -31,8 +35,11 @@ class LAT(R.CosineProbeMethod):
     direction: str = hparam("mean", "'mean' (the original code) or 'pca' (representation engineering)",
                             choices=("mean", "pca"))
 
+    def probe_direction(self) -> P.Direction:
+        return cast(P.Direction, self.direction)  # one of the choices, checked when configured
+
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
-        def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
-            acts = R.store_of(ctx).get(lm, dist, split, STIMULUS_TEMPLATES[self.stimulus], "residual", self.position)
+        def get(data: EvalSet) -> tuple[Activations, np.ndarray]:
+            acts = ctx.activations().get(lm, data, STIMULUS_TEMPLATES[self.stimulus], "residual", self.position)
             return acts, R.as_sites(acts.values, "residual")[:, :-1]  # drop the final normed state
         return get

@@ -2,7 +2,7 @@
 model on frozen hidden states.
 
 Features are one hidden-states layer at the last token, standardised with the SOURCE train
-texts' mean and standard deviation (stored in the state, so prediction normalises exactly as
+texts' mean and standard deviation (stored in the fitted state, so scoring normalises exactly as
 fitting did). The probe is fitted on alternated-order pair differences without intercept, so a
 response's score is w . z and P(a beats b) = sigmoid(w . (z_a - z_b)), exactly antisymmetric.
 With `layer=None` the layer with the best held-out pair accuracy (seeded 70/30 split of the
@@ -14,38 +14,52 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from genies.data.schema import Distribution
+from genies.data.schema import Distribution, EvalSet
 from genies.interventions import _probes as P
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, Intervention, Predictions, State, _sigmoid, hparam, register
+from genies.interventions.base import Intervention, Scorer
+from genies.interventions.context import FitContext
+from genies.interventions.hparams import hparam
+from genies.interventions.registry import register
+from genies.interventions.scores import Scores, sigmoid
+from genies.models.activations import Activations
 from genies.models.base import LoadedModel
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """The probe on one hidden-states layer with the source standardisation it was fitted under."""
+
+    layer: int  # hidden-states index, non-negative
+    weight: np.ndarray  # [d], on standardised features
+    mean: np.ndarray  # [d] source train texts' mean at `layer`
+    std: np.ndarray  # [d] their standard deviation (floored at 1e-6)
+    n_train_pairs: int
+    layer_val_accuracy: np.ndarray | None  # [L+1] held-out pair accuracy per layer when the layer was chosen
 
 
 @register("logistic", family="representation",
           description="Supervised logistic-regression probe on one residual-stream layer (pairwise, standardised)")
 @dataclass
-class Logistic(Intervention):
+class Logistic(Intervention[LogisticFit]):
     layer: int | None = hparam(None, "hidden-states index (0 = embeddings, -1 = final); None = the layer with "
                                      "the best held-out pair accuracy")
     C: float = hparam(1.0, "inverse L2 strength of the probe")
     val_fraction: float = hparam(0.3, "share of the training pairs held out to choose the layer (layer=None)")
-    max_train_examples: int | None = hparam(None, "first N source prompts (None = all)")
     template: str = hparam("plain", "text template the activations are read from")
     position: str = hparam("last", "token read: 'last' of the text, or 'mean' over the response",
                            choices=("last", "mean"))
 
-    presets = {"paper": {}, "cpu": {"max_train_examples": 200}}
+    presets = {"paper": {}, "cpu": {}}
 
-    def _residual(self, lm: LoadedModel, dist: Distribution, split: str, ctx: FitContext):
-        acts = R.store_of(ctx).get(lm, dist, split, self.template, "residual", self.position)
+    def _residual(self, lm: LoadedModel, data: EvalSet, ctx: FitContext) -> tuple[Activations, np.ndarray]:
+        acts = ctx.activations().get(lm, data, self.template, "residual", self.position)
         return acts, R.as_sites(acts.values, "residual")
 
-    def fit(self, lm: LoadedModel, source: Distribution, ctx: FitContext) -> State:
-        source = R.training_source(source, self.max_train_examples)
-        pairs = source.train_pairs(ctx.seed)
-        acts, x = self._residual(lm, source, "train", ctx)
+    def fit(self, lm: LoadedModel, train: Distribution, ctx: FitContext) -> LogisticFit:
+        pairs = train.train_pairs(ctx.seed)
+        acts, x = self._residual(lm, train.eval_set("train"), ctx)
         mean = x.mean(0, dtype=np.float64)
         std = np.maximum(x.std(0, dtype=np.float64), 1e-6)
         a, b = R.pair_rows(acts, pairs)
@@ -61,18 +75,11 @@ class Logistic(Intervention):
             layer = self.layer % x.shape[1]
             accuracy = None
         w, _ = P.fit_logistic(diffs[:, layer][None], labels, C=self.C, fit_intercept=False)
-        tensors = {"weight": torch.as_tensor(w[0]), "mean": torch.as_tensor(mean[layer]),
-                   "std": torch.as_tensor(std[layer]), "layer": torch.tensor([layer], dtype=torch.int64)}
-        info = {"source": source.id, "n_train_pairs": len(pairs), "layer": layer}
-        if accuracy is not None:
-            info["layer_val_accuracy"] = accuracy.round(4).tolist()
-        return State(self.name, self.hparams(), info, tensors)
+        return LogisticFit(layer, w[0], mean[layer], std[layer], len(pairs), accuracy)
 
-    def predict(self, lm: LoadedModel, state: State, dist: Distribution, split: str,
-                ctx: FitContext) -> Predictions:
-        t = state.tensors
-        acts, x = self._residual(lm, dist, split, ctx)
-        z = (x[:, int(t["layer"])] - t["mean"].numpy()) / t["std"].numpy()
-        scores = z @ t["weight"].numpy()
-
-        return R.predictions(dist, split, acts, scores, lambda sa, sb: _sigmoid(sa - sb), lambda s: s)
+    def scorer(self, lm: LoadedModel, fitted: LogisticFit, ctx: FitContext) -> Scorer:
+        def score(data: EvalSet) -> Scores:
+            acts, x = self._residual(lm, data, ctx)
+            scores = ((x[:, fitted.layer] - fitted.mean) / fitted.std) @ fitted.weight
+            return R.pairwise_scores(data, acts, scores, lambda sa, sb: sigmoid(sa - sb), lambda s: s)
+        return score

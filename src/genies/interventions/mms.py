@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genies.data.schema import Distribution
+from genies.data.schema import EvalSet
 from genies.interventions import _representation as R
-from genies.interventions.base import FitContext, hparam, register
+from genies.interventions.context import FitContext
+from genies.interventions.hparams import hparam
+from genies.interventions.registry import register
 from genies.models.activations import Activations
 from genies.models.base import LoadedModel
 
@@ -26,7 +28,7 @@ class MMS(R.CosineProbeMethod):
     template: str = hparam("plain", "text template the head activations are read from")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
-        def get(dist: Distribution, split: str) -> tuple[Activations, np.ndarray]:
-            acts = R.store_of(ctx).get(lm, dist, split, self.template, "heads", self.position)
+        def get(data: EvalSet) -> tuple[Activations, np.ndarray]:
+            acts = ctx.activations().get(lm, data, self.template, "heads", self.position)
             return acts, R.as_sites(acts.values, "heads")
         return get
