@@ -17,45 +17,55 @@ import numpy as np
 import pytest
 
 import genies
-from genies.data.schema import Distribution, Example
+from genies.data.schema import Distribution, EvalSet, Example
 from genies.data.shift import Shift
-from genies.interventions.base import FitContext, Intervention, Predictions, State, register
+from genies.interventions import FitContext, Intervention, Scorer, Scores, Unfitted, hparam, register
+from genies.pipeline.config import RunConfig
+from genies.pipeline.executor import LocalExecutor
 from genies.pipeline.results import load_run
 
 TESTS = Path(__file__).parent
 
 
-def _p_from_lengths(dist: Distribution, split: str, direction: int, high: float) -> np.ndarray:
-    """high if the preferred response is longer (direction +1) / shorter (-1), 1 - high if not."""
-    pairs = dist.eval_pairs(split)
-    diff = np.array([direction * (len(q.preferred) - len(q.dispreferred)) for q in pairs])
-    return np.where(diff > 0, high, np.where(diff < 0, 1 - high, 0.5))
+def _length_scores(data: EvalSet, direction: int, high: float) -> Scores:
+    """P(i beats j) = high if response i is longer (direction +1) / shorter (-1) than j, 1 - high
+    if not, 0.5 on equal lengths: labels play no part."""
+    lengths = np.array([len(r) for q in data.queries for r in q.responses])
+
+    def p_first(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        diff = direction * (lengths[a] - lengths[b])
+        return np.where(diff > 0, high, np.where(diff < 0, 1 - high, 0.5))
+
+    return Scores.pairwise([len(q.responses) for q in data.queries], p_first)
 
 
-def _predictions(dist: Distribution, split: str, p: np.ndarray) -> Predictions:
-    pairs = dist.eval_pairs(split)
-    return Predictions(np.array([q.example_index for q in pairs]), np.array([q.preferred_index for q in pairs]),
-                       np.array([q.dispreferred_index for q in pairs]), p)
+@dataclass(frozen=True)
+class Direction:
+    direction: int
 
 
 @register("pt_length", family="fine-tuning", description="test stand-in: learns longer-or-shorter")
 @dataclass
-class LengthRule(Intervention):
+class LengthRule(Intervention[Direction]):
     """Fit: prefer longer responses if the source's preferred ones mostly are; p = 0.5 +- scale."""
 
-    scale: float = 0.4
-    delay: float = 0.0
+    scale: float = hparam(0.4, "p = 0.5 + scale for the favoured response")
+    delay: float = hparam(0.0, "seconds each step sleeps", execution=True)
 
-    def fit(self, lm, source, ctx: FitContext) -> State:
+    def fit(self, lm, train: Distribution, ctx: FitContext) -> Direction:
         time.sleep(self.delay)
         if os.environ.get("GENIES_TEST_FAIL") == self.name and Path(os.environ["GENIES_TEST_FAIL_MARKER"]).exists():
             raise RuntimeError("planned failure [/tmp/x]")  # brackets: must not be read as markup
-        longer = np.mean([len(q.preferred) > len(q.dispreferred) for q in source.train_pairs(ctx.seed)])
-        return State(self.name, self.hparams(), {"direction": 1 if longer >= 0.5 else -1})
+        assert not train.test, "fit must be handed the train split only"
+        longer = np.mean([len(q.preferred) > len(q.dispreferred) for q in train.train_pairs(ctx.seed)])
+        return Direction(1 if longer >= 0.5 else -1)
 
-    def predict(self, lm, state, dist, split, ctx) -> Predictions:
-        time.sleep(self.delay)
-        return _predictions(dist, split, _p_from_lengths(dist, split, state.info["direction"], 0.5 + self.scale))
+    def scorer(self, lm, fitted: Direction, ctx: FitContext) -> Scorer:
+        def score(data: EvalSet) -> Scores:
+            time.sleep(self.delay)
+            assert data.labels is None, "an evaluation set must reach a method without labels"
+            return _length_scores(data, fitted.direction, 0.5 + self.scale)
+        return score
 
 
 @register("pt_length2", family="fine-tuning", description="test stand-in: a second copy of pt_length")
@@ -66,17 +76,27 @@ class LengthRule2(LengthRule):
 
 @register("pt_zero", family="baseline", description="test stand-in: prefers the shorter response")
 @dataclass
-class PreferShorter(Intervention):
+class PreferShorter(Intervention[Unfitted]):
     needs_training_data = False
-    delay: float = 0.0
+    delay: float = hparam(0.0, "seconds each step sleeps", execution=True)
 
-    def fit(self, lm, source, ctx) -> State:
-        assert not source.train, "a method without training data must get none"
-        return State(self.name, self.hparams())
+    def fit(self, lm, train, ctx) -> Unfitted:
+        assert not train.train, "a method without training data must get none"
+        return Unfitted()
 
-    def predict(self, lm, state, dist, split, ctx) -> Predictions:
-        time.sleep(self.delay)
-        return _predictions(dist, split, _p_from_lengths(dist, split, -1, 0.7))
+    def scorer(self, lm, fitted: Unfitted, ctx) -> Scorer:
+        def score(data: EvalSet) -> Scores:
+            time.sleep(self.delay)
+            return _length_scores(data, -1, 0.7)
+        return score
+
+
+def run(model, interventions, *, distributions=None, plain=True, **fields):
+    """`genies.run` with a RunConfig built from keyword fields; `model` is a LoadedModel or a name."""
+    named = isinstance(model, str)
+    config = RunConfig(model=model if named else model.name, interventions=tuple(interventions), **fields)
+    return genies.run(config, lm=None if named else model, distributions=distributions,
+                      executor=LocalExecutor(plain=plain))
 
 
 def ex(preferred: str, *others: str, first: bool = True) -> Example:
@@ -102,7 +122,7 @@ SHIFTS = [Shift("src", "tgt", "tgt", "skill", "extreme"), Shift("src", "tgt2", "
 
 def run_kwargs(tmp: Path, **extra):
     kwargs = dict(shifts=SHIFTS, distributions=distributions(), out=tmp / "run", cache_dir=tmp / "cache",
-                  baseline="pt_zero", target_tuned_interventions=["pt_length"], plain=True, seed=0)
+                  baseline="pt_zero", target_tuned_interventions=("pt_length",), plain=True, seed=0)
     kwargs.update(extra)
     return kwargs
 
@@ -112,7 +132,7 @@ def statuses(run_dir: Path) -> list[str]:
 
 
 def test_known_answer_run(tmp_path, tiny_llama):
-    res = genies.run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
+    res = run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
     row = next(r for r in res.rows if r.target == "tgt")
     # Source train prefers longer -> the rule prefers longer. tgt pairs: p = .1 .1 .1 .9 .9.
     assert row.generalization_accuracy == pytest.approx(2 / 5)
@@ -153,17 +173,17 @@ def test_known_answer_run(tmp_path, tiny_llama):
 
 
 def test_plan_is_minimal_and_reruns_do_no_work(tmp_path, tiny_llama):
-    genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
     # fits: zero-shot once, pt_length on src and (as target-tuned) on tgt, pt_length2 on src = 4;
     # predictions: baseline on 2 targets, target-tuned on tgt once, each method on tgt, tgt2, src = 9.
     jobs = statuses(tmp_path / "run")
     assert len(jobs) == 13 and set(jobs) == {"done"}
     before = (tmp_path / "run" / "results.csv").read_bytes()
-    genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
     assert set(statuses(tmp_path / "run")) == {"cached"}
     assert (tmp_path / "run" / "results.csv").read_bytes() == before
     # A changed hyperparameter of pt_length2 reruns its fit and its 3 predictions only.
-    genies.run(tiny_llama, ["pt_length", "pt_length2"], hparams={"pt_length2": {"scale": 0.3}},
+    run(tiny_llama, ["pt_length", "pt_length2"], hparams={"pt_length2": {"scale": 0.3}},
                **run_kwargs(tmp_path))
     assert statuses(tmp_path / "run").count("done") == 4
 
@@ -175,10 +195,10 @@ def test_a_cached_rerun_by_model_name_never_loads_the_weights(tmp_path, tiny_lla
     loads = []
     real = loading.load_folder
     monkeypatch.setattr(loading, "load_folder", lambda *a, **k: loads.append(1) or real(*a, **k))
-    first = genies.run(str(tiny_llama.path), ["pt_length"], **run_kwargs(tmp_path))
+    first = run(str(tiny_llama.path), ["pt_length"], **run_kwargs(tmp_path))
     assert len(loads) == 1 and first.run["model_fingerprint"] == tiny_llama.fingerprint
     assert set(statuses(tmp_path / "run")) == {"done"}
-    genies.run(str(tiny_llama.path), ["pt_length"], **run_kwargs(tmp_path))
+    run(str(tiny_llama.path), ["pt_length"], **run_kwargs(tmp_path))
     assert set(statuses(tmp_path / "run")) == {"cached"} and len(loads) == 1
 
 
@@ -187,10 +207,10 @@ def test_failing_job_is_isolated_and_retried(tmp_path, tiny_llama, monkeypatch):
     marker.touch()
     monkeypatch.setenv("GENIES_TEST_FAIL", "pt_length2")
     monkeypatch.setenv("GENIES_TEST_FAIL_MARKER", str(marker))
-    res = genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path, plain=False))  # rich output
+    res = run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path, plain=False))  # rich output
     assert {r.intervention for r in res.rows} == {"pt_length"}
     assert sorted(res.failed_cells) == ["pt_length2: src->tgt", "pt_length2: src->tgt2"]
-    assert any("planned failure [/tmp/x]" in f["error"] for f in res.failed)
+    assert any("planned failure [/tmp/x]" in f.error for f in res.failed)
     from rich.console import Console
 
     from genies.commands.results import print_failures
@@ -200,7 +220,7 @@ def test_failing_job_is_isolated_and_retried(tmp_path, tiny_llama, monkeypatch):
     assert "planned failure [/tmp/x]" in console.export_text()
     assert "RuntimeError: planned failure" in (tmp_path / "run" / "log.txt").read_text()
     marker.unlink()
-    res = genies.run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    res = run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
     assert len(res.rows) == 4 and not res.failed
     assert statuses(tmp_path / "run").count("done") == 4  # the failed fit and its 3 predictions
 
@@ -213,7 +233,7 @@ import genies, test_pipeline as t
 from genies.models.testing import tiny_model
 kwargs = t.run_kwargs(Path({tmp!r}), out=Path({out!r}), hparams={{n: {{"delay": {delay}}} for n in
                       ("pt_length", "pt_length2", "pt_zero")}})
-genies.run(tiny_model(Path({model!r})), ["pt_length", "pt_length2"], **kwargs)
+t.run(tiny_model(Path({model!r})), ["pt_length", "pt_length2"], **kwargs)
 """
 
 
@@ -234,13 +254,13 @@ def test_kill_and_resume_gives_identical_results(tmp_path, tiny_llama):
     proc.wait(timeout=60)
     assert seen == 5, "the run ended before it could be killed"
     assert not (tmp_path / "run" / "results.csv").exists()
-    resumed = genies.run(tiny_llama, ["pt_length", "pt_length2"],
+    resumed = run(tiny_llama, ["pt_length", "pt_length2"],
                          hparams={n: {"delay": 0.4} for n in ("pt_length", "pt_length2", "pt_zero")},
                          **run_kwargs(tmp_path))
     jobs = statuses(tmp_path / "run")
     assert 5 <= jobs.count("cached") < 13 and jobs.count("done") == 13 - jobs.count("cached")
     fresh = tmp_path / "fresh"
-    genies.run(tiny_llama, ["pt_length", "pt_length2"],
+    run(tiny_llama, ["pt_length", "pt_length2"],
                hparams={n: {"delay": 0.0} for n in ("pt_length", "pt_length2", "pt_zero")},
                **run_kwargs(fresh))
     assert resumed.rows  # and the numbers do not depend on the interruption:
@@ -261,7 +281,7 @@ def test_concurrent_runs_share_the_cache_safely(tmp_path, tiny_llama):
 
 def test_same_seed_same_bytes(tmp_path, tiny_llama):
     for name in ("a", "b"):
-        genies.run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path / name))
+        run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path / name))
     for file in ("results.csv", "results.json"):
         assert (tmp_path / "a" / "run" / file).read_bytes() == (tmp_path / "b" / "run" / file).read_bytes()
     evals = sorted(p.name for p in (tmp_path / "a" / "run" / "evaluations").iterdir())
@@ -272,18 +292,25 @@ def test_same_seed_same_bytes(tmp_path, tiny_llama):
 
 
 def test_unknown_names_are_clear_errors(tmp_path, tiny_llama):
-    from genies.pipeline.api import RunConfigError
+    from genies.errors import ConfigError
 
-    with pytest.raises(RunConfigError, match="available"):
-        genies.run(tiny_llama, ["no_such_method"], **run_kwargs(tmp_path))
+    with pytest.raises(ConfigError, match="unknown intervention 'no_such_method'"):
+        run(tiny_llama, ["no_such_method"], **run_kwargs(tmp_path))
+    with pytest.raises(ConfigError, match="unknown intervention 'pt_lenght'; did you mean 'pt_length'"):
+        run(tiny_llama, ["pt_lenght"], **run_kwargs(tmp_path))
+    with pytest.raises(ConfigError, match="pt_length.scale: expected float, got 'abc'"):
+        run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, hparams={"pt_length": {"scale": "abc"}}))
+    with pytest.raises(ConfigError, match="hyperparameter of 'pt_length' 'kk'"):
+        run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, hparams={"pt_length": {"kk": 1}}))
+    assert not (tmp_path / "run").exists(), "a configuration error must stop the run before it writes anything"
     bad = [Shift("src", "nowhere", "nowhere", "skill", "extreme")]
-    with pytest.raises(RunConfigError, match="available: src, tgt, tgt2"):
-        genies.run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, shifts=bad))
+    with pytest.raises(ConfigError, match="unknown distribution 'nowhere'.*choices: src, tgt, tgt2"):
+        run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, shifts=bad))
 
 
 def test_ray_executor_when_installed(tmp_path, tiny_llama):
     pytest.importorskip("ray")
-    res = genies.run(tiny_llama, ["pt_length"], executor="ray", **run_kwargs(tmp_path))
+    res = run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, executor="ray"))
     assert len(res.rows) == 2
 
 
@@ -292,12 +319,26 @@ def test_cli_show_and_bad_names(tmp_path, tiny_llama):
 
     from genies.cli import _build
 
-    genies.run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
+    run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
     app = _build()
     shown = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["results", "show", str(tmp_path / "run")])
     assert shown.exit_code == 0, shown.output
     assert "src -> tgt2" in shown.output and "Per family" in shown.output
     bad = CliRunner().invoke(app, ["run", "--intervention", "no_such_method", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "available" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "unknown intervention" in bad.output and "Traceback" not in bad.output
     missing = CliRunner().invoke(app, ["results", "show", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
+
+
+def test_keys_follow_what_changes_results(tmp_path, tiny_llama, monkeypatch):
+    """An execution setting (pt_length's `delay`, like a batch size) keeps every job cached; a new
+    transformers version reruns them all, since it may change the numbers."""
+    from genies.pipeline import jobs
+
+    run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
+    run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, hparams={"pt_length": {"delay": 0.01}}))
+    assert set(statuses(tmp_path / "run")) == {"cached"}
+    upgraded = {**jobs.package_versions(), "transformers": "999.0"}
+    monkeypatch.setattr(jobs, "package_versions", lambda: upgraded)
+    run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
+    assert set(statuses(tmp_path / "run")) == {"done"}

@@ -17,16 +17,20 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "run", "load_run"]
+
+# The public API, imported on first use: name -> module that defines it.
+_EXPORTS = {
+    "run": "genies.pipeline.api", "RunConfig": "genies.pipeline.config", "load_run": "genies.pipeline.results",
+    "Intervention": "genies.interventions.base", "register": "genies.interventions.registry",
+    "hparam": "genies.interventions.hparams", "Example": "genies.data.schema",
+    "Distribution": "genies.data.schema", "Shift": "genies.data.shift", "GeniesError": "genies.errors",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "run":
-        from genies.pipeline.api import run
+    if name in _EXPORTS:
+        import importlib
 
-        return run
-    if name == "load_run":
-        from genies.pipeline.results import load_run
-
-        return load_run
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'genies' has no attribute {name!r}")

@@ -1,77 +1,90 @@
-"""`genies run`: the generalization metrics for a model, interventions and a shift list."""
+"""`genies run`: the generalization metrics for a model, interventions and a shift list.
+
+The options are generated from `RunConfig`'s fields (their help, flags and defaults), so the
+command line and `genies.run(RunConfig(...))` cannot drift apart. Only what is about the screen
+(`--plain`) and the `--set` syntax live here.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
+import dataclasses
+import inspect
+import typing
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
+
+from genies.errors import ConfigError
+from genies.pipeline.config import RunConfig
 
 
-def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """`--set lora.learning_rate=1e-4` -> {"lora": {"learning_rate": 1e-4}}; values are JSON
-    when they parse as JSON, else strings."""
-    out: dict[str, dict[str, Any]] = {}
+def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """`--set lora.learning_rate=1e-4` -> {"lora": {"learning_rate": "1e-4"}}. Values stay text:
+    each method parses them against its hyperparameter's type before the run starts."""
+    out: dict[str, dict[str, str]] = {}
     for item in items:
         name, sep, value = item.partition("=")
         method, dot, param = name.partition(".")
         if not sep or not dot or not method or not param:
-            raise typer.BadParameter(f"{item!r}: expected INTERVENTION.PARAM=VALUE", param_hint="--set")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(method, {})[param] = parsed
+            raise ConfigError(f"--set {item!r}: expected INTERVENTION.PARAM=VALUE, e.g. --set mms.k=8")
+        out.setdefault(method, {})[param] = value
     return out
 
 
+def _option_type(field: dataclasses.Field) -> Any:
+    """The type typer sees: the field's, with tuples as lists (repeatable options)."""
+    hint = field.metadata.get("cli_type") or typing.get_type_hints(RunConfig)[field.name]
+    if typing.get_origin(hint) is tuple:
+        return list[typing.get_args(hint)[0]]
+    return hint
+
+
+def _parameters() -> list[inspect.Parameter]:
+    params = []
+    for f in RunConfig.options():
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, tuple):
+            default = list(default)
+        required = f.name == "out"
+        option = typer.Option(... if required else default, *f.metadata["flags"], help=escape(f.metadata["help"]))
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=_option_type(f)))
+    params.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=list[str],
+                                    default=typer.Option([], "--set", help="Hyperparameter override "
+                                                         "INTERVENTION.PARAM=VALUE, checked before the run starts.")))
+    params.append(inspect.Parameter("plain", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                                    default=typer.Option(False, "--plain",
+                                                         help="One line per job, no progress bar (cluster logs).")))
+    return params
+
+
+def run_command(**options: Any) -> None:
+    """Compute the GENIES metrics; rerunning the same command resumes and reuses finished jobs."""
+    import transformers
+    from rich.console import Console
+
+    from genies.commands.results import show
+    from genies.pipeline.api import run
+    from genies.pipeline.executor import LocalExecutor
+
+    transformers.logging.disable_progress_bar()  # per-job weight-loading bars would drown the job lines
+    plain = options.pop("plain")
+    overrides = parse_overrides(options.pop("set_"))
+    config = RunConfig(**options, hparams=overrides)
+    res = run(config, executor=LocalExecutor(plain=plain, console=Console(stderr=True)))
+    console = Console()
+    show(res, console, detail=False)
+    out = Path(config.out)
+    console.print(f"results: {out / 'results.csv'} (all tables: genies results show {out})", highlight=False)
+    if res.failed or res.failed_cells:
+        raise typer.Exit(1)
+
+
+run_command.__signature__ = inspect.Signature(_parameters())  # type: ignore[attr-defined]
+run_command.__annotations__ = {p.name: p.annotation for p in _parameters()}
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run_command(
-        out: Path = typer.Option(..., "--out", help="Run directory to write (and to resume)."),
-        model: str = typer.Option("default", "--model", help="`default`, a local folder, a .gguf file or a cached hub id."),
-        intervention: list[str] = typer.Option(["mms"], "--intervention", "-i", help="Repeat for several."),
-        shifts: str = typer.Option("genies", "--shifts",
-                                   help="genies | all | all-69 | extreme | probing | <category> | synthetic | <file>"),
-        preset: str = typer.Option("cpu", "--preset", help="cpu (capped examples, short training) | paper"),
-        max_train: int | None = typer.Option(None, "--max-train", help="Train examples per distribution."),
-        max_eval: int | None = typer.Option(None, "--max-eval", help="Test examples per distribution."),
-        target_tuned: str = typer.Option("default", "--target-tuned",
-                                         help="default: LoRA on the target reference | best: max over 5 methods"),
-        seed: int = typer.Option(0, "--seed"),
-        plain: bool = typer.Option(False, "--plain", help="One line per job, no progress bar (cluster logs)."),
-        trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
-        set_: list[str] = typer.Option([], "--set", help="Hyperparameter override INTERVENTION.PARAM=VALUE."),
-        executor: str = typer.Option("local", "--executor", help="local | ray (needs `pip install genies\\[ray]`)"),
-    ) -> None:
-        """Compute the GENIES metrics; rerunning the same command resumes and reuses finished jobs."""
-        from genies.data.home import DataNotFoundError
-        from genies.data.schema import DataError
-        from genies.data.shifts import ShiftSelectionError
-        from genies.models.embedded import ModelNotFoundError
-        from genies.pipeline.api import RunConfigError, run
-
-        from genies.commands.results import show
-
-        import transformers
-
-        transformers.logging.disable_progress_bar()  # per-job weight-loading bars would drown the job lines
-        err_console = Console(stderr=True)
-        try:
-            res = run(model, intervention, shifts, out=out, preset=preset, max_train=max_train, max_eval=max_eval,
-                      target_tuned=target_tuned, seed=seed, plain=plain, trust_remote_code=trust_remote_code,
-                      hparams=parse_overrides(set_), executor=executor, console=err_console,
-                      command_line=["genies", *sys.argv[1:]])
-        except (RunConfigError, ShiftSelectionError, DataError, LookupError, ModelNotFoundError,
-                DataNotFoundError) as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            err_console.print(f"error: {message}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
-        console = Console()
-        show(res, console, detail=False)
-        console.print(f"results: {out / 'results.csv'} (all tables: genies results show {out})", highlight=False)
-        if res.failed or res.failed_cells:
-            raise typer.Exit(1)
+    app.command("run")(run_command)

@@ -1,8 +1,7 @@
-"""`genies.run(...)`: plan, execute, compute metrics, write the run directory, return RunResults."""
+"""`genies.run(config)`: plan, execute, compute metrics, write the run directory, return RunResults."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import sys
@@ -21,23 +20,16 @@ from genies.data.schema import Distribution
 from genies.data.shift import Shift
 from genies.models.base import LoadedModel
 from genies.pipeline.executor import JobEnv, LocalExecutor, RayExecutor, RunLog
-from genies.pipeline.plan import BASELINE, TARGET_TUNED_BEST, TARGET_TUNED_DEFAULT, Plan, build_plan
-from genies.pipeline.results import RunResults, compute_results
 from genies._io import write_atomic
+from genies.errors import ConfigError, UnknownNameError
+from genies.pipeline.config import RunConfig
+from genies.pipeline.plan import TARGET_TUNED_BEST, TARGET_TUNED_DEFAULT, Plan, build_plan, configure_methods
+from genies.pipeline.results import RunResults, compute_results, write_run
 from genies.pipeline.store import JobStore
+from genies.provenance import package_versions
 
-# Example caps per preset. `cpu` keeps `make run` (GENIES-15 x {mms, lora} on the embedded
-# 135M model) inside its 20-minute budget on two cores; `paper` uses every example.
-PRESETS: dict[str, dict[str, int | None]] = {
-    "cpu": {"max_train": 32, "max_eval": 16, "synthetic_size": 64},
-    "paper": {"max_train": None, "max_eval": None, "synthetic_size": 600},
-}
-TARGET_TUNED_MODES = {"default": TARGET_TUNED_DEFAULT, "best": TARGET_TUNED_BEST}
+TARGET_TUNED_CANDIDATES = {"default": TARGET_TUNED_DEFAULT, "best": TARGET_TUNED_BEST}
 PACKAGES = ("genies", "torch", "transformers", "peft", "numpy", "safetensors", "datasets", "scikit-learn")
-
-
-class RunConfigError(ValueError):
-    """A run argument is invalid; the message lists the valid choices."""
 
 
 @dataclass
@@ -62,7 +54,7 @@ def resolve_data(shifts: str | Sequence[Shift], *, data_root: Path | None = None
 
         def from_table(name: str) -> Distribution:
             if name not in table:
-                raise RunConfigError(f"unknown distribution {name!r}; available: {', '.join(sorted(table))}")
+                raise UnknownNameError("distribution", name, table)
             return table[name]
 
         listed = list(shifts) if not isinstance(shifts, str) else get_shifts(shifts)
@@ -104,137 +96,104 @@ def _hardware() -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return package_versions(PACKAGES)
 
 
-def run(
-    model: str | LoadedModel = "default",
-    interventions: Sequence[str] = ("mms",),
-    shifts: str | Sequence[Shift] = "genies",
-    *,
-    out: str | Path,
-    preset: str = "cpu",
-    max_train: int | None = None,
-    max_eval: int | None = None,
-    target_tuned: str = "default",
-    seed: int = 0,
-    plain: bool = False,
-    trust_remote_code: bool = False,
-    hparams: Mapping[str, Mapping[str, Any]] | None = None,
-    distributions: Mapping[str, Distribution] | None = None,
-    data_root: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    executor: str = "local",
-    baseline: str = BASELINE,
-    target_tuned_interventions: Sequence[str] | None = None,
-    console: Console | None = None,
-    command_line: Sequence[str] | None = None,
-) -> RunResults:
-    """Run `interventions` over `shifts` on `model` and write the run directory `out`.
+def run(config: RunConfig, *, lm: LoadedModel | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        executor: LocalExecutor | None = None) -> RunResults:
+    """Run `config.interventions` over `config.shifts` and write the run directory `config.out`.
 
-    Rerunning with the same arguments reuses every finished job (outputs are cached by content
-    hash under `cache_dir`, default `genies_home()/jobs`), so an interrupted run resumes and a
-    finished one returns in seconds. See docs/running.md for every column of the results.
+    `lm` runs an already loaded model instead of loading `config.model`; `distributions` replaces
+    the data on disk by a table of distributions (tests, notebooks); `executor` is the local
+    executor with the display of the caller's choice (the command line's progress bars or plain
+    lines; default: rich progress on stderr). Rerunning the same configuration reuses every
+    finished job (outputs are cached by content hash under `config.cache_dir`, default
+    `genies_home()/jobs`), so an interrupted run resumes and a finished one returns in seconds.
+    See docs/running.md for every column of the results.
     """
     started = time.time()
-    console = console or Console(stderr=True)
-    if preset not in PRESETS:
-        raise RunConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    if target_tuned not in TARGET_TUNED_MODES:
-        raise RunConfigError(f"unknown target-tuned mode {target_tuned!r}; choose from {', '.join(TARGET_TUNED_MODES)}")
-    if executor not in ("local", "ray"):
-        raise RunConfigError(f"unknown executor {executor!r}; choose from local, ray")
-    if not interventions:
-        raise RunConfigError("name at least one intervention")
-    caps = PRESETS[preset]
-    max_train = max_train if max_train is not None else caps["max_train"]
-    max_eval = max_eval if max_eval is not None else caps["max_eval"]
-    candidates = tuple(target_tuned_interventions or TARGET_TUNED_MODES[target_tuned])
-    interventions = [_intervention_name(name) for name in interventions]
-    _check_interventions([*interventions, baseline, *candidates])
+    budget = config.example_budget
+    specs = [intervention_spec(name) for name in config.interventions]
+    candidates = tuple(config.target_tuned_interventions or TARGET_TUNED_CANDIDATES[config.target_tuned])
+    methods = configure_methods([*specs, config.baseline, *candidates], config.preset, config.hparams)
 
-    data = resolve_data(shifts, data_root=Path(data_root) if data_root else None, distributions=distributions,
-                        synthetic_size=int(caps["synthetic_size"] or 64), seed=seed)
+    data = resolve_data(config.shifts, data_root=config.data_root, distributions=distributions,
+                        synthetic_size=budget.synthetic_size, seed=config.seed)
+    console = executor.console if executor is not None else Console(stderr=True)
     if data.note:
         console.print(data.note, highlight=False, markup=False)
     if not data.shifts:
-        raise RunConfigError("the shift list is empty")
+        raise ConfigError("the shift list is empty")
     limited: dict[str, Distribution] = {}
 
     def distribution(name: str) -> Distribution:
         if name not in limited:
-            limited[name] = data.load(name).limited(max_train, max_eval)
+            limited[name] = data.load(name).limited(budget.max_train, budget.max_eval)
         return limited[name]
 
     names = sorted({n for s in data.shifts for n in (s.source, s.target, s.target_reference)})
     data_hashes = {n: {split: distribution(n).content_hash(split) for split in ("train", "test")} for n in names}
 
-    if isinstance(model, LoadedModel):
-        model_name, fingerprint, load = model.name, model.fingerprint, (lambda: model)
+    if lm is not None:
+        model_name, fingerprint, load = lm.name, lm.fingerprint, (lambda: lm)
     else:  # the fingerprint alone plans the run; the weights load when a job first needs them
         from genies.models.loading import load_folder, model_fingerprint
 
-        folder, fingerprint = model_fingerprint(model, trust_remote_code=trust_remote_code)
-        model_name = model
+        folder, fingerprint = model_fingerprint(config.model, trust_remote_code=config.trust_remote_code)
+        model_name = config.model
 
         def load() -> LoadedModel:
-            return load_folder(folder, name=model_name, trust_remote_code=trust_remote_code)
-    plan = build_plan(interventions=list(interventions), shifts=data.shifts, preset=preset, seed=seed,
+            return load_folder(folder, name=model_name, trust_remote_code=config.trust_remote_code)
+    plan = build_plan(interventions=specs, shifts=data.shifts, methods=methods, seed=config.seed,
                       model_fingerprint=fingerprint, data_hash=lambda n, s: data_hashes[n][s],
-                      hparams=hparams, baseline=baseline, target_tuned=candidates)
+                      baseline=config.baseline, target_tuned=candidates)
 
-    out = Path(out)
+    out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    store = JobStore(Path(cache_dir) if cache_dir else None)
+    store = JobStore(config.cache_dir)
     log = RunLog(out / "log.txt")
-    argv = list(command_line) if command_line is not None else sys.argv
+    argv = _command_line()
     log.write(f"start: {' '.join(argv)} ({plan.n_jobs} jobs: {len(plan.fits)} fits, {len(plan.predicts)} predictions)")
-    env = JobEnv(load_model=load, distribution=distribution, store=store, seed=seed,
+    env = JobEnv(load_model=load, distribution=distribution, store=store, seed=config.seed,
                  activation_store=_activation_store())
-    if executor == "ray":
-        records = RayExecutor(lambda: env).execute(plan, env, log)
-    else:
-        records = LocalExecutor(plain=plain, console=console).execute(plan, env, log)
+    try:
+        if config.executor == "ray":
+            records = RayExecutor(lambda: env).execute(plan, env, log)
+        else:
+            records = (executor or LocalExecutor()).execute(plan, env, log)
+    except KeyboardInterrupt:
+        log.write("interrupted: finished jobs are kept; rerun the same command to resume")
+        raise
 
     failed = [{"job": r.label, "error": r.error or ""} for r in records if r.status == "failed"]
     run_info = {
-        "model": model_name, "model_fingerprint": fingerprint, "preset": preset, "seed": seed,
-        "shifts": data.label, "interventions": list(interventions), "target_tuned": target_tuned,
-        "target_tuned_candidates": list(candidates), "baseline_intervention": baseline,
-        "max_train": max_train, "max_eval": max_eval,
+        "model": model_name, "model_fingerprint": fingerprint, "preset": config.preset,
+        "budget": config.budget or config.preset, "seed": config.seed, "shifts": data.label,
+        "interventions": [methods[s].label for s in specs], "target_tuned": config.target_tuned,
+        "target_tuned_candidates": list(candidates), "baseline_intervention": config.baseline,
+        "max_train": budget.max_train, "max_eval": budget.max_eval,
     }
-    results = compute_results(plan, store, distribution, seed, run_info, failed, run_dir=out)
-    results.write(out)
+    results = write_run(out, compute_results(plan, store, distribution, config.seed, run_info, failed))
     _write_manifest(out, plan, records, run_info, data, data_hashes, argv, started)
     log.write(f"finish: {len(results.rows)} rows, {len(failed)} failed jobs, {time.time() - started:.1f}s")
     return results
 
 
-def _intervention_name(name: str) -> str:
-    """A registered name as it is; a folder written for the original GENIES (it holds eval.py)
-    becomes the method `legacy:<folder name>` run through the legacy adapter."""
+def intervention_spec(name: str) -> str:
+    """A name or spec as it is; a folder written for the original GENIES (it holds eval.py)
+    becomes the spec `legacy:<absolute folder>`, which any process resolves."""
     path = Path(name).expanduser()
     if path.is_dir() and (path / "eval.py").is_file():
-        from genies.interventions._legacy import register_folder
-
-        return register_folder(path)
+        return f"legacy:{path.resolve()}"
     return name
 
 
-def _check_interventions(names: Sequence[str]) -> None:
-    from genies.interventions.base import get_intervention
-
-    for name in dict.fromkeys(names):
-        try:
-            get_intervention(name)
-        except KeyError as err:
-            raise RunConfigError(err.args[0]) from None
+def _command_line() -> list[str]:
+    """The command as typed (`genies run ...`), or the Python process's argv for library use."""
+    if Path(sys.argv[0]).name == "genies":
+        return ["genies", *sys.argv[1:]]
+    return list(sys.argv)
 
 
 def _write_manifest(out: Path, plan: Plan, records: Sequence[Any], run_info: Mapping[str, Any], data: ResolvedData,

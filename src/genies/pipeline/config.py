@@ -1,0 +1,112 @@
+"""The run configuration: one validated dataclass whose fields carry their help.
+
+`genies run`'s options are generated from these fields (src/genies/commands/run.py), and
+`genies.run(RunConfig(...))` takes the same object, so the command line and the library cannot
+drift apart. Two words that used to be one: a method's hyperparameter *preset* (`--preset`:
+each method's `paper` or `cpu` values) and the run's example *budget* (`--budget`: how many
+train and test examples of each distribution are used), which defaults to the preset's namesake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genies.data.shift import Shift
+from genies.errors import ConfigError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many examples of each distribution a run uses (None = all)."""
+
+    max_train: int | None
+    max_eval: int | None
+    synthetic_size: int
+
+
+# `cpu` keeps `make run` (GENIES-15 x {mms, lora} on the embedded 135M model) inside its budget on
+# two cores; `paper` uses every example.
+BUDGETS: dict[str, Budget] = {
+    "cpu": Budget(max_train=32, max_eval=16, synthetic_size=64),
+    "paper": Budget(max_train=None, max_eval=None, synthetic_size=600),
+}
+TARGET_TUNED_MODES = ("default", "best")
+EXECUTORS = ("local", "ray")
+
+
+def setting(default: Any, help: str, *flags: str, cli: bool = True, cli_type: Any = None) -> Any:
+    """A run setting: `help` and `flags` become its `genies run` option (`cli=False`: library only;
+    `cli_type`: the option's type where the field's is wider, e.g. shifts given as a list of Shift)."""
+    metadata = {"help": help, "flags": flags, "cli": cli, "cli_type": cli_type}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run computes and where it writes; validated when built."""
+
+    out: Path = setting(None, "Run directory to write (and to resume).", "--out")
+    model: str = setting("default", "`default`, a local folder, a .gguf file or a cached hub id.", "--model")
+    interventions: tuple[str, ...] = setting(
+        ("mms",), "Intervention name or spec (`legacy:FOLDER`, or a folder with eval.py); repeat for several.",
+        "--intervention", "-i")
+    shifts: str | tuple[Shift, ...] = setting(
+        "genies", "genies | all | all-69 | extreme | probing | <category> | synthetic | <file>", "--shifts",
+        cli_type=str)
+    preset: str = setting("cpu", "Each method's hyperparameter preset: cpu (small, fast) | paper.", "--preset")
+    budget: str | None = setting(None, "Examples per distribution: cpu (32 train, 16 test) | paper (all); "
+                                       "default: the preset's namesake.", "--budget")
+    max_train: int | None = setting(None, "Train examples per distribution (overrides the budget).", "--max-train")
+    max_eval: int | None = setting(None, "Test examples per distribution (overrides the budget).", "--max-eval")
+    target_tuned: str = setting("default", "default: LoRA on the target reference | best: max over 5 methods",
+                                "--target-tuned")
+    seed: int = setting(0, "Seed of every job and of the metrics' resampling.", "--seed")
+    hparams: Mapping[str, Mapping[str, Any]] = setting(
+        {}, "Hyperparameter overrides by method name, e.g. {'mms': {'k': 8}} (`--set mms.k=8`).", cli=False)
+    trust_remote_code: bool = setting(False, "Allow a model folder's own Python code to run.", "--trust-remote-code")
+    executor: str = setting("local", "local | ray (needs `pip install genies[ray]`)", "--executor")
+    cache_dir: Path | None = setting(None, "Job cache (default: GENIES_HOME/jobs); shared by runs.", "--cache-dir")
+    data_root: Path | None = setting(None, "Folder of GENIES distributions (default: GENIES_DATA_DIR, then "
+                                           "GENIES_HOME/data).", "--data-root")
+    baseline: str = setting("zero_shot", "Method of the baseline accuracy column.", cli=False)
+    target_tuned_interventions: tuple[str, ...] | None = setting(
+        None, "Candidates of the target-tuned capability (default: those of --target-tuned).", cli=False)
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            raise ConfigError("a run needs an output folder (--out)")
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "interventions", tuple(self.interventions))
+        if not isinstance(self.shifts, str):
+            object.__setattr__(self, "shifts", tuple(self.shifts))
+        if not self.interventions:
+            raise ConfigError("name at least one intervention")
+        if self.budget is not None and self.budget not in BUDGETS:
+            raise UnknownNameError("budget", self.budget, BUDGETS)
+        if self.target_tuned not in TARGET_TUNED_MODES:
+            raise UnknownNameError("target-tuned mode", self.target_tuned, TARGET_TUNED_MODES)
+        if self.executor not in EXECUTORS:
+            raise UnknownNameError("executor", self.executor, EXECUTORS)
+        for name in ("max_train", "max_eval"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+    @property
+    def example_budget(self) -> Budget:
+        """The budget's caps with --max-train / --max-eval on top."""
+        name = self.budget or (self.preset if self.preset in BUDGETS else "paper")
+        caps = BUDGETS[name]
+        return Budget(self.max_train if self.max_train is not None else caps.max_train,
+                      self.max_eval if self.max_eval is not None else caps.max_eval, caps.synthetic_size)
+
+    @classmethod
+    def options(cls) -> list[dataclasses.Field]:
+        """The fields `genies run` exposes as options, in declaration order."""
+        return [f for f in dataclasses.fields(cls) if f.metadata.get("cli")]
