@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from genies.errors import JobError
 from genies.models.base import LoadedModel
 from genies.models.hidden import UnsupportedArchitectureError, encode_texts, extract_hidden, find_layout
 from genies.models.testing import byte_tokenizer, tiny_model
@@ -291,3 +292,11 @@ def test_context_length_reads_the_text_config():
     assert context_length(lm, 12) == 12
     text.max_position_embeddings = None
     assert context_length(lm) == 999
+
+
+def test_text_the_tokenizer_cannot_encode_is_named(tiny_llama):
+    prefixes, completions = ["p", "q", "r"], ["a", "b", "c\udfff"]
+    with pytest.raises(JobError, match="text 2: not valid Unicode text: lone surrogate at character 2"):
+        extract_hidden(tiny_llama, prefixes, completions)
+    with pytest.raises(JobError, match="cola test, example 2: not valid Unicode"):
+        encode_texts(tiny_llama.tokenizer, prefixes, completions, name="cola test, example {}".format)

@@ -115,3 +115,14 @@ def test_real_distribution_loads(genies_data_dir: Path) -> None:
     assert (len(dist.train), len(dist.test)) == (600, 250)
     assert all(len(ex.responses) == 4 for ex in dist.test) and len(dist.eval_pairs()) == 750
     assert len(list_distributions(genies_data_dir)) == 66
+
+
+def test_text_a_tokenizer_cannot_encode_is_refused_with_file_example_and_field(tmp_path: Path) -> None:
+    folder = _genies(tmp_path, train=[TRAIN[0], {"prompt": "q", "responses": {"fine": 1, "bad \ud800": 0}}])
+    with pytest.raises(DataError, match=r"train\.json, example 1: response 1: not valid Unicode text: lone surrogate "
+                                        r"at character 4"):
+        load_distribution(folder).train
+    rows = datasets.Dataset.from_dict({"prompt": ["p"], "responses": [["a", None]], "labels": [[1, 0]]})
+    dist = load_distribution(datasets.DatasetDict({"train": rows, "test": rows}))
+    with pytest.raises(DataError, match=r"dataset\[train\], example 0: response 1: not text but a null"):
+        dist.train

@@ -359,3 +359,30 @@ def test_rows_share_lines_without_seeing_each_other() -> None:
     apart = pk.Batch.collate([short, long], pad_id=0, device=torch.device("cpu"), dtype=torch.float32,
                              line_tokens=4)
     assert apart.placement == [(1, 0, 3), (0, 0, 5)] and apart.input_ids[1].tolist() == [7, 8, 9, 0, 0]
+
+
+def _merging_tokenizer():
+    """A byte-level tokenizer that merges "a" + "b" into one token, so joining a prompt ending in
+    "a" to a response starting with "b" before tokenizing would give different ids."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab.update({"ab": len(vocab), "<|eos|>": len(vocab) + 1})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[("a", "b")]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>")
+
+
+@pytest.mark.parametrize("max_length", [None, 4])
+def test_reward_model_tokenizes_like_the_scoring_engine(tiny_llama, max_length) -> None:
+    from genies.data.schema import Example
+    from genies.models.scoring import tokenize_examples
+
+    lm = dataclasses.replace(tiny_llama, tokenizer=_merging_tokenizer())
+    prompt, response = "Q: xa", "bc"
+    (engine,) = tokenize_examples(lm, [Example(prompt, (response, "other"), 0)])
+    want = engine.prompt + engine.responses[0]
+    assert want[-1] == lm.tokenizer.eos_token_id and lm.tokenizer.bos_token_id is None
+    assert want[:-1] != lm.tokenizer(prompt + response, add_special_tokens=False)["input_ids"]  # the seam merges
+    assert rm.encode(lm, prompt, response, max_length) == (want if max_length is None else want[-max_length:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 from genies.data.schema import Example
+from genies.errors import ConfigError, JobError
+from genies.models.base import pad_token_id
 from genies.models.scoring import count_truncated, score_examples, score_examples_naive
 from genies.models.testing import tiny_model
 
@@ -214,3 +217,23 @@ def test_out_of_memory_splits_the_batch_and_retries(tiny_llama, monkeypatch: pyt
     assert "out of memory on a batch" in caplog.text
     assert sizes[0] > 1 and sizes.count(1) == len(examples)
     assert _max_diff(scores, score_examples_naive(tiny_llama, examples)) < 1e-4
+
+
+def test_text_the_tokenizer_cannot_encode_names_its_example(tiny_llama) -> None:
+    """An in-memory distribution skips validation: the engine must still say which text is bad."""
+    good = Example("ok", ("a", "b"), 0)
+    with pytest.raises(JobError, match="example 1, response 1: not valid Unicode text: lone surrogate at character 2"):
+        score_examples(tiny_llama, [good, Example("ok", ("a", "b \ud800"), 0)])
+    with pytest.raises(JobError, match="example 2, prompt: not text but a null"):
+        score_examples_naive(tiny_llama, [good, good, Example(None, ("a", "b"), 0)])
+
+
+def test_pad_id_falls_back_to_eos_then_is_a_named_error(tiny_llama) -> None:
+    tokenizer = tiny_llama.tokenizer.__class__.from_pretrained(tiny_llama.path)
+    lm = dataclasses.replace(tiny_llama, tokenizer=tokenizer)
+    assert pad_token_id(lm) == tokenizer.pad_token_id != tokenizer.eos_token_id
+    tokenizer.pad_token = None
+    assert pad_token_id(lm) == tokenizer.eos_token_id
+    tokenizer.eos_token = None
+    with pytest.raises(ConfigError, match="model 'tiny-llama': the tokenizer has neither a pad nor an EOS token"):
+        pad_token_id(lm)

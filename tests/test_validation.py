@@ -162,3 +162,13 @@ def test_cli_validate_reads_saved_hugging_face_folders(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "[train], example 1: no dispreferred response" in result.output
     assert "[train], example 2: no dispreferred response" in result.output  # every row, not the first
+
+
+def test_text_a_tokenizer_cannot_encode_fails_validate_naming_file_example_and_field(tmp_path: Path) -> None:
+    # json.dumps writes the lone surrogates as \ud800 escapes: valid JSON, invalid Unicode text
+    _folder(tmp_path, [GOOD, {"prompt": "ok \ud800", "responses": {"a": 1, "b\udfff": 0}}], name="bad")
+    result = CliRunner().invoke(_app(), ["data", "validate", str(tmp_path / "bad")])
+    assert result.exit_code == 1, result.output
+    out = result.output
+    assert "bad/train.json, example 1: prompt: not valid Unicode text: lone surrogate at character 3" in out
+    assert "bad/train.json, example 1: response 1: not valid Unicode text: lone surrogate at character 1" in out

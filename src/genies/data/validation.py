@@ -6,7 +6,8 @@ severity). The loader (`genies.data.loading`) uses the same checks and raises a 
 the first error, so "what validate reports" and "what loading refuses" can never drift apart.
 
 Record rules (SPEC part A item 1): a record is an object with a string `prompt` and a `responses`
-object mapping each response text to 1 (exactly one, the preferred) or 0 (at least one). 0/1 may
+object mapping each response text to 1 (exactly one, the preferred) or 0 (at least one); every
+text must be valid Unicode, i.e. encodable by a tokenizer (`text_problem`). 0/1 may
 be written as ints or floats (the released data uses 0.0/1.0); booleans are refused because
 `true` is not a label. Other fields are kept as `Example.metadata`.
 """
@@ -134,6 +135,24 @@ def _is_label(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float) and value in (0, 1)
 
 
+def text_problem(value: Any) -> str | None:
+    """Why `value` is not text a tokenizer can encode, or None when it is.
+
+    JSON can carry strings that are not Unicode text (the escape `\\ud800` decodes to a lone
+    surrogate, which UTF-8 cannot encode) and a Hugging Face row can hold a number or a null
+    where a response should be. Both pass every other check and would then fail in the tokenizer
+    of every job that reads them, with an error naming neither the file nor the example; so
+    validation, loading and the model engines (`genies.models.base.tokenize`) all ask this.
+    """
+    if not isinstance(value, str):
+        return f"not text but a {_json_type(value)}"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # UTF-8 encodes every code point but the surrogates
+        return f"not valid Unicode text: lone surrogate at character {err.start}"
+    return None
+
+
 def record_problems(record: Any) -> list[str]:
     """Every problem of one record, in a fixed order, as short human-readable phrases."""
     if not isinstance(record, Mapping):
@@ -144,15 +163,18 @@ def record_problems(record: Any) -> list[str]:
         problems.append("missing prompt")
     elif not isinstance(prompt, str):
         problems.append(f"missing prompt: `prompt` is a {_json_type(prompt)}, not a string")
+    elif problem := text_problem(prompt):
+        problems.append(f"prompt: {problem}")
     responses = record.get("responses")
     if "responses" not in record:
         return [*problems, "missing responses"]
     if not isinstance(responses, Mapping) or not responses:
         what = "empty" if isinstance(responses, Mapping) else f"a {_json_type(responses)}"
         return [*problems, f"missing responses: `responses` is {what}, expected an object of response text -> 0/1"]
+    problems += [f"response {k}: {problem}" for k, text in enumerate(responses) if (problem := text_problem(text))]
     bad = [(text, value) for text, value in responses.items() if not _is_label(value)]
     for text, value in bad:
-        problems.append(f"a value other than 0/1: response {text[:40]!r} has {json.dumps(value)}")
+        problems.append(f"a value other than 0/1: response {str(text)[:40]!r} has {json.dumps(value)}")
     if bad:
         return problems
     preferred = sum(1 for v in responses.values() if v == 1)

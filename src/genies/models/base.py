@@ -1,12 +1,18 @@
-"""The loaded-model handle that every engine, extractor and intervention receives."""
+"""The loaded-model handle that every engine, extractor and intervention receives, and the
+model facts they all need: context length, pad id, tokenization that names a text it cannot encode."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+
+from genies.data.validation import text_problem
+from genies.errors import ConfigError, JobError
 
 
 @dataclass
@@ -54,3 +60,43 @@ def context_length(lm: LoadedModel, max_length: int | None = None) -> int:
     if isinstance(tok_max, int) and 0 < tok_max < 10**7:
         return tok_max
     raise ValueError(f"model {lm.name}: cannot tell its context length; pass max_length")
+
+
+def pad_token_id(lm: LoadedModel) -> int:
+    """The id that fills the padding of a batch: the tokenizer's pad token, else its EOS.
+
+    Every engine masks padding out, so the id never changes a number; it only has to be a real
+    token id to look up. `load_model` gives a tokenizer a pad token where it can
+    (`loading.ensure_pad_token`), so the EOS fallback is for a `LoadedModel` built another way.
+    """
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if pad is None:
+        raise ConfigError(f"model {lm.name!r}: the tokenizer has neither a pad nor an EOS token to pad batches "
+                          "with; give it a pad token (tokenizer.pad_token = ...)")
+    return int(pad)
+
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], name: Callable[[int], str],
+             **kwargs: Any) -> BatchEncoding:
+    """`tokenizer(texts, add_special_tokens=False, **kwargs)`, with a failure pinned on its text.
+
+    A tokenizer refuses text it cannot encode (a lone surrogate, a non-string from an in-memory
+    dataset) with a `TypeError` or `ValueError` that names neither the text nor its example, so a
+    job would die with no way to find the culprit. After such a failure the texts are checked
+    one by one, and the first bad one raises a `JobError` "`name(i)`: problem"; the search costs
+    nothing when tokenization succeeds. `texts` must not be empty (tokenizers reject an empty batch).
+    """
+    try:
+        return tokenizer(list(texts), add_special_tokens=False, **kwargs)
+    except (TypeError, ValueError) as err:
+        for i, text in enumerate(texts):
+            problem = text_problem(text)
+            if problem is None:
+                try:
+                    tokenizer([text], add_special_tokens=False, **kwargs)
+                except (TypeError, ValueError) as alone:
+                    problem = f"the tokenizer cannot encode it ({type(alone).__name__}: {alone})"
+            if problem is not None:
+                raise JobError(f"{name(i)}: {problem}") from err
+        raise

@@ -25,7 +25,7 @@ context are truncated from the LEFT (BOS kept), counted, and reported with a war
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from genies.errors import GeniesError
-from genies.models.base import LoadedModel, context_length
+from genies.models.base import LoadedModel, context_length, pad_token_id, tokenize
 from genies.models.batching import run_with_backoff, shared_prefix_length
 from genies.models.templates import POSITIONS, SITES
 
@@ -128,30 +128,35 @@ class EncodedTexts:
         return len(self.ids)
 
 
-def _completion_starts(tokenizer, texts: list[str], prefixes: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+def _completion_starts(tokenizer, texts: list[str], prefixes: Sequence[str], name: Callable[[int], str]
+                       ) -> tuple[list[list[int]], list[int]]:
     """Tokenize whole texts and find the first token that covers a completion character."""
     if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        enc = tokenize(tokenizer, texts, name, return_offsets_mapping=True)
         starts = []
         for offsets, prefix in zip(enc["offset_mapping"], prefixes, strict=True):
             cut = len(prefix)
             starts.append(next((t for t, (_, end) in enumerate(offsets) if end > cut), len(offsets)))
         return enc["input_ids"], starts
     # Slow tokenizers have no offsets: count the prefix's own tokens instead.
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    prefix_ids = tokenizer(list(prefixes), add_special_tokens=False)["input_ids"]
+    ids = tokenize(tokenizer, texts, name)["input_ids"]
+    prefix_ids = tokenize(tokenizer, prefixes, name)["input_ids"]
     return ids, [min(len(p), len(t)) for p, t in zip(prefix_ids, ids, strict=True)]
 
 
 def encode_texts(
     tokenizer, prefixes: Sequence[str], completions: Sequence[str], *, add_bos: bool = True,
-    add_eos: bool = False, max_length: int | None = None,
+    add_eos: bool = False, max_length: int | None = None, name: Callable[[int], str] = "text {}".format,
 ) -> EncodedTexts:
-    """Token ids for `prefix + completion` with BOS/EOS, left-truncated to `max_length`."""
+    """Token ids for `prefix + completion` with BOS/EOS, left-truncated to `max_length`.
+
+    `name(i)` is how an error names text i when the tokenizer cannot encode it (a `JobError`);
+    a caller that knows where the texts came from says so, e.g. "cola test, example 3, response 1".
+    """
     if len(prefixes) != len(completions):
         raise ValueError(f"{len(prefixes)} prefixes but {len(completions)} completions")
     texts = [p + c for p, c in zip(prefixes, completions, strict=True)]
-    raw_ids, starts = _completion_starts(tokenizer, texts, prefixes)
+    raw_ids, starts = _completion_starts(tokenizer, texts, prefixes, name)
     bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
     if add_eos and tokenizer.eos_token_id is None:
         raise ValueError(f"{type(tokenizer).__name__} has no EOS token, but the template asks for one")
@@ -310,8 +315,7 @@ def iter_hidden(
     """
     _check(sites, position)
     layout = find_layout(lm.model)
-    tok = lm.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    pad_id = pad_token_id(lm)
     device = lm.model.get_input_embeddings().weight.device
     groups = sorted(_groups(encoded.group_keys), key=lambda g: -sum(len(encoded.ids[t]) for t in g))
     captured: list[torch.Tensor | None] = [None] * len(layout.out_projs)
@@ -325,7 +329,7 @@ def iter_hidden(
         return hook
 
     def run(batch: list[list[int]]) -> None:
-        packed = _pack(encoded, batch, position, pad_id, tok.padding_side, lm.dtype, device)
+        packed = _pack(encoded, batch, position, pad_id, lm.tokenizer.padding_side, lm.dtype, device)
         state["packed"] = packed
         with torch.inference_mode():
             out = layout.base(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions,

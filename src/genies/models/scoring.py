@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from genies.data.schema import Example
-from genies.models.base import LoadedModel, context_length
+from genies.models.base import LoadedModel, context_length, pad_token_id, tokenize
 from genies.models.batching import common_prefix_length, run_with_backoff
 from genies.models.tree_attention import TreeAttentionPlan, plan_segments, supports_tree_attention, tree_attention
 
@@ -78,32 +78,45 @@ def count_truncated(scores: Sequence[ResponseScores]) -> int:
     return sum(s.truncated for s in scores)
 
 
+def encode_examples(lm: LoadedModel, examples: Sequence[Example], name: Callable[[int], str] = "example {}".format
+                    ) -> list[TokenizedExample]:
+    """Token ids per SPEC §5.1, untruncated: the prompt, and each response + EOS, tokenized apart
+    without BOS. The one tokenization of prompts and responses in genies: the reward-model
+    methods use it too. A text the tokenizer cannot encode raises a `JobError` that names it
+    "`name(i)`, prompt" or "`name(i)`, response k"."""
+    eos = lm.tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError(f"model {lm.name}: tokenizer has no EOS token; every response is scored with EOS appended")
+    if not examples:
+        return []
+    prompts = tokenize(lm.tokenizer, [ex.prompt for ex in examples], lambda i: f"{name(i)}, prompt")["input_ids"]
+    owners = [(i, k) for i, ex in enumerate(examples) for k in range(len(ex.responses))]
+    flat_ids = tokenize(lm.tokenizer, [r for ex in examples for r in ex.responses],
+                        lambda j: f"{name(owners[j][0])}, response {owners[j][1]}")["input_ids"]
+    out, cursor = [], 0
+    for prompt, ex in zip(prompts, examples):
+        responses = [list(ids) + [eos] for ids in flat_ids[cursor: cursor + len(ex.responses)]]
+        out.append(TokenizedExample(list(prompt), responses, 0))
+        cursor += len(ex.responses)
+    return out
+
+
 def tokenize_examples(lm: LoadedModel, examples: Sequence[Example], max_length: int | None = None
                       ) -> list[TokenizedExample]:
-    """Token ids per SPEC §5.1 (no BOS, response + EOS), prompts left-truncated to the context."""
-    tokenizer = lm.tokenizer
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError(f"model {lm.name}: tokenizer has no EOS token; the scorer appends EOS to responses")
+    """`encode_examples`, prompts left-truncated so that each example fits the context."""
     limit = context_length(lm, max_length)
-    prompts = tokenizer([ex.prompt for ex in examples], add_special_tokens=False)["input_ids"] if examples else []
-    flat = [r for ex in examples for r in ex.responses]
-    flat_ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
-    out, cursor = [], 0
-    for i, ex in enumerate(examples):
-        responses = [list(ids) + [eos] for ids in flat_ids[cursor: cursor + len(ex.responses)]]
-        cursor += len(ex.responses)
-        prompt = list(prompts[i])
-        if not prompt:
+    out = []
+    for i, tok in enumerate(encode_examples(lm, examples)):
+        if not tok.prompt:
             raise ValueError(f"example {i}: the prompt is empty after tokenization; the first response token "
                              "needs a preceding prompt token to be scored")
-        longest = max(len(r) for r in responses)
+        longest = max(len(r) for r in tok.responses)
         keep = limit - longest
         if keep < 1:
             raise ValueError(f"example {i}: a response has {longest} tokens with EOS but the context is {limit}; "
                              "it cannot be scored with any prompt (raise max_length or shorten the response)")
-        removed = max(0, len(prompt) - keep)
-        out.append(TokenizedExample(prompt[removed:], responses, removed))
+        removed = max(0, len(tok.prompt) - keep)
+        out.append(TokenizedExample(tok.prompt[removed:], tok.responses, removed))
     return out
 
 
@@ -403,7 +416,7 @@ def _tree_matches_dense(lm: LoadedModel, head: _OutputHead) -> bool:
 def _dense_inputs(lm: LoadedModel, rows: Sequence[_TreeRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Padded ids, position ids (depths) and the additive 4-D ancestor mask of a batch of rows."""
     width = max(len(r.tokens) for r in rows)
-    ids = np.full((len(rows), width), _pad_id(lm), dtype=np.int64)
+    ids = np.full((len(rows), width), pad_token_id(lm), dtype=np.int64)
     pos = np.zeros((len(rows), width), dtype=np.int64)
     allowed = np.empty((len(rows), width, width), dtype=bool)
     for b, row in enumerate(rows):
@@ -420,10 +433,6 @@ def _tree_inputs(lm: LoadedModel, row: _TreeRow) -> tuple[torch.Tensor, torch.Te
     ids = torch.tensor([row.tokens], device=lm.device)
     pos = torch.tensor([row.depth], device=lm.device)
     return ids, pos, plan_segments(row.parent, row.runs, dtype=lm.dtype, device=lm.device)
-
-
-def _pad_id(lm: LoadedModel) -> int:
-    return lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
 
 
 def _pad_offset(lm: LoadedModel, length: int, width: int) -> int:
@@ -495,7 +504,7 @@ def score_examples_naive(
 
     def run(batch: list[int]) -> None:
         width = max(lengths[j] for j in batch)
-        ids = torch.full((len(batch), width), _pad_id(lm), dtype=torch.long)
+        ids = torch.full((len(batch), width), pad_token_id(lm), dtype=torch.long)
         attn = torch.zeros((len(batch), width), dtype=torch.long)
         for b, j in enumerate(batch):
             i, k = seqs[j]
