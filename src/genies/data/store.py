@@ -25,7 +25,6 @@ from pathlib import Path
 
 import requests
 import urllib3
-from filelock import FileLock
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -36,6 +35,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from genies._io import publish_folder
 from genies.data.archive import UnsafeArchiveError, safe_extract
 from genies.data.home import genies_home, installed_data_dir
 from genies.data.manifest import Manifest, load_manifest, verify
@@ -98,12 +98,12 @@ def import_data(
         extracted = not source.is_dir()
         found = _extract(source, work / "extracted", manifest) if extracted else source
         root = find_distributions_root(found, manifest)
-        staging = work / "staging"
-        ignored = _stage(root, staging, manifest, move=extracted)
-        problems = verify(staging, manifest)
-        if problems:
-            raise ManifestMismatchError(source, problems)
-        _install(staging, dest)
+        # An import always replaces what is installed; the old copy stays until the new one is in place.
+        with publish_folder(dest, keep_existing=lambda _: False) as staging:
+            ignored = _stage(root, staging, manifest, move=extracted)
+            problems = verify(staging, manifest)
+            if problems:
+                raise ManifestMismatchError(source, problems)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ImportResult(dest, len(manifest.files), str(source), tuple(ignored))
@@ -237,23 +237,6 @@ def _stage(root: Path, staging: Path, manifest: Manifest, move: bool) -> list[st
             ignored += [p.relative_to(root).as_posix() for p in sorted((root / dist).rglob("*"))
                         if p.is_file() and p.relative_to(root).as_posix() not in manifest.files]
     return ignored
-
-
-def _install(staging: Path, dest: Path) -> None:
-    """Swap the verified folder into place by rename, keeping the previous copy until it succeeds."""
-    with FileLock(str(dest.parent / f".{dest.name}.lock")):
-        old = None
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent)) / "data"
-            os.rename(dest, old)
-        try:
-            os.rename(staging, dest)
-        except OSError:
-            if old is not None:
-                os.rename(old, dest)
-            raise
-        if old is not None:
-            shutil.rmtree(old.parent, ignore_errors=True)
 
 
 def _download_name(url: str) -> str:

@@ -12,15 +12,12 @@ own `random.Random(f"{seed}:{name}")`, and JSON is written with fixed formatting
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from genies._io import write_atomic
+from genies._io import publish_folder, write_atomic
 from genies.data.home import genies_home
 from genies.data.shift import Shift
 
@@ -354,19 +351,9 @@ def ensure_synthetic(size: int = DEFAULT_SIZE, seed: int = 0) -> Path:
     target = genies_home() / "synthetic" / f"{size}-{seed}"
     if _is_current(target, size, seed):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write_synthetic(work / "data", size, seed)
-        if target.exists() and not _is_current(target, size, seed):
-            os.rename(target, work / "stale")
-        try:
-            os.rename(work / "data", target)
-        except OSError:  # another process installed it first
-            if not _is_current(target, size, seed):
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # Another process may have installed the current data meanwhile (kept); a stale folder is replaced.
+    with publish_folder(target, keep_existing=lambda folder: _is_current(folder, size, seed)) as tmp:
+        write_synthetic(tmp, size, seed)
     return target
 
 

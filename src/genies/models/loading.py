@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 
-from genies._io import file_sha256
+from genies._io import file_sha256, publish_folder
 from genies.models.base import LoadedModel
 from genies.models.catalog import MANIFEST, models_cache_dir
 from genies.models.embedded import DEFAULT_MODEL_LABEL, ModelNotFoundError, default_gguf_path
@@ -111,11 +108,10 @@ def convert_gguf(gguf: Path, label: str, *, trust_remote_code: bool = False) -> 
     target = models_cache_dir() / f"{label}-{digest[:12]}"
     if (target / MANIFEST).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     log.info("converting %s to safetensors in %s (once)", gguf, target)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{label}-", dir=target.parent))
-    try:
+    # A folder without its manifest is not a finished conversion: it is replaced, not kept.
+    with publish_folder(target, keep_existing=lambda folder: (folder / MANIFEST).is_file()) as tmp:
         try:
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                       trust_remote_code=trust_remote_code)
@@ -141,14 +137,6 @@ def convert_gguf(gguf: Path, label: str, *, trust_remote_code: bool = False) -> 
                     "fingerprint": fingerprint_folder(tmp), "convert_seconds": round(time.perf_counter() - start, 1)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         del model
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / MANIFEST).is_file():  # lost a race only if the winner finished
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
