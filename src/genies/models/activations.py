@@ -11,20 +11,19 @@ torch, transformers and peft; all layers are always
 stored, so layer choices need no key. Both sites come from one forward pass, so a method asking
 for `heads` and another asking for `residual` share it.
 
-Writers build an entry in a temporary folder and publish it with one `os.replace`, so readers see
-a complete entry or none. A per-key file lock makes a second process wait for the first instead
-of computing the same entry twice; should two writers still race (a filesystem without locks),
-the first rename wins and the loser's copy is discarded.
+Writers build an entry in a private folder and publish it with one rename
+(`genies._io.publish_folder`), so readers see a complete entry or none. A per-key file lock
+makes a second process wait for the first instead of computing the same entry twice; should two
+writers still race (a filesystem without locks), the first complete entry wins and the other
+copy is discarded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock, Timeout
 
+from genies._io import publish_folder
 from genies.data.home import genies_home
 from genies.data.schema import EvalSet
 from genies.models.catalog import folder_size
@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # torch and transformers: `genies cache ls/du/clear` import t
 # Bump when extraction changes its numbers (tokenization, BOS/EOS, pooling): old entries stop matching.
 EXTRACTION_VERSION = 1
 META = "meta.json"
-TMP_PREFIX = ".tmp-"
 LOCKS = ".locks"
 
 
@@ -79,18 +78,6 @@ def _fields_key(fields: dict) -> str:
 
 def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-def publish(tmp: Path, final: Path) -> bool:
-    """Atomically move a finished entry into place; False (and tmp removed) if another writer won."""
-    try:
-        os.replace(tmp, final)
-        return True
-    except OSError:
-        if (final / META).is_file():
-            _remove(tmp)
-            return False
-        raise
 
 
 class ActivationStore:
@@ -155,11 +142,11 @@ class ActivationStore:
                              "to extract")
         max_length = context_length(lm)
         encoded = encode_texts(lm.tokenizer, [t.prefix for _, _, t in texts], [t.completion for _, _, t in texts],
-                               add_bos=True, add_eos=fill.add_eos, max_length=max_length)
+                               add_bos=True, add_eos=fill.add_eos, max_length=max_length,
+                               name=lambda t: f"{data.distribution} {data.split}, example {texts[t][0]}, "
+                                              f"response {texts[t][1]}")
         warn_truncated(encoded, max_length)
-        tmp = self.root / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        try:
+        with publish_folder(final, keep_existing=lambda folder: (folder / META).is_file()) as tmp:
             arrays: dict[str, np.ndarray] = {}
             for batch in iter_hidden(lm, encoded, sites=SITES, position=position, batch_size=self.batch_size):
                 for site, values in batch.values.items():
@@ -177,10 +164,6 @@ class ActivationStore:
             for site in list(arrays):  # flush and close the maps before the folder moves
                 arrays.pop(site).flush()
             (tmp / META).write_text(json.dumps(meta, indent=1))
-            publish(tmp, final)
-        finally:
-            if tmp.exists():
-                _remove(tmp)
 
     @staticmethod
     def _load(folder: Path, site: str) -> Activations:
@@ -222,8 +205,8 @@ class ActivationStore:
                 if self._remove_locked(entry.key, [entry.path]):
                     removed.append(entry)
         if self.root.is_dir():
-            for tmp in self.root.glob(f"{TMP_PREFIX}*"):
-                key = tmp.name[len(TMP_PREFIX):].rsplit("-", 1)[0]
+            for tmp in self.root.glob(".*.tmp"):  # publish_folder's private folders: .<key>.<id>.tmp
+                key = tmp.name[1:].split(".", 1)[0]
                 if cutoff is None or tmp.stat().st_mtime < cutoff:
                     self._remove_locked(key, [tmp])
         return removed

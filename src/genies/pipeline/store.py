@@ -2,7 +2,7 @@
 
 Fitted states are folders (`fit/<key>/`: `fitted.json`, `tensors.safetensors` and any files the
 method left beside them), predictions are JSON files (`predict/<key>.json`, with the method's
-`info`). A fitted state is built in a staging folder and renamed into place in one step;
+`info`). A fitted state is built in a private folder and renamed into place in one step;
 predictions are written to a temporary name and renamed. So a reader sees either nothing or a
 complete output, and a process killed mid-write leaves only temporary files that nobody reads.
 A per-key file lock (`locks/<key>.lock`, released by the OS when a process dies) lets two runs
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 from filelock import FileLock
 
-from genies._io import write_atomic
+from genies._io import publish_folder, write_atomic
 from genies.data.home import genies_home
 from genies.interventions.fitted import FITTED_JSON, load_fitted
 from genies.interventions.scores import Predictions
@@ -95,18 +93,12 @@ class JobStore:
 
     @contextmanager
     def publish_fit(self, key: str) -> Iterator[Path]:
-        """A fresh staging folder for the fitted state of `key` (anything a crashed attempt left
-        there is removed); on success it is renamed into place, on failure removed."""
+        """A fresh folder for the fitted state of `key`; on success it becomes `fit/<key>` in one
+        rename (`genies._io.publish_folder`; a state a concurrent run finished first is kept), on
+        failure it is removed."""
         final = self.fit_dir(key)
-        staging = final.parent / f".{key}.staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        try:
+        with publish_folder(final, keep_existing=lambda folder: (folder / FITTED_JSON).is_file()) as staging:
             yield staging
-            if not final.exists():  # else finished by a concurrent run that did not hold our lock
-                os.replace(staging, final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     def load_fitted(self, key: str, cls: type[F]) -> F:
         return load_fitted(cls, self.fit_dir(key))
