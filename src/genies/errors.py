@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class GeniesError(Exception):
     """A problem the user can fix: the message says what and, where it can, how."""
+
+
+class FileError(GeniesError):
+    """A file genies reads or writes is unusable; the message is `<file>: <problem>`."""
+
+    def __init__(self, file: str | Path, problem: str) -> None:
+        self.file = str(file)
+        self.problem = problem
+        super().__init__(f"{file}: {problem}")
 
 
 class ConfigError(GeniesError, ValueError):

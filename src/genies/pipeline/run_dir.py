@@ -29,7 +29,7 @@ import numpy as np
 
 from genies._io import write_atomic
 from genies.data.schema import Example
-from genies.errors import GeniesError
+from genies.errors import FileError
 from genies.metrics import Aggregate
 
 SCHEMA_VERSION = 1
@@ -38,13 +38,8 @@ EVALUATIONS = "evaluations"
 NOT_A_COLUMN = {"column": False}
 
 
-class RunDirError(GeniesError, ValueError):
+class RunDirError(FileError, ValueError):
     """A run directory (or one of its files) cannot be read; the message names the file and the problem."""
-
-    def __init__(self, file: str | Path, problem: str) -> None:
-        self.file = str(file)
-        self.problem = problem
-        super().__init__(f"{file}: {problem}")
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genies.errors import GeniesError
+from genies.errors import FileError
 from genies.metrics import Aggregate
 from genies.pipeline.run_dir import Evaluation, FailedJob, ResultRow, RunResults, load_run, read_evaluation
 
 
-class ReportError(GeniesError, ValueError):
+class ReportError(FileError, ValueError):
     """A report input (a reference folder, a list of runs) cannot be used; the message names the
     file and the problem. Run directories raise `genies.pipeline.run_dir.RunDirError`."""
-
-    def __init__(self, file: str | Path, problem: str) -> None:
-        self.file = str(file)
-        self.problem = problem
-        super().__init__(f"{file}: {problem}")
 
 
 @dataclass(frozen=True)
