@@ -1,7 +1,10 @@
 """Known answers for the scoring methods: zero_shot equals a hand-computed log-prob comparison,
-few_shot builds the documented seeded prompts, random says 0.5."""
+few_shot builds the documented seeded prompts, random says 0.5. Each runs as the pipeline runs it:
+fit on the source's train split, a scorer over a label-free EvalSet, then `pair_with_labels`."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -9,11 +12,22 @@ import torch
 
 from genies import metrics
 from genies.data.schema import Distribution, Example
-from genies.interventions.base import FitContext, State, get_intervention
+from genies.interventions.context import FitContext
 from genies.interventions.few_shot import few_shot_prompt, shot_indices
+from genies.interventions.fitted import load_fitted, save_fitted
+from genies.interventions.registry import get_intervention
+from genies.interventions.scores import Predictions, Scores, pair_with_labels
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _run(lm, method, source: Distribution, target: Distribution, seed: int = 0) -> tuple[Scores, Predictions]:
+    """What the pipeline does with one method: fit on the source's train split alone, score the
+    target's test split without labels, pair the scores with the labels."""
+    fitted = method.fit(lm, source.train_only(), FitContext(seed=seed))
+    scores = method.scorer(lm, fitted, FitContext(seed=seed))(target.eval_set("test"))
+    return scores, pair_with_labels(scores, target.test, f"{target.id}/test")
 
 
 def _examples(n: int = 6) -> list[Example]:
@@ -46,15 +60,12 @@ def _sigmoid(x: float) -> float:
 def test_zero_shot_equals_hand_computed_logprob_comparison(tiny_llama, score) -> None:
     examples = _examples()
     dist = Distribution.from_examples("d", examples, examples)
-    method = get_intervention("zero_shot")(score=score)
-    state = method.fit(tiny_llama, dist, FitContext())
-    assert state.tensors == {}
-    pred = method.predict(tiny_llama, state, dist, "test", FitContext())
+    scores, pred = _run(tiny_llama, get_intervention("zero_shot")(score=score), dist, dist)
     expected = []
     for ex in examples:
         raw = [_hand_logprob(tiny_llama, ex.prompt, r) for r in ex.responses]
         expected.append(np.array([s if score == "sum" else s / n for s, n in raw]))
-    for got, want in zip(pred.response_scores, expected):
+    for got, want in zip(scores.response_scores, expected):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     want_p = [_sigmoid(expected[p.example_index][p.preferred_index] - expected[p.example_index][p.dispreferred_index])
               for p in dist.eval_pairs("test")]
@@ -65,25 +76,29 @@ def test_zero_shot_probabilities_are_the_pairwise_softmax(tiny_llama) -> None:
     """Softmax over a prompt's responses, restricted to a pair, equals sigmoid(s_pref - s_disp)."""
     examples = [ex for ex in _examples() if len(ex.responses) == 4][:1]
     dist = Distribution.from_examples("d", examples, examples)
-    method = get_intervention("zero_shot")()
-    pred = method.predict(tiny_llama, method.fit(tiny_llama, dist, FitContext()), dist, "test", FitContext())
-    s = pred.response_scores[0]
+    scores, pred = _run(tiny_llama, get_intervention("zero_shot")(), dist, dist)
+    s = scores.response_scores[0]
     soft = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+    assert len(pred.p_preferred) == 3
     for k, j in enumerate(pred.dispreferred_index):
         i = pred.preferred_index[k]
         assert pred.p_preferred[k] == pytest.approx(soft[i] / (soft[i] + soft[j]))
+    for i in range(4):  # every ordered pair of the query, not only the evaluated ones
+        for j in range(4):
+            assert scores.beats[0][i, j] == pytest.approx(soft[i] / (soft[i] + soft[j]))
 
 
 def test_few_shot_prompts_are_seeded_and_documented(tiny_llama) -> None:
     source = Distribution.from_examples("src", _examples(10), [])
     target = Distribution.from_examples("tgt", [], _examples(5))
+    queries = target.eval_set("test").queries
     method = get_intervention("few_shot")()
     state = method.fit(tiny_llama, source, FitContext(seed=3))
     again = method.fit(tiny_llama, source, FitContext(seed=3))
     other = method.fit(tiny_llama, source, FitContext(seed=4))
-    prompts = method.prompts_for(state, target.test)
-    assert prompts == method.prompts_for(again, target.test)
-    assert prompts != method.prompts_for(other, target.test)
+    prompts = method.prompts_for(state, queries)
+    assert prompts == method.prompts_for(again, queries)
+    assert prompts != method.prompts_for(other, queries)
     for i, (ex, prompt) in enumerate(zip(target.test, prompts)):
         shots = shot_indices(10, 4, 3, i)
         assert len(set(shots)) == 4  # without replacement
@@ -95,14 +110,17 @@ def test_few_shot_prompts_are_seeded_and_documented(tiny_llama) -> None:
 
 
 def test_few_shot_scores_are_zero_shot_scores_of_the_prefixed_prompts(tiny_llama, tmp_path) -> None:
+    """Through a saved and reloaded fitted state, as a worker scores it."""
     source = Distribution.from_examples("src", _examples(8), [])
     target = Distribution.from_examples("tgt", [], _examples(3))
     method = get_intervention("few_shot")(num_shots=2)
-    state = method.fit(tiny_llama, source, FitContext(seed=1))
-    state.save(tmp_path / "fs")
-    reloaded = State.load(tmp_path / "fs")
-    pred = reloaded.predict(tiny_llama, target)
-    for ex, prompt, got in zip(target.test, method.prompts_for(state, target.test), pred.response_scores):
+    state = method.fit(tiny_llama, source.train_only(), FitContext(seed=1))
+    save_fitted(state, tmp_path / "fs", intervention=method.name)
+    reloaded = load_fitted(method.fitted_type(), tmp_path / "fs")
+    assert reloaded == state
+    scores = method.scorer(tiny_llama, reloaded, FitContext())(target.eval_set("test"))
+    prompts = method.prompts_for(state, target.eval_set("test").queries)
+    for ex, prompt, got in zip(target.test, prompts, scores.response_scores):
         want = [_hand_logprob(tiny_llama, prompt, r)[0] for r in ex.responses]
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
@@ -116,23 +134,30 @@ def test_few_shot_needs_enough_source_examples(tiny_llama) -> None:
 def test_random_gives_one_half_and_chance_accuracy(tiny_llama) -> None:
     examples = _examples(400)
     dist = Distribution.from_examples("d", examples, examples)
-    method = get_intervention("random")()
-    pred = method.predict(tiny_llama, method.fit(tiny_llama, dist, FitContext()), dist, "test", FitContext())
+    _, pred = _run(tiny_llama, get_intervention("random")(), dist, dist)
     assert len(pred.p_preferred) == len(dist.eval_pairs("test"))
     assert np.all(pred.p_preferred == 0.5)
     assert metrics.accuracy(pred.p_preferred, seed=0) == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.parametrize("name", ["zero_shot", "few_shot"])
-def test_permuting_target_labels_changes_no_score(tiny_llama, name) -> None:
-    import dataclasses
-
+@pytest.mark.parametrize("name", ["zero_shot", "few_shot", "random"])
+def test_scores_come_from_queries_without_labels(tiny_llama, name) -> None:
+    """A method scores an EvalSet that carries no labels, so permuting the target's labels can
+    change no score: only `pair_with_labels` reads them."""
     source = Distribution.from_examples("src", _examples(8), [])
     target = _examples(5)
     relabelled = [dataclasses.replace(ex, preferred=(ex.preferred + 1) % len(ex.responses)) for ex in target]
     method = get_intervention(name)()
-    state = method.fit(tiny_llama, source, FitContext(seed=0))
-    a = method.predict(tiny_llama, state, Distribution.from_examples("t", [], target), "test", FitContext())
-    b = method.predict(tiny_llama, state, Distribution.from_examples("t", [], relabelled), "test", FitContext())
-    for sa, sb in zip(a.response_scores, b.response_scores):
-        np.testing.assert_array_equal(sa, sb)
+    assert not method.reads_eval_labels
+    fitted = method.fit(tiny_llama, source.train_only(), FitContext(seed=0))
+    score = method.scorer(tiny_llama, fitted, FitContext(seed=0))
+    data, relabelled_data = (Distribution.from_examples("t", [], examples).eval_set("test")
+                             for examples in (target, relabelled))
+    assert data.labels is None and relabelled_data.labels is None
+    assert data == relabelled_data  # the same queries: nothing tells the two targets apart
+    a, b = score(data), score(relabelled_data)
+    for ma, mb in zip(a.beats, b.beats):
+        np.testing.assert_array_equal(ma, mb)
+    if a.response_scores is not None:
+        for sa, sb in zip(a.response_scores, b.response_scores):
+            np.testing.assert_array_equal(sa, sb)

@@ -2,7 +2,12 @@
 
 `list` prints name, family and one-line description of every registered method (built-ins and
 plugins of the `genies.interventions` entry-point group); `show` prints a method's
-hyperparameters with their defaults, help text and the values of its presets (`paper`, `cpu`).
+hyperparameters with their type, default, choices, the values of its presets (`paper`, `cpu`)
+and whether each affects results: execution settings (batch sizes, timeouts, folders) do not,
+so changing one reuses every cached job.
+
+An unknown name raises `UnknownNameError` (with its did-you-mean), which the command line prints
+as one line like every `GeniesError`.
 """
 
 from __future__ import annotations
@@ -18,12 +23,11 @@ from rich.table import Table
 console = Console()
 if not console.is_terminal:
     console.width = max(console.width, 160)  # piped output: keep rows on one line
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 def list_interventions() -> None:
     """List every registered intervention: name, family, description."""
-    from genies.interventions.base import available  # torch: imported only when used
+    from genies.interventions.registry import available  # torch: imported only when used
 
     methods = available()
     table = Table(title=f"{len(methods)} interventions")
@@ -37,16 +41,13 @@ def list_interventions() -> None:
 
 
 def show(name: str = typer.Argument(..., help="intervention name, e.g. lora")) -> None:
-    """Show an intervention's hyperparameters, their defaults and its presets."""
-    try:
-        from genies.interventions.base import get_intervention
+    """Show an intervention's hyperparameters: type, default, choices, presets, and whether each
+    affects results."""
+    from genies.interventions.registry import get_intervention
 
-        cls = get_intervention(name)
-    except KeyError as err:
-        err_console.print(f"[red]error:[/] {escape(str(err.args[0]))}")
-        raise typer.Exit(2) from None
+    cls = get_intervention(name)
     presets = list(cls.presets)
-    console.print(f"[bold]{name}[/] ({cls.family}): {escape(cls.description)}")
+    console.print(f"[bold]{escape(cls.name)}[/] ({cls.family}, version {cls.version}): {escape(cls.description)}")
     doc = importlib.import_module(cls.__module__).__doc__ or ""
     if doc:
         console.print(escape(doc.strip().split("\n\n")[0]))
@@ -55,12 +56,17 @@ def show(name: str = typer.Argument(..., help="intervention name, e.g. lora")) -
         console.print("no hyperparameters")
     else:
         table = Table(title=f"hyperparameters (presets: {', '.join(presets) or 'none'})")
-        for col in ("name", "type", "default", *(f"preset {p}" for p in presets), "help"):
+        for col in ("name", "type", "default", "choices", *(f"preset {p}" for p in presets), "affects results",
+                    "help"):
             table.add_column(col, no_wrap=col != "help")
         for row in rows:
+            choices = ", ".join(map(repr, row.choices)) if row.choices else ""
             values = [escape(repr(row.presets[p])) if p in row.presets else "" for p in presets]
-            table.add_row(row.name, escape(row.type), escape(repr(row.default)), *values, escape(row.help))
+            table.add_row(row.name, escape(row.type), escape(repr(row.default)), escape(choices), *values,
+                          "no" if row.execution else "yes", escape(row.help))
         console.print(table)
+        console.print("An empty preset cell keeps the default. affects results: no = an execution setting (speed, "
+                      "memory, where files go); it is left out of cache keys, so changing it reruns nothing.")
     console.print("training data: " + ("the source train split" if cls.needs_training_data else "not needed"))
 
 

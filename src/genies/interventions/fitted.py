@@ -46,7 +46,7 @@ def save_fitted(fitted: Any, directory: Path, *, intervention: str) -> None:
     tensors: dict[str, torch.Tensor] = {}
     fields = _split(fitted, "", tensors)
     with atomic_path(directory / TENSORS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file(_own_storage(tensors), str(tmp))
     doc = {"schema": FITTED_SCHEMA, "intervention": intervention, "type": type(fitted).__qualname__,
            "fields": fields}
     write_atomic(directory / FITTED_JSON, json.dumps(doc, indent=1, sort_keys=True))
@@ -85,6 +85,20 @@ def _split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str,
             out[f.name] = {"dataclass": _split(value, name + ".", tensors)}
         else:
             out[f.name] = {"json": _plain(value, name)}
+    return out
+
+
+def _own_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, each with memory of its own: safetensors refuses tensors that share
+    storage (tied weights in a state dict, one tensor stored in two fields), so the second and
+    later users of a storage are copied."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        out[key] = tensor.clone() if storage in seen else tensor
+        seen.add(storage)
     return out
 
 

@@ -56,7 +56,11 @@ def _default(f: dataclasses.Field) -> Any:
 
 
 def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    """`int`, `list[str]`, `int | None`: a generic alias keeps its arguments (its `__name__`
+    would say only `list`)."""
+    if isinstance(hint, type) and typing.get_origin(hint) is None:
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def _hints(cls: type) -> dict[str, Any]:

@@ -33,8 +33,11 @@ def register(name: str, *, family: str, description: str) -> Any:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
 
     def decorate(cls: _T) -> _T:
-        if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
-            raise ValueError(f"intervention {name!r} is already registered by {_REGISTRY[name].__module__}")
+        known = _REGISTRY.get(name)
+        # The same class again (its module reloaded) replaces itself; any other class is a clash,
+        # even one with the same class name in another module.
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"intervention {name!r} is already registered by {known.__module__}")
         cls.name, cls.family, cls.description = name, family, description
         _REGISTRY[name] = cls
         return cls

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -22,7 +23,7 @@ from pathlib import Path
 
 LOCK_FILE = Path(__file__).with_name("versions.lock.json")
 # Modules whose code can change a method's numbers. Imports are followed only inside these.
-RESULT_MODULES = ("genies.interventions.", "genies.models.scoring", "genies.models.hidden",
+RESULT_MODULES = ("genies.interventions.", "genies.models.base", "genies.models.scoring", "genies.models.hidden",
                   "genies.models.templates", "genies.models.tree_attention", "genies.models.batching",
                   "genies.models.activations", "genies.data.schema")
 # The contract's plumbing: how states are saved, progress shown, methods found. Not results.
@@ -34,7 +35,14 @@ EXTRACTION_MODULES = ("genies.models.hidden", "genies.models.templates")
 
 def normalised_source(path: Path) -> str:
     """The module's syntax tree without docstrings: comments and layout never reach it."""
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    return _normalised(Path(path).read_text(encoding="utf-8"))
+
+
+# Keyed by the text itself, so an edited file is never served stale; the lock check reads each
+# shared module (scores, schema, the engines) once instead of once per method.
+@functools.lru_cache(maxsize=256)
+def _normalised(source: str) -> str:
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
@@ -65,14 +73,23 @@ def result_modules(roots: tuple[str, ...]) -> list[str]:
             continue
         found.append(name)
         package = name if spec.submodule_search_locations else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                todo.extend(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
-                todo.append(base)
-                todo.extend(f"{base}.{alias.name}" for alias in node.names)
+        todo.extend(_imported_names(Path(spec.origin).read_text(encoding="utf-8"), package))
     return sorted(found)
+
+
+@functools.lru_cache(maxsize=256)
+def _imported_names(source: str, package: str) -> tuple[str, ...]:
+    """Every name an import statement of `source` may bring in as a module: `import a.b` gives
+    a.b; `from a import b` gives a and a.b (b may be a module or not)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            names.append(base)
+            names.extend(f"{base}.{alias.name}" for alias in node.names)
+    return tuple(names)
 
 
 def code_digest(modules: list[str]) -> str:
@@ -90,19 +107,23 @@ def method_roots(cls: type) -> tuple[str, ...]:
 
 
 def current() -> dict[str, dict[str, object]]:
-    """What the lock should say now: every built-in method, and extraction."""
-    from genies.interventions.registry import builtin_modules, get_intervention
+    """What the lock should say now: every method genies ships (the built-in modules and genies'
+    own entry points, such as `legacy`), and extraction. Other plugins and classes registered at
+    run time are not genies' to lock."""
+    from importlib.metadata import entry_points
+
+    from genies.interventions.registry import _REGISTRY, ENTRY_POINT_GROUP, builtin_modules
     from genies.models.activations import EXTRACTION_VERSION
 
-    entries: dict[str, dict[str, object]] = {}
     for module in builtin_modules():
         importlib.import_module(f"genies.interventions.{module}")
-    from genies.interventions.registry import _REGISTRY
-
-    for name in sorted(_REGISTRY):
-        cls = get_intervention(name)
-        if not cls.__module__.startswith("genies."):
-            continue
+    shipped = {name: cls for name, cls in _REGISTRY.items() if cls.__module__.startswith("genies.")}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value.startswith("genies."):  # whether or not something loaded it before
+            cls = ep.load()
+            shipped[cls.name] = cls
+    entries: dict[str, dict[str, object]] = {}
+    for name, cls in sorted(shipped.items()):
         modules = result_modules(method_roots(cls))
         entries[name] = {"version": cls.version, "code": code_digest(modules), "modules": modules}
     extraction = result_modules(EXTRACTION_MODULES)
@@ -114,6 +135,30 @@ def read_lock() -> dict[str, dict[str, object]]:
     return json.loads(LOCK_FILE.read_text(encoding="utf-8")) if LOCK_FILE.is_file() else {}
 
 
+UPDATE = "python -m genies.interventions.versions --update"
+
+
+def mismatches(now: dict[str, dict[str, object]], locked: dict[str, dict[str, object]]) -> list[str]:
+    """One line per entry where the lock and the code disagree, each saying how to fix it."""
+    problems = []
+    for name in sorted(set(now) | set(locked)):
+        code, lock = now.get(name), locked.get(name)
+        if code == lock:
+            continue
+        if lock is None:
+            problems.append(f"{name}: not in the lock; record it with `{UPDATE}`")
+        elif code is None:
+            problems.append(f"{name}: in the lock but not shipped any more; drop it with `{UPDATE}`")
+        elif code["code"] != lock["code"] and code["version"] == lock["version"]:
+            problems.append(f"{name}: its code changed but its version is still "
+                            f"{code['version']}: bump `version` if what it computes changed (a pure refactor "
+                            f"keeps it), then refresh the lock with `{UPDATE}`")
+        else:
+            problems.append(f"{name}: version {code['version']} in the code, {lock['version']} in the lock; "
+                            f"refresh the lock with `{UPDATE}`")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Check or refresh the method version lock.")
     parser.add_argument("--update", action="store_true", help="rewrite versions.lock.json from the code")
@@ -123,8 +168,9 @@ def main() -> None:
         LOCK_FILE.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         print(f"wrote {LOCK_FILE}")
         return
-    stale = sorted(k for k in now if now[k] != locked.get(k))
-    print("\n".join(stale) if stale else "lock matches the code")
+    problems = mismatches(now, locked)
+    print("\n".join(problems) if problems else "lock matches the code")
+    raise SystemExit(1 if problems else 0)
 
 
 if __name__ == "__main__":
