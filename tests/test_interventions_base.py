@@ -177,14 +177,14 @@ def test_presets_with_overrides() -> None:
     assert rows["k"].default == 8 and rows["k"].presets == {"paper": 64, "cpu": 4}
     assert rows["mode"].choices == ("a", "b") and rows["layer"].type == "int | None"
     assert rows["tags"].type == "list[str]" and rows["batch_size"].execution and not rows["k"].execution
-    with pytest.raises(UnknownNameError, match="unknown hyperparameter of 'knobs' 'kk'; did you mean 'k'"):
+    with pytest.raises(UnknownNameError, match="unknown knobs hyperparameter 'kk'; did you mean 'k'"):
         Knobs.configure("cpu", kk=2)
     lora = get_intervention("lora")  # a shipped method's paper preset
     assert lora.configure("paper").r == 64 and lora.configure("cpu", r=4).r == 4
 
 
 def test_an_unknown_preset_lists_the_valid_ones() -> None:
-    with pytest.raises(UnknownNameError, match=r"unknown preset of 'knobs' 'fast' \(choices: cpu, paper\)"):
+    with pytest.raises(UnknownNameError, match=r"unknown knobs preset 'fast' \(choices: cpu, paper\)"):
         Knobs.configure("fast")
 
 

@@ -300,7 +300,7 @@ def test_unknown_names_are_clear_errors(tmp_path, tiny_llama):
         run(tiny_llama, ["pt_lenght"], **run_kwargs(tmp_path))
     with pytest.raises(ConfigError, match="pt_length.scale: expected float, got 'abc'"):
         run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, hparams={"pt_length": {"scale": "abc"}}))
-    with pytest.raises(ConfigError, match="hyperparameter of 'pt_length' 'kk'"):
+    with pytest.raises(ConfigError, match="unknown pt_length hyperparameter 'kk'"):
         run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, hparams={"pt_length": {"kk": 1}}))
     assert not (tmp_path / "run").exists(), "a configuration error must stop the run before it writes anything"
     bad = [Shift("src", "nowhere", "nowhere", "skill", "extreme")]
@@ -342,3 +342,14 @@ def test_keys_follow_what_changes_results(tmp_path, tiny_llama, monkeypatch):
     monkeypatch.setattr(jobs, "package_versions", lambda: upgraded)
     run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path))
     assert set(statuses(tmp_path / "run")) == {"done"}
+
+
+def test_ray_executor_without_ray_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    import importlib.util
+
+    from genies.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ConfigError, match="needs Ray"):
+        RunConfig(out=tmp_path / "run", executor="ray")

@@ -87,13 +87,13 @@ def configure(cls: type, method: str, presets: Mapping[str, Mapping[str, Any]], 
     values: dict[str, Any] = {}
     if preset and presets:
         if preset not in presets:
-            raise UnknownNameError(f"preset of {method!r}", preset, presets)
+            raise UnknownNameError(f"{method} preset", preset, presets)
         values.update(presets[preset])
     values.update(overrides)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise UnknownNameError(f"hyperparameter of {method!r}", unknown[0], fields)
+        raise UnknownNameError(f"{method} hyperparameter", unknown[0], fields)
     hints = _hints(cls)
     return {name: check_value(method, name, value, hints.get(name, Any), fields[name].metadata.get("choices"))
             for name, value in values.items()}

@@ -10,6 +10,7 @@ train and test examples of each distribution are used), which defaults to the pr
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,8 @@ class RunConfig:
             raise UnknownNameError("target-tuned mode", self.target_tuned, TARGET_TUNED_MODES)
         if self.executor not in EXECUTORS:
             raise UnknownNameError("executor", self.executor, EXECUTORS)
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise ConfigError("--executor ray needs Ray, which is not installed: pip install 'genies[ray]'")
         for name in ("max_train", "max_eval"):
             value = getattr(self, name)
             if value is not None and value < 1:
