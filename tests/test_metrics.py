@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -89,23 +90,135 @@ def test_differential_elicitation_and_elicitation():
     assert math.isnan(m.differential_elicitation(0.6, 0.5, 0.0))
 
 
+def test_differential_elicitation_rounds_as_the_published_formula():
+    """DE is `(g - b) / t` in float64, bit for bit (the published columns are recomputed with
+    `==`). The same algebra written `g / t - b / t` rounds differently in the last bit:
+    0.4 - 0.1 is 0.30000000000000004, so (0.4 - 0.1) / 0.8 is 0.37500000000000006, while
+    0.4 / 0.8 - 0.1 / 0.8 = 0.5 - 0.125 = 0.375 exactly; 0.5 - 0.3 is 0.2 (the double nearest
+    0.2), so (0.5 - 0.3) / 0.8 is 0.25 exactly, while 0.3 / 0.8 is 0.37499999999999994 and
+    0.625 - 0.37499999999999994 = 0.25000000000000006."""
+    assert m.differential_elicitation(0.4, 0.1, 0.8) == 0.37500000000000006
+    assert m.differential_elicitation(0.5, 0.3, 0.8) == 0.25
+    assert m.differential_elicitation(0.5, 0.2, 0.8) == 0.37499999999999994
+    assert m.differential_elicitation(0.3, 0.3, 0.7) == 0.0
+    assert m.elicitation(0.3, 0.7) == 0.3 / 0.7
+
+
+def normal_interval(centre: float, se: float, level: float) -> tuple[float, float]:
+    """The central `level` interval of Normal(centre, se^2): what a percentile bootstrap of a
+    mean over many values converges to."""
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return centre - z * se, centre + z * se
+
+
+def assert_interval(got: tuple[float, float], expected: tuple[float, float], se: float) -> None:
+    """Each end within 0.15 standard errors of the known answer (the Monte Carlo error of a
+    4000-draw percentile is about 0.05 se), and the width within 6 %. Reporting the interval of
+    the wrong level moves the ends by 0.3 se (95 % vs 90 %) or more."""
+    assert got[0] == pytest.approx(expected[0], abs=0.15 * se), (got, expected)
+    assert got[1] == pytest.approx(expected[1], abs=0.15 * se), (got, expected)
+    assert got[1] - got[0] == pytest.approx(expected[1] - expected[0], rel=0.06), (got, expected)
+
+
+def binomial_quantile(n: int, q: float, prob: float = 0.5) -> int:
+    """Smallest k with P(Binomial(n, prob) <= k) >= q."""
+    cdf = 0.0
+    for k in range(n + 1):
+        cdf += math.comb(n, k) * prob**k * (1 - prob) ** (n - k)
+        if cdf >= q:
+            return k
+    return n
+
+
+@pytest.mark.parametrize("level", [0.95, 0.9, 0.5])
+def test_interval_levels_have_the_known_width(level):
+    """A level-L interval is the (1-L)/2 and (1+L)/2 percentiles of the bootstrap means: for a
+    mean over many values that is mean +- z_{(1+L)/2} * sd / sqrt(n). An interval reported for
+    the wrong level (e.g. the 90 % one as 95 %: alpha = 1 - L) is 16 % narrower at 95 % and has
+    zero width at 50 %."""
+    n = 100
+    values = np.array([NormalDist().inv_cdf((i + 0.5) / n) for i in range(n)])  # mean 0, spread known
+    se = float(values.std()) / math.sqrt(n)  # sd of the bootstrap mean (population sd / sqrt(n))
+    for seed in (0, 1):
+        mean, low, high = m.mean_with_ci(values, seed=seed, n_boot=4000, level=level)
+        assert mean == pytest.approx(0.0, abs=1e-12)
+        assert_interval((low, high), normal_interval(0.0, se, level), se)
+    # Accuracy over 1000 independent pairs, half right: se = sqrt(0.25 / 1000).
+    p = [0.9, 0.1] * 500
+    se = math.sqrt(0.25 / 1000)
+    for seed in (0, 1):
+        assert_interval(m.bootstrap_accuracy_ci(p, seed=seed, n_boot=4000, level=level),
+                        normal_interval(0.5, se, level), se)
+
+
 def test_bootstrap_accuracy_ci():
     assert m.bootstrap_accuracy_ci([0.9] * 10) == (1.0, 1.0)
-    p = [0.9, 0.8, 0.7, 0.2]
-    # Prompt-level resampling with groups A (3 wins) and B (1 loss): each resample is AA (1.0),
-    # AB (0.75) or BB (0.0), BB with probability 1/4, so the 95 % interval is [0, 1].
-    assert m.bootstrap_accuracy_ci(p, groups=[0, 0, 0, 1], n_boot=2000) == (0.0, 1.0)
-    low, high = m.bootstrap_accuracy_ci(p * 50, seed=1)
-    assert low < 0.75 < high and high - low < 0.2
-    assert m.bootstrap_accuracy_ci(p * 50, seed=1) == (low, high)
+    assert m.bootstrap_accuracy_ci([0.1] * 10, groups=list(range(10))) == (0.0, 0.0)
+    p = [0.9, 0.8, 0.7, 0.2] * 250
+    assert m.bootstrap_accuracy_ci(p, seed=1) == m.bootstrap_accuracy_ci(p, seed=1)
+    assert m.bootstrap_accuracy_ci(p, seed=1) != m.bootstrap_accuracy_ci(p, seed=2)
+    with pytest.raises(ValueError, match="level"):
+        m.bootstrap_accuracy_ci(p, level=95)
+    with pytest.raises(ValueError, match="groups has 3 entries, expected 1000"):
+        m.bootstrap_accuracy_ci(p, groups=[0, 1, 2])
+
+
+def test_grouped_interval_resamples_prompts():
+    """100 prompts of 5 pairs each, all 5 right or all 5 wrong (half and half): the number of
+    right prompts in a resample is Binomial(100, 1/2), so the 95 % interval is [40, 60] / 100,
+    twice as wide as resampling the 500 pairs independently would make it (about +- 0.044)."""
+    p = [0.9] * 250 + [0.1] * 250
+    groups = np.repeat(np.arange(100), 5)
+    assert binomial_quantile(100, 0.025) == 40 and binomial_quantile(100, 0.975) == 60
+    # Group ids are labels only: any values, in any order. The percentile of 4000 draws lands on
+    # 40 (60) or a neighbour of it.
+    for ids in (groups, 1000 - 7 * groups):
+        low, high = m.bootstrap_accuracy_ci(p, groups=ids, n_boot=4000)
+        assert 0.39 <= low <= 0.41 and 0.59 <= high <= 0.61, (low, high)
+
+
+def test_grouped_interval_is_the_pooled_ratio_not_the_mean_of_group_means():
+    """Unequal prompt sizes: 50 prompts with one right pair and 50 with nine wrong pairs,
+    interleaved. Accuracy is the pooled ratio 50 / 500 = 0.1 (the mean of the prompts' own
+    accuracies would be 0.5). A resample with K one-pair prompts (K ~ Binomial(100, 1/2)) scores
+    K / (K + 9 (100 - K)), increasing in K, so the 95 % interval is f(40) = 0.069 .. f(60) = 0.143;
+    the mean of group means would give 0.40 .. 0.60, and resampling pairs alone 0.074 .. 0.126."""
+    p: list[float] = []
+    groups: list[int] = []
+    for prompt in range(100):
+        size, prob = (1, 0.9) if prompt % 2 == 0 else (9, 0.1)
+        p += [prob] * size
+        groups += [prompt] * size
+    assert m.accuracy(p) == 0.1
+
+    def f(k: int) -> float:
+        return k / (k + 9 * (100 - k))
+
+    k_low, k_high = binomial_quantile(100, 0.025), binomial_quantile(100, 0.975)
+    for seed in (0, 1, 2):
+        low, high = m.bootstrap_accuracy_ci(p, seed=seed, groups=groups, n_boot=4000)
+        # The percentile of 4000 draws lands on K or a neighbour of it.
+        assert f(k_low - 1) <= low <= f(k_low + 1), (seed, low)
+        assert f(k_high - 1) <= high <= f(k_high + 1), (seed, high)
 
 
 def test_mean_with_ci():
-    mean, low, high = m.mean_with_ci([0.1, 0.2, 0.3])
-    assert mean == pytest.approx(0.2) and 0.1 <= low <= mean <= high <= 0.3
+    """Three shifts: a resample's mean is one of 0.1, 0.1333, ..., 0.3 with the multinomial
+    probabilities of 3 draws from 3; all three 0.1 (or all 0.3) has probability 1/27 = 3.7 %,
+    more than the 2.5 % in each tail, so the 95 % interval is exactly [0.1, 0.3]. At 80 % the tails
+    are 10 %: P(mean <= 0.1333) = 4/27 = 14.8 % > 10 % > 1/27, so the interval is [0.1333, 0.2667]."""
+    values = [0.1, 0.2, 0.3]
+    mean, low, high = m.mean_with_ci(values, n_boot=4000)
+    assert mean == pytest.approx(0.2)
+    assert (low, high) == pytest.approx((0.1, 0.3), abs=1e-12)
+    _, low, high = m.mean_with_ci(values, n_boot=4000, level=0.8)
+    assert (low, high) == pytest.approx((0.4 / 3, 0.8 / 3), abs=1e-12)
     assert m.mean_with_ci([0.5]) == (0.5, 0.5, 0.5)
+    assert m.mean_with_ci(values, seed=3) == m.mean_with_ci(values, seed=3)
     with pytest.raises(ValueError):
         m.mean_with_ci([])
+    with pytest.raises(ValueError, match="NaN"):
+        m.mean_with_ci([0.1, float("nan")])
 
 
 def test_aggregate_rows_by_scope():
