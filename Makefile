@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup browser run test bench clean
+.PHONY: setup browser run test bench mutate clean
 
 setup: $(STAMP)
 
@@ -48,5 +48,15 @@ test: setup browser
 bench: setup
 	$(BIN)/genies bench scoring --json
 
+# Mutation testing of metrics.py, data/archive.py, pipeline/, models/scoring.py and
+# interventions/_probes.py, each against its own tests (scripts/mutate.py, docs/TESTING.md). Not
+# part of CI (too slow); rerun when those modules change. MODULES="metrics archive" picks some,
+# MUTATE_ARGS="--ref HEAD" mutates the last commit, "--max-children 2" runs two mutants at once.
+MODULES ?=
+MUTATE_ARGS ?=
+mutate: setup
+	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install -q -e ".[test,mutate]"
+	nice $(BIN)/python scripts/mutate.py $(MODULES) $(MUTATE_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mutmut

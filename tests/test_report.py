@@ -27,7 +27,6 @@ from genies.report.serve import make_server, served_files
 from genies.report.testing import write_run_dir
 
 INTERVENTIONS = ("zero_shot", "lora", "mms")
-REAL_REFERENCE = Path("/work/shared/genies/reference-results")
 # Namespaces matplotlib writes into SVG: identifiers, never fetched.
 SVG_NAMESPACES = {
     "http://www.w3.org/2000/svg",
@@ -223,9 +222,9 @@ def test_reference_means_use_our_shifts_only(tmp_path: Path) -> None:
     assert (figures_dir(out) / "reference.png").exists()
 
 
-@pytest.mark.skipif(not REAL_REFERENCE.is_dir(), reason="the published GENIES results are not on this machine")
-def test_real_reference_reproduces_the_published_genies_mean() -> None:
-    rows = load_reference(REAL_REFERENCE)
+@pytest.mark.data
+def test_real_reference_reproduces_the_published_genies_mean(genies_reference_dir: Path) -> None:
+    rows = load_reference(genies_reference_dir)
     mms = [
         r.differential_elicitation
         for r in rows

@@ -14,7 +14,6 @@ from genies.report.testing import fake_examples, write_run_dir
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 INTERVENTIONS = ("zero_shot", "lora", "mms")
@@ -22,12 +21,11 @@ N_SHIFTS = 10
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
+def browser(chromium_executable: Path) -> Iterator[object]:
+    """Chromium found on PATH (conftest.chromium_executable), driven by playwright."""
     playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        chromium = p.chromium.launch(executable_path=str(chromium_executable), args=ARGS)
         yield chromium
         chromium.close()
 

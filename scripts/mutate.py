@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Mutation testing of the core modules with mutmut 3, one module at a time (`make mutate`).
+
+mutmut reads its configuration from the pyproject.toml of the folder it runs in, so each module
+gets a scratch folder .mutmut/<module>/ holding a copy of pyproject.toml with its own
+[tool.mutmut] section (the module to mutate, the test files that are its tests) and links to
+src/ and tests/. mutmut copies both into .mutmut/<module>/mutants/, runs the module's tests once
+to learn which test reaches which function, then runs, for each mutant, only the tests that
+reach the mutated function. A mutant is killed when one of them fails (or times out).
+
+    python scripts/mutate.py                       # every module
+    python scripts/mutate.py metrics archive       # some
+    python scripts/mutate.py metrics --resume      # keep earlier verdicts (mutmut's cache)
+    python scripts/mutate.py metrics --ref HEAD    # the committed code, not edits in progress
+    python scripts/mutate.py --list                # the modules and their tests
+
+It prints, per module, killed / total and the surviving mutants (their diffs go to
+.mutmut/<module>/survivors.diff); docs/TESTING.md records the scores and why each survivor is
+accepted. Results stay in .mutmut/ (ignored by git): `cd .mutmut/metrics && mutmut show NAME`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".mutmut"
+
+# module -> (files to mutate, as mutmut `only_mutate` globs; the test files that test them)
+MODULES: dict[str, tuple[list[str], list[str]]] = {
+    "metrics": (["src/genies/metrics.py"], ["tests/test_metrics.py"]),
+    "archive": (["src/genies/data/archive.py"], ["tests/test_archive.py"]),
+    "pipeline": (["src/genies/pipeline/*"], ["tests/test_pipeline.py", "tests/test_results.py"]),
+    "scoring": (
+        ["src/genies/models/scoring.py"],
+        ["tests/test_scoring.py", "tests/test_tree_attention.py", "tests/test_batching.py"],
+    ),
+    "probes": (
+        ["src/genies/interventions/_probes.py"],
+        ["tests/test_probes.py", "tests/test_representation_methods.py"],
+    ),
+}
+
+# Status names of `mutmut results` that count as killed; the score is killed / (all - skipped).
+KILLED = {"killed", "timeout", "caught by type check"}
+
+
+def toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def prepare(name: str, *, resume: bool, ref: str | None) -> Path:
+    """The scratch folder of one module: pyproject.toml with its [tool.mutmut], links to the code."""
+    mutate, tests = MODULES[name]
+    folder = WORK / name
+    if not resume and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    pyproject = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", pyproject)  # ours replaces any
+    config = (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["src"]\n'
+        f"only_mutate = {toml_list(mutate)}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
+        # no cache folder and no timeout plugin inside the mutants copy; mutmut times mutants out
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:timeout"]\n'
+    )
+    (folder / "pyproject.toml").write_text(pyproject + config)
+    if ref:  # a committed state, untouched by edits in progress in the working tree
+        for part in ("src", "tests"):
+            shutil.rmtree(folder / part, ignore_errors=True)
+        archive = subprocess.run(["git", "archive", ref, "src", "tests"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    else:
+        for link in ("src", "tests"):
+            target = folder / link
+            if not target.is_symlink():
+                target.symlink_to(ROOT / link, target_is_directory=True)
+    return folder
+
+
+def mutmut(folder: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("mutmut")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run(
+        [str(exe), *args], cwd=folder, env=env, text=True, capture_output=capture, check=False
+    )
+
+
+def results(folder: Path) -> dict[str, str]:
+    """mutant name -> status, from `mutmut results --all true`."""
+    out = mutmut(folder, "results", "--all", "true", capture=True).stdout
+    found = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and name:
+            found[name] = status
+    return found
+
+
+def run_module(name: str, *, resume: bool, max_children: int, ref: str | None) -> dict[str, object]:
+    folder = prepare(name, resume=resume, ref=ref)
+    started = time.monotonic()
+    proc = mutmut(folder, "run", "--max-children", str(max_children))
+    elapsed = time.monotonic() - started
+    status = results(folder)
+    if proc.returncode != 0 or not status:
+        print(f"{name}: mutmut run failed (exit {proc.returncode}); see the output above", file=sys.stderr)
+        return {"module": name, "error": proc.returncode}
+    counted = {k: v for k, v in status.items() if v != "skipped"}
+    killed = sorted(k for k, v in counted.items() if v in KILLED)
+    survivors = sorted(k for k, v in counted.items() if v not in KILLED)
+    with open(folder / "survivors.diff", "w") as out:
+        for mutant in survivors:
+            out.write(mutmut(folder, "show", mutant, capture=True).stdout + "\n")
+    score = len(killed) / len(counted) if counted else 0.0
+    summary = {
+        "module": name,
+        "mutated": MODULES[name][0],
+        "tests": MODULES[name][1],
+        "ref": ref or "working tree",
+        "killed": len(killed),
+        "total": len(counted),
+        "score": round(score, 4),
+        "seconds": round(elapsed),
+        "survivors": {k: counted[k] for k in survivors},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"{', '.join(MODULES)} (default: all)")
+    parser.add_argument("--resume", action="store_true", help="keep the verdicts of the last run")
+    parser.add_argument("--max-children", type=int, default=1, help="parallel mutants (default 1)")
+    parser.add_argument("--ref", help="mutate this git commit's src/ and tests/ (default: the working tree)")
+    parser.add_argument("--list", action="store_true", help="print the modules and their tests")
+    args = parser.parse_args()
+    if args.list:
+        for name, (mutate, tests) in MODULES.items():
+            print(f"{name}: {' '.join(mutate)}  <-  {' '.join(tests)}")
+        return 0
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module {', '.join(unknown)}; choose from {', '.join(MODULES)}")
+    summaries = [run_module(m, resume=args.resume, max_children=args.max_children, ref=args.ref) for m in args.modules or MODULES]
+    print()
+    failed = False
+    for s in summaries:
+        if "error" in s:
+            failed = True
+            print(f"{s['module']}: FAILED to run")
+            continue
+        print(f"{s['module']}: {s['killed']}/{s['total']} killed = {100 * s['score']:.1f} %  ({s['seconds']} s)")
+        for mutant, status in s["survivors"].items():  # type: ignore[union-attr]
+            print(f"    {status}: {mutant}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
