@@ -37,17 +37,70 @@ def test_fit_logistic_matches_sklearn():
         assert b[s] == pytest.approx(ref.intercept_[0], abs=2e-3 * max(1.0, abs(ref.intercept_[0])))
 
 
+def with_decoys(pref: np.ndarray, disp: np.ndarray, axes: np.ndarray, decoys: list[int], strength: float,
+                split_seed: int = 0):
+    """Add to the decoy sites a planted axis that only the probe-TRAINING pairs carry (the split
+    `fit_cosine_probe(..., seed=split_seed)` makes): a site whose probe learns it perfectly and
+    that says nothing about new pairs, as a memorised quirk of the training texts would."""
+    train_idx, _ = P.split_pairs(len(pref), split_seed)
+    pref, disp = pref.copy(), disp.copy()
+    for s in decoys:
+        pref[train_idx, s] += strength * axes[s]
+        disp[train_idx, s] -= strength * axes[s]
+    return pref, disp
+
+
 def test_planted_heads_are_selected_and_scored():
-    signal = [3, 17, 29]
-    pref, disp, _ = planted_pairs(200, 40, 8, signal, seed=0)
+    """Three sites carry a moderate planted signal in every pair (single-text probe accuracy about
+    0.79); three decoys carry a stronger one in the probe-training pairs only (training accuracy
+    about 0.93, held-out 0.5). Ranking by held-out accuracy keeps the signal sites; ranking by
+    training accuracy would keep the decoys, and the probe would score fresh pairs at chance."""
+    signal, decoys = [3, 17, 29], [5, 11, 23]
+    pref, disp, axes = planted_pairs(200, 40, 8, signal, seed=0, strength=0.8)
+    pref, disp = with_decoys(pref, disp, axes, decoys, strength=1.5)
     probe, acc = P.fit_cosine_probe(pref, disp, k=3, seed=0)
     assert sorted(probe.sites.tolist()) == signal
     assert acc[signal].min() > acc[np.setdiff1d(np.arange(40), signal)].max()
+    assert acc[decoys].max() < 0.65  # held out, the decoys are noise ...
+    train_idx, _ = P.split_pairs(200, 0)
+    train_acc = P.probe_accuracies(pref, disp, train_idx, train_idx)
+    assert train_acc[decoys].min() > train_acc[signal].max()  # ... though on the training pairs they win
     # Fresh pairs: the preferred response must win in >= 95 % of them, in both orders.
-    test_pref, test_disp, _ = planted_pairs(300, 40, 8, signal, seed=1)
+    test_pref, test_disp, _ = planted_pairs(300, 40, 8, signal, seed=1, strength=0.8)
     p = probe.p_first(test_pref, test_disp)
     assert np.mean(p > 0.5) >= 0.95
     np.testing.assert_allclose(p + probe.p_first(test_disp, test_pref), 1.0, atol=1e-12)
+
+
+def test_calibrator_is_fitted_on_the_held_out_pairs():
+    """The probe-training pairs carry a strong signal (their mean-cosine scores spread over
+    about +-0.4), the held-out pairs a weak one (about +-0.12): a calibrator fitted on the former
+    is about twice as steep. The probe's calibrator must be the held-out maximum-likelihood fit,
+    recognised without refitting it: at the optimum of an unpenalised logistic regression with an
+    intercept, the residuals p - y on ITS data have mean 0 and are uncorrelated with the score."""
+    n, sites, d = 200, 2, 8
+    rng = np.random.default_rng(0)
+    axes = np.random.default_rng(1234).normal(size=(sites, d))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    pref, disp = rng.normal(size=(n, sites, d)), rng.normal(size=(n, sites, d))
+    train_idx, val_idx = P.split_pairs(n, seed=0)
+    for idx, strength in ((train_idx, 3.0), (val_idx, 0.25)):
+        pref[idx] += strength * axes
+        disp[idx] -= strength * axes
+    probe, _ = P.fit_cosine_probe(pref, disp, k=2, seed=0)
+    assert sorted(probe.sites.tolist()) == [0, 1]
+
+    def scores_and_labels(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        diffs, labels = P.alternated_differences(pref[idx][:, probe.sites], disp[idx][:, probe.sites])
+        return P.mean_cosine_score(diffs, probe.directions), labels
+
+    s_val, y_val = scores_and_labels(val_idx)
+    s_train, y_train = scores_and_labels(train_idx)
+    assert s_train.std() > 3 * s_val.std()
+    residual = probe.calibrator(s_val) - y_val
+    assert abs(residual.mean()) < 1e-3 and abs((s_val * residual).mean()) < 1e-3
+    slope_from_training_pairs = P.fit_calibrator(s_train, y_train).slope
+    assert 0 < probe.calibrator.slope < slope_from_training_pairs / 1.5
 
 
 def test_noise_sites_give_chance():
