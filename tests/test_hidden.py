@@ -16,7 +16,7 @@ from genies.models.base import LoadedModel
 from genies.models.hidden import UnsupportedArchitectureError, encode_texts, extract_hidden, find_layout
 from genies.models.testing import byte_tokenizer, tiny_model
 
-ARCHS = ("llama", "qwen2", "gpt_neox", "gemma")
+ARCHS = ("llama", "qwen2", "gpt_neox", "gemma", "gpt2", "opt")  # rotary, then learned absolute positions
 # Repeated prefixes are packed into one row; " Five." / " Fivefold." share tokens past the prefix,
 # and texts 0 and 5 are identical, so the packing's shared part is exercised at its edges.
 Q = "Question: add 2 and 3."
@@ -30,8 +30,11 @@ ATTENTION = {
     "qwen2": lambda m, i: m.model.layers[i].self_attn,
     "gemma": lambda m, i: m.model.layers[i].self_attn,
     "gpt_neox": lambda m, i: m.gpt_neox.layers[i].attention,
+    "gpt2": lambda m, i: m.transformer.h[i].attn,
+    "opt": lambda m, i: m.model.decoder.layers[i].self_attn,
 }
-OUT_PROJ = {"llama": "o_proj", "qwen2": "o_proj", "gemma": "o_proj", "gpt_neox": "dense"}
+OUT_PROJ = {"llama": "o_proj", "qwen2": "o_proj", "gemma": "o_proj", "gpt_neox": "dense", "gpt2": "c_proj",
+            "opt": "out_proj"}
 
 
 @pytest.fixture(scope="module", params=ARCHS)

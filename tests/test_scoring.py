@@ -15,7 +15,9 @@ from genies.models.base import pad_token_id
 from genies.models.scoring import count_truncated, score_examples, score_examples_naive
 from genies.models.testing import tiny_model
 
-ARCHS = ("llama", "qwen2", "gpt_neox", "gemma")
+# Rotary families, which hide a constant shift of every position id, and learned absolute
+# positions (gpt2, opt), which do not: every engine-vs-naive test runs on both kinds.
+ARCHS = ("llama", "qwen2", "gpt_neox", "gemma", "gpt2", "opt")
 
 
 def _examples(n: int = 12, seed: int = 0) -> list[Example]:

@@ -18,6 +18,9 @@ from genies.models.loading import load_folder
 SPECIAL_TOKENS = ("<|bos|>", "<|eos|>", "<|pad|>")
 
 # Small configs in each family's own layout; head_dim 8 keeps every family's constraints happy.
+# llama, qwen2, gpt_neox and gemma use rotary positions, which a constant shift of every position
+# id leaves invisible; gpt2 and opt learn absolute position embeddings, so a test on them sees
+# any position id that differs from a token's place in its own sequence.
 TINY_CONFIGS: dict[str, dict] = {
     "llama": dict(model_type="llama", hidden_size=32, intermediate_size=64, num_attention_heads=4,
                   num_key_value_heads=2),
@@ -26,6 +29,11 @@ TINY_CONFIGS: dict[str, dict] = {
     "gpt_neox": dict(model_type="gpt_neox", hidden_size=32, intermediate_size=64, num_attention_heads=4),
     "gemma": dict(model_type="gemma", hidden_size=32, intermediate_size=64, num_attention_heads=4,
                   num_key_value_heads=1, head_dim=8),
+    # dropout off as in the families above, so a training pass is deterministic (fast vs slow paths)
+    "gpt2": dict(model_type="gpt2", hidden_size=32, n_inner=64, num_attention_heads=4, resid_pdrop=0.0,
+                 embd_pdrop=0.0, attn_pdrop=0.0),
+    "opt": dict(model_type="opt", hidden_size=32, ffn_dim=64, num_attention_heads=4, word_embed_proj_dim=32,
+                dropout=0.0, attention_dropout=0.0, activation_dropout=0.0),
 }
 
 
