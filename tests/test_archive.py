@@ -92,3 +92,22 @@ def test_unsafe_member_refused_even_when_not_selected(tmp_path: Path) -> None:
     archive = _tar(tmp_path / "a.tar", [_special("x/link", tarfile.SYMTYPE, "/etc")])
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
         safe_extract(archive, tmp_path / "out", select=lambda n: n.endswith(".json"))
+
+
+@pytest.mark.parametrize("member", ["link/evil.json", "link"])
+def test_a_symlink_already_in_the_destination_is_not_written_through(tmp_path: Path, member: str) -> None:
+    """Every member name is harmless, but the destination already holds a symlink pointing
+    outside (a folder link, written into; a file link, overwritten): the resolved target lies
+    outside the destination and extraction must refuse it, leaving the outside untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"keep")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "link").symlink_to(outside if member == "link/evil.json" else outside / "victim")
+    archive = _tar(tmp_path / "a.tar", [_file("ok/first.json"), _file(member, b"evil")])
+    with pytest.raises(UnsafeArchiveError, match="resolves outside the target folder") as err:
+        safe_extract(archive, dest)
+    assert err.value.member == member
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert (outside / "victim").read_bytes() == b"keep"
