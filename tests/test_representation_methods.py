@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from genies.data.schema import Distribution, EvalSet, Example
+from genies.interventions import _probes as P
 from genies.interventions.base import Intervention
 from genies.interventions.ccs import CCS, legacy_response_accuracy
 from genies.interventions.context import FitContext
@@ -186,6 +187,7 @@ def test_fitted_states_say_what_was_learned(fitted):
     mms = fitted["mms"].loaded
     assert mms.n_train_pairs == 40 and len(mms.probe.sites) == 4 and mms.probe.directions.shape == (4, 8)
     assert mms.site_val_accuracy.shape == (8,)  # 2 layers x 4 heads, every one ranked
+    assert mms.probe.sites.tolist() == P.top_k(mms.site_val_accuracy, 4).tolist()  # the stored ranking is the one used
     logistic, fixed = fitted["logistic"].loaded, fitted["logistic_layer1"].loaded
     assert logistic.layer_val_accuracy.shape == (3,) and logistic.layer == int(np.argmax(logistic.layer_val_accuracy))
     assert fixed.layer == 1 and fixed.layer_val_accuracy is None
@@ -209,12 +211,6 @@ def test_fit_is_deterministic_given_the_seed(tiny_llama, source, ctx):
     a = method("mms").fit(tiny_llama, source.train_only(), ctx)
     b = method("mms").fit(tiny_llama, source.train_only(), ctx)
     assert_same_fields(a, b)
-
-
-def test_ccs_sign_comes_from_source(fitted):
-    ccs = fitted["ccs"].loaded
-    assert ccs.sign in (1.0, -1.0)
-    assert ccs.source_pair_accuracy >= 0.5
 
 
 def test_logistic_standardises_with_the_source_statistics(tiny_llama, source, ctx, fitted):
@@ -268,6 +264,40 @@ def test_ccs_finds_a_planted_contrast(tiny_llama, source, tmp_path):
     f = fit_and_save(CCS(epochs=300, restarts=2, lr=1e-2), tiny_llama, source, ctx, tmp_path)
     assert f.loaded.source_pair_accuracy >= 0.95
     assert accuracy(predict(f, tiny_llama, source, ctx)) >= 0.95
+
+
+class ReversedTargetStore(PlantedContrastStore):
+    """The planted contrast, the other way round on the target: there the Yes version of a
+    DISpreferred response sits at +axis."""
+
+    def get(self, lm, data: EvalSet, template: str, site: str, position: str = "last") -> Activations:
+        if data.distribution == "planted_target":
+            return PlantedContrastStore(self.d, reversed_every=1).get(lm, data, template, site, position)
+        return super().get(lm, data, template, site, position)
+
+
+def test_ccs_sign_comes_from_source(tiny_llama, source, target, tmp_path):
+    """The probe's orientation is fixed on the labelled source pairs, whatever the evaluated
+    split says. On a target whose contrast runs the other way, the source orientation ranks every
+    target pair wrong, although the scorer is handed the target's labels: a sign chosen on the
+    evaluated split (with its labels, or to make its accuracy >= 0.5) would rank them right.
+    And the orientation follows the source's labels: reversing the source's contrast reverses
+    which way along the axis the oriented credence points."""
+    ctx = FitContext(seed=0, activation_store=ReversedTargetStore())
+    ccs = CCS(epochs=300, restarts=2, lr=1e-2)
+    f = fit_and_save(ccs, tiny_llama, source, ctx, tmp_path / "source")
+    assert f.loaded.source_pair_accuracy >= 0.95
+    assert accuracy(predict(f, tiny_llama, source, ctx)) >= 0.95
+    labelled = target.eval_set("test", with_labels=True)
+    pred = pair_with_labels(score(f, tiny_llama, labelled, ctx), target.test, "planted_target/test")
+    assert accuracy(pred) <= 0.05
+
+    reversed_ctx = FitContext(seed=0, activation_store=PlantedContrastStore(reversed_every=1))
+    g = fit_and_save(ccs, tiny_llama, source, reversed_ctx, tmp_path / "reversed")
+    assert g.loaded.source_pair_accuracy >= 0.95
+    axis = PlantedContrastStore().axis
+    assert f.loaded.sign * (f.loaded.probe.weight @ axis) > 0  # +axis on the Yes version = preferred
+    assert g.loaded.sign * (g.loaded.probe.weight @ axis) < 0  # +axis on the Yes version = dispreferred
 
 
 def test_only_the_legacy_oracle_reads_labels_and_it_needs_them(tiny_llama, source, tmp_path):
