@@ -22,7 +22,26 @@ def _examples(n: int, seed: int = 0) -> list[Example]:
     return [Example(" ".join(word() for _ in range(12)), tuple(word() for _ in range(3)), 0) for _ in range(n)]
 
 
-def test_run_scoring_bench_counts_tokens(tiny_llama) -> None:
+def test_run_scoring_bench_counts_tokens(tiny_llama, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Token counts from the byte tokenizer; times from a fake clock that each scoring call
+    advances by a known amount (engine 0.5 s, naive 2 s per example), so the speedup and the
+    rates have known answers: 2.5 s against 10 s over the two distributions."""
+    from types import SimpleNamespace
+
+    from genies.bench import scoring as bench
+
+    clock = [0.0]
+
+    def timed(fn, per_example):
+        def run(lm, examples, **kwargs):
+            out = fn(lm, examples, **kwargs)
+            clock[0] += per_example * len(examples)
+            return out
+        return run
+
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(bench, "score_examples", timed(bench.score_examples, 0.5))
+    monkeypatch.setattr(bench, "score_examples_naive", timed(bench.score_examples_naive, 2.0))
     examples = _examples(5)
     result = run_scoring_bench(tiny_llama, [("a", examples[:3]), ("b", examples[3:])])
     prompts = sum(len(ex.prompt) for ex in examples)  # byte tokenizer: one token per character
@@ -31,7 +50,11 @@ def test_run_scoring_bench_counts_tokens(tiny_llama) -> None:
     assert result.unique_tokens == prompts + responses
     assert result.naive_tokens == 3 * prompts + responses
     assert result.max_abs_diff < 1e-4
-    assert result.speedup_vs_naive == result.naive_seconds / result.engine_seconds
+    assert (result.engine_seconds, result.naive_seconds) == (2.5, 10.0)
+    assert result.speedup_vs_naive == pytest.approx(4.0)
+    assert result.engine_tokens_per_s == pytest.approx(responses / 2.5)
+    assert result.naive_tokens_per_s == pytest.approx(responses / 10.0)
+    assert result.engine_unique_tokens_per_s == pytest.approx((prompts + responses) / 2.5)
     assert all(getattr(result, k) > 0 for k in KEYS)
 
 

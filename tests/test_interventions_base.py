@@ -251,14 +251,26 @@ def test_legacy_spec_names_a_folder(tmp_path) -> None:
     assert legacy.name == "legacy" and legacy.hparams()["folder"] == str((tmp_path / "orig").resolve())
 
 
-def test_progress_goes_to_the_callback_when_there_is_one() -> None:
+def test_progress_goes_to_the_callback_when_there_is_one(capsys, monkeypatch) -> None:
     messages: list[str] = []
     with FitContext(progress=messages.append).progress_bar("lora: training", 3) as advance:
         advance(1)
         advance(2)
     assert messages == ["lora: training 0/3", "lora: training 1/3", "lora: training 3/3"]
+    assert capsys.readouterr() == ("", "")  # the callback gets everything, the terminal nothing
     with FitContext().progress_bar("quiet", 2) as advance:  # no terminal in tests: no output, no error
         advance(2)
+    assert capsys.readouterr() == ("", "")
+    # on a terminal the same step draws a bar on stderr (never stdout) that reaches 2/2
+    import rich.console
+
+    real = rich.console.Console
+    monkeypatch.setattr(rich.console, "Console", lambda **kw: real(**kw, force_terminal=True, width=100))
+    with FitContext().progress_bar("drawn", 2) as advance:
+        advance(1)
+        advance(1)
+    out, err = capsys.readouterr()
+    assert out == "" and "drawn" in err and "2/2" in err
 
 
 def test_artifact_dir_is_the_state_folder(tmp_path) -> None:

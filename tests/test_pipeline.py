@@ -146,7 +146,11 @@ def test_known_answer_run(tmp_path, tiny_llama):
     assert row.average_probability == pytest.approx(0.42)
     assert row.RMS_calibration_error == pytest.approx(0.5) and row.ece == pytest.approx(0.5)
     assert np.isnan(row.legacy_RMS_calibration_error)  # no bin reaches 20 items
-    assert row.accuracy_ci_low <= 0.4 <= row.accuracy_ci_high
+    # Resampling prompts (the pairs of a prompt go together): 4 prompts with 2, 1, 1, 1 pairs, of
+    # which 0, 0, 1, 1 right; all-wrong and all-right resamples each have probability 1/16 > 2.5 %,
+    # so the 95 % interval is exactly (0, 1). Resampling the 5 pairs independently would make
+    # all-right (2/5)^5 = 1 % likely and end the interval at 0.8.
+    assert (row.accuracy_ci_low, row.accuracy_ci_high) == (0.0, 1.0)
     assert (row.length_longer_accuracy, row.length_shorter_accuracy, row.length_cue_flag) == (0.4, 0.6, False)
     row2 = next(r for r in res.rows if r.target == "tgt2")
     assert (row2.generalization_accuracy, row2.baseline_accuracy, row2.target_tuned_capability) == (0.5, 0.5, 0.6)

@@ -1,5 +1,7 @@
+import json
 from pathlib import Path
 
+from genies.data.loading import load_distribution
 from genies.data.schema import Distribution, Example, eval_pairs, train_pairs
 
 
@@ -24,9 +26,23 @@ def test_train_pairs_are_one_per_prompt_and_seeded() -> None:
     assert all(p.preferred_index != p.dispreferred_index for p in first)
 
 
-def test_record_round_trip_and_limited_view() -> None:
+def test_record_round_trip_and_limited_view(tmp_path: Path) -> None:
     ex = Example("p", ("a", "b"), 1, {"subject": "x"})
     assert ex.to_record() == {"subject": "x", "prompt": "p", "responses": {"a": 0, "b": 1}}
+    # Parsed back by the loader every data file goes through: same prompt, responses in the same
+    # (unsorted) order, the same preferred one (first, middle, last) and the metadata, whatever the text.
+    examples = [ex, Example("q \"quoted\"\n", ("e", "ünï", "c", "d é"), 2, {"n": 3, "tags": ["t"]}),
+                Example("r", ("h", "f", "g"), 0), Example("s", ("j", "i"), 0, {"subject": "y"})]
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for split in ("train", "test"):
+        (folder / f"{split}.json").write_text(json.dumps([e.to_record() for e in examples]), encoding="utf-8")
+    back = load_distribution(folder)
+    for split in ("train", "test"):
+        got = back.split(split)
+        assert got == examples
+        assert [dict(e.metadata) for e in got] == [dict(e.metadata) for e in examples]
+        assert [e.preferred_response for e in got] == ["b", "c", "h", "j"]
     dist = Distribution.from_examples("d", _examples(), _examples(), {"id": "d"}, Path("data/d"))
     view = dist.limited(max_train=1)
     assert len(view.train) == 1 and len(view.test) == 2

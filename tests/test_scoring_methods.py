@@ -5,6 +5,7 @@ fit on the source's train split, a scorer over a label-free EvalSet, then `pair_
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -73,19 +74,28 @@ def test_zero_shot_equals_hand_computed_logprob_comparison(tiny_llama, score) ->
 
 
 def test_zero_shot_probabilities_are_the_pairwise_softmax(tiny_llama) -> None:
-    """Softmax over a prompt's responses, restricted to a pair, equals sigmoid(s_pref - s_disp)."""
-    examples = [ex for ex in _examples() if len(ex.responses) == 4][:1]
-    dist = Distribution.from_examples("d", examples, examples)
+    """Known answer from the textbook definition, not from the method's own scores: each
+    response's sequence probability P(response + EOS | prompt) from one unpadded forward
+    (`_hand_logprob`), normalised over the prompt's four responses, and P(i beats j) the share
+    of i in that softmax restricted to {i, j}."""
+    # one-token responses: their probabilities are close, so every pair probability is far
+    # from 0 and 1 and a wrong formula (the mean, a difference the wrong way round) shows
+    ex = Example("Question: pick one.\n", ("a", "b", "c", "d"), 1)
+    dist = Distribution.from_examples("d", [ex], [ex])
     scores, pred = _run(tiny_llama, get_intervention("zero_shot")(), dist, dist)
-    s = scores.response_scores[0]
-    soft = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
-    assert len(pred.p_preferred) == 3
-    for k, j in enumerate(pred.dispreferred_index):
-        i = pred.preferred_index[k]
-        assert pred.p_preferred[k] == pytest.approx(soft[i] / (soft[i] + soft[j]))
-    for i in range(4):  # every ordered pair of the query, not only the evaluated ones
-        for j in range(4):
-            assert scores.beats[0][i, j] == pytest.approx(soft[i] / (soft[i] + soft[j]))
+    logp = [_hand_logprob(tiny_llama, ex.prompt, r)[0] for r in ex.responses]
+    shift = max(logp)  # the sequence probabilities themselves are tiny; their ratios are not
+    prob = [math.exp(lp - shift) for lp in logp]
+    soft = [q / sum(prob) for q in prob]
+    assert len(set(np.round(logp, 3))) == 4, "distinct responses must get distinct probabilities"
+    want = {(i, j): soft[i] / (soft[i] + soft[j]) for i in range(4) for j in range(4)}
+    assert all(0.3 < p < 0.7 for p in want.values())
+    others = [j for j in range(4) if j != ex.preferred]
+    assert list(pred.preferred_index) == [ex.preferred] * 3 and list(pred.dispreferred_index) == others
+    np.testing.assert_allclose(pred.p_preferred, [want[ex.preferred, j] for j in others], rtol=0, atol=1e-5)
+    for (i, j), p in want.items():  # every ordered pair of the query, not only the evaluated ones
+        assert scores.beats[0][i, j] == pytest.approx(p, abs=1e-5)
+    assert all(scores.beats[0][i, i] == pytest.approx(0.5) for i in range(4))
 
 
 def test_few_shot_prompts_are_seeded_and_documented(tiny_llama) -> None:
