@@ -270,3 +270,219 @@ def test_published_differential_elicitation_is_recomputed_exactly(genies_data_di
                 assert value == float(row["differential_elicitation"]), f"{table}:{line}"
                 checked += 1
     assert checked >= len(tables)
+
+
+# --- Issue 18, mutation audit of metrics.py: the gaps docs/TESTING.md listed as open. ---
+
+# Seeds whose first ten tie coins (`default_rng(seed).random(n) < 0.5`, SPEC A.7) all come up
+# True, and all come up False; seed 0's do neither, so a seed that is dropped or replaced shows.
+ALL_HEADS, ALL_TAILS = 1064, 415
+
+
+def test_the_seeds_used_below_have_the_stated_coins():
+    assert (np.random.default_rng(ALL_HEADS).random(10) < 0.5).all()
+    assert not (np.random.default_rng(ALL_TAILS).random(10) < 0.5).any()
+    coins0 = np.random.default_rng(0).random(10) < 0.5
+    assert 0 < coins0.sum() < 10
+
+
+def test_accuracy_uses_the_given_seed_for_ties():
+    ties = [0.5] * 10
+    assert m.accuracy(ties, seed=ALL_HEADS) == 1.0
+    assert m.accuracy(ties, seed=ALL_TAILS) == 0.0
+    assert m.accuracy(ties) == m.accuracy(ties, seed=0) == 0.3  # seed 0: F T T T F F F F F F
+    # ties settled by the coin at their position, strict wins and losses as they are
+    assert m.accuracy([0.5, 0.9, 0.5, 0.1], seed=ALL_HEADS) == 0.75
+    assert m.accuracy([0.5, 0.9, 0.5, 0.1], seed=ALL_TAILS) == 0.25
+
+
+def test_bootstrap_ties_follow_the_seed():
+    """All ties with seed ALL_HEADS: every pair is right, so every resample scores 1."""
+    assert m.bootstrap_accuracy_ci([0.5] * 10, seed=ALL_HEADS) == (1.0, 1.0)
+    assert m.bootstrap_accuracy_ci([0.5] * 10, seed=ALL_TAILS) == (0.0, 0.0)
+    assert m.bootstrap_accuracy_ci([0.5] * 10, seed=ALL_HEADS, groups=list(range(10))) == (1.0, 1.0)
+    assert m.bootstrap_accuracy_ci([0.5] * 10, seed=ALL_TAILS, groups=[3, 3] * 5) == (0.0, 0.0)
+
+
+def test_bootstrap_draws_the_first_pair_and_the_first_prompt():
+    """Four pairs (or prompts), only the first right: a resample scores K/4 with K ~
+    Binomial(4, 1/4); P(K = 0) = (3/4)^4 = 0.316 > 2.5 %, P(K <= 2) = 0.949 < 97.5 % <=
+    P(K <= 3) = 0.996, so the 95 % interval is (0, 3/4). Never drawing the first would give (0, 0)."""
+    p = [0.9, 0.1, 0.1, 0.1]
+    assert m.bootstrap_accuracy_ci(p, n_boot=4000) == (0.0, 0.75)
+    assert m.bootstrap_accuracy_ci(p, groups=[0, 1, 2, 3], n_boot=4000) == (0.0, 0.75)
+    # Groups of two pairs each (the first prompt both right): K/2 with K ~ Binomial(2, 1/2).
+    assert m.bootstrap_accuracy_ci(p[:1] * 2 + p[1:3], groups=[4, 4, 9, 9], n_boot=4000) == (0.0, 1.0)
+
+
+def test_grouped_bootstrap_has_no_extra_group():
+    """Two prompts, one right and one wrong: resamples score 0, 1/2 or 1 with probabilities
+    1/4, 1/2, 1/4, so the 95 % interval is (0, 1); every resample is a number (an empty extra
+    group drawn alone would give 0/0)."""
+    assert m.bootstrap_accuracy_ci([0.9, 0.1], groups=[0, 1], n_boot=4000) == (0.0, 1.0)
+    assert m.bootstrap_accuracy_ci([0.9, 0.1], groups=[0, 1], n_boot=4000, level=0.4) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("level", [0, 0.0, 1, 1.0, 1.5, -0.5])
+def test_bootstrap_refuses_levels_outside_the_open_unit_interval(level):
+    with pytest.raises(ValueError, match=rf"^level must be in \(0, 1\), got {level}$"):
+        m.bootstrap_accuracy_ci([0.9, 0.1], level=level)
+
+
+def test_a_single_pair_is_scored():
+    assert m.accuracy([0.9]) == 1.0
+    assert m.accuracy([0.2]) == 0.0
+    assert m.brier([0.7]) == pytest.approx(0.09)
+    assert m.bootstrap_accuracy_ci([0.9]) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ([], r"^p_preferred is empty: there are no evaluation pairs to score$"),
+    ([0.2, float("nan"), float("nan")], r"^p_preferred contains 2 NaN values$"),
+    ([0.5, 1.25], r"^p_preferred must lie in \[0, 1\]; got values in \[0\.5, 1\.25\]$"),
+    ([-0.5, 0.5], r"^p_preferred must lie in \[0, 1\]; got values in \[-0\.5, 0\.5\]$"),
+])
+def test_bad_probabilities_are_named_in_the_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        m.brier(bad)
+
+
+def test_one_calibration_bin_is_allowed_and_zero_is_refused():
+    """One bin holds every item of both orientations: mean confidence and mean outcome are both
+    1/2, whatever p is, so the error is 0."""
+    assert m.rms_calibration_error([0.9, 0.8, 0.3], n_bins=1) == pytest.approx(0.0)
+    assert m.expected_calibration_error([0.9, 0.8, 0.3], n_bins=1) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match=r"^n_bins must be >= 1, got 0$"):
+        m.rms_calibration_error([0.9], n_bins=0)
+
+
+def test_confidence_one_shares_the_last_bin():
+    """p = (1.0, 0.9): items (1.0, win) (0.9, win) (0.0, loss) (0.1, loss). Bins: [0, .1) holds
+    0.0 (error 0), [.1, .2) holds 0.1 (error .1), [.9, 1] holds 0.9 and 1.0 (mean .95, outcome 1,
+    error .05). RMS = sqrt(1/4 * .1^2 + 2/4 * .05^2) = sqrt(.00375). A separate bin for 1.0
+    would give sqrt(1/4 * .1^2 + 1/4 * .1^2) = sqrt(.005)."""
+    assert m.rms_calibration_error([1.0, 0.9]) == pytest.approx(math.sqrt(0.00375))
+
+
+def test_ece_counts_a_bin_with_a_single_item():
+    """p = 0.75: (0.75, win) alone in [.7, .8), (0.25, loss) alone in [.2, .3); error .25 each."""
+    assert m.expected_calibration_error([0.75]) == pytest.approx(0.25)
+    assert m.rms_calibration_error([0.75]) == pytest.approx(0.25)
+
+
+def test_calibration_defaults_to_ten_bins():
+    """p = (.72, .22): items (.72, win) (.22, win) (.28, loss) (.78, loss). With 10 bins .72/.78
+    share [.7, .8) (mean .75, outcome 1/2) and .22/.28 share [.2, .3) (mean .25, outcome 1/2):
+    both errors .25. With 11 bins (width 1/11) all four are alone: ECE (.28+.78+.78+.28)/4 = .53."""
+    assert m.expected_calibration_error([0.72, 0.22]) == pytest.approx(0.25)
+    assert m.rms_calibration_error([0.72, 0.22]) == pytest.approx(0.25)
+    assert m.expected_calibration_error([0.72, 0.22], n_bins=11) == pytest.approx(0.53)
+
+
+def test_legacy_rms_bins_and_the_twenty_item_rule():
+    import random
+
+    def labels(n: int) -> list[int]:
+        random.seed(42)
+        return [random.choice([0, 1]) for _ in range(n)]
+
+    # 29 draws: 20 zeros, 9 ones. p = .9: 20 items at q = .1 (bin 1: exactly 20, counts),
+    # 9 at q = .9 (bin 5: skipped). Label mean 9/29: |9/29 - .1| = 61/290.
+    assert labels(29).count(0) == 20
+    assert m.legacy_rms_calibration_error([0.9] * 29) == pytest.approx(61 / 290)
+    # 52 draws: 20 ones: q = .9 x 20 (bin 5: exactly 20) and q = .1 x 32 both count.
+    assert labels(52).count(1) == 20
+    mean_l = 20 / 52
+    assert m.legacy_rms_calibration_error([0.9] * 52) == pytest.approx(
+        math.sqrt(((mean_l - 0.9) ** 2 + (mean_l - 0.1) ** 2) / 2))
+    # 60 draws, 25 ones: q = 1.0 x 25 lies outside the five bins on [0, 1] (np.digitize puts it
+    # past the last edge) even with more than 20 items; only q = 0 x 35 counts: |25/60 - 0|.
+    assert labels(60).count(1) == 25
+    assert m.legacy_rms_calibration_error([1.0] * 60) == pytest.approx(25 / 60)
+
+
+def test_elicitation_of_no_and_full_capability():
+    assert math.isnan(m.elicitation(0.6, 0.0))
+    assert math.isnan(m.elicitation(0.0, 0))
+    assert m.elicitation(0.7, 1.0) == 0.7
+    assert m.elicitation(0.0, 1.0) == 0.0
+    assert m.differential_elicitation(0.7, 0.5, 1.0) == pytest.approx(0.2)
+
+
+def test_length_baselines_score_equal_lengths_as_ties():
+    """Equal lengths are ties (0.5) settled by the seeded coin of their position: with the
+    all-heads seed both rules win every tie, with the all-tails seed they lose every tie."""
+    pairs = [("ab", "a"), ("a", "ab"), ("aa", "bb"), ("abc", "xyz")]
+    lb = m.length_baselines(pairs, seed=ALL_HEADS)
+    assert (lb.longer, lb.shorter) == (0.75, 0.75)
+    lb = m.length_baselines(pairs, seed=ALL_TAILS)
+    assert (lb.longer, lb.shorter) == (0.25, 0.25)
+    equal = [("a", "b")] * 10
+    assert m.length_baselines(equal, seed=ALL_HEADS) == m.LengthBaselines(1.0, 1.0)
+    assert m.length_baselines(equal, seed=ALL_TAILS) == m.LengthBaselines(0.0, 0.0)
+    # seed 0 (the default): coins F T T T F F F F F F
+    assert m.length_baselines(equal) == m.LengthBaselines(0.3, 0.3)
+    with pytest.raises(ValueError, match=r"^no pairs to compute length baselines on$"):
+        m.length_baselines([])
+
+
+def test_mean_with_ci_is_reproducible_and_uses_n_boot_and_the_seed():
+    """With five resamples of ten values the interval moves with the draws: one seed gives one
+    interval, other seeds other ones. One resample gives a zero-width interval at its mean."""
+    values = [float(v) for v in range(10)]
+    first = m.mean_with_ci(values, seed=5, n_boot=5)
+    assert m.mean_with_ci(values, seed=5, n_boot=5) == first
+    assert len({m.mean_with_ci(values, seed=s, n_boot=5) for s in range(10)}) > 1
+    mean, low, high = m.mean_with_ci(values, seed=5, n_boot=1)
+    assert mean == 4.5 and low == high and low * 10 == int(low * 10)  # a mean of ten integers
+    with pytest.raises(ValueError, match=r"^cannot average an empty list of shifts$"):
+        m.mean_with_ci([])
+
+
+def test_bootstrap_accuracy_ci_is_reproducible_with_few_draws():
+    p = [0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6, 0.4, 0.95, 0.05]
+    groups = [0, 0, 1, 1, 2, 2, 3, 3, 4, 5]
+    for g in (None, groups):
+        first = m.bootstrap_accuracy_ci(p, seed=5, groups=g, n_boot=5)
+        assert m.bootstrap_accuracy_ci(p, seed=5, groups=g, n_boot=5) == first
+        assert len({m.bootstrap_accuracy_ci(p, seed=s, groups=g, n_boot=5) for s in range(10)}) > 1
+
+
+def _row(intervention, category, family, de, ga):
+    return dict(intervention=intervention, category=category, family=family,
+                differential_elicitation=de, generalization_accuracy=ga)
+
+
+def test_aggregate_rows_skips_nan_rows_wherever_they_are_and_orders_the_scopes():
+    rows = [
+        _row("b", "c1", "extreme", float("nan"), 0.5),
+        _row("b", "c1", "extreme", 0.2, 0.7),
+        _row("a", "c2", "probing", -0.1, 0.4),
+        _row("a", "c1", "extreme", float("nan"), 0.9),
+        _row("a", "c1", "extreme", 0.1, 0.6),
+        _row("a", "c2", "extreme", 0.3, 0.8),
+    ]
+    got = m.aggregate_rows(rows)
+    assert [(g.intervention, g.scope, g.n_shifts) for g in got] == [
+        ("a", "all", 3), ("a", "category:c1", 1), ("a", "category:c2", 2),
+        ("a", "family:extreme", 2), ("a", "family:probing", 1),
+        ("b", "all", 1), ("b", "category:c1", 1), ("b", "family:extreme", 1),
+    ]
+    by = {(g.intervention, g.scope): g for g in got}
+    assert by["a", "all"].mean_de == pytest.approx(0.1)
+    assert by["a", "all"].mean_generalization_accuracy == pytest.approx(0.6)
+    assert by["a", "family:extreme"].mean_de == pytest.approx(0.2)
+    assert by["a", "family:extreme"].mean_generalization_accuracy == pytest.approx(0.7)
+    assert (by["b", "all"].mean_de, by["b", "all"].ci_low, by["b", "all"].ci_high) == (0.2, 0.2, 0.2)
+    assert by["b", "all"].mean_generalization_accuracy == 0.7
+
+
+def test_aggregate_rows_passes_seed_and_n_boot_on():
+    """Ten shifts with DE 0 .. 0.9: with one resample the interval has zero width (it is that
+    resample's mean); with five it moves with the seed and repeats for the same seed."""
+    rows = [_row("a", "c", "f", v / 10, 0.5) for v in range(10)]
+    (one,) = m.aggregate_rows(rows, seed=3, n_boot=1)[:1]
+    assert one.ci_low == one.ci_high
+    five = [m.aggregate_rows(rows, seed=s, n_boot=5)[0] for s in range(10)]
+    assert len({(a.ci_low, a.ci_high) for a in five}) > 1
+    assert m.aggregate_rows(rows, seed=4, n_boot=5)[0] == five[4]
