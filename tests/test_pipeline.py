@@ -357,3 +357,7 @@ def test_ray_executor_without_ray_is_refused_before_anything_runs(tmp_path, monk
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     with pytest.raises(ConfigError, match="needs Ray"):
         RunConfig(out=tmp_path / "run", executor="ray")
+
+
+def test_one_intervention_name_is_not_read_letter_by_letter(tmp_path):
+    assert RunConfig(out=tmp_path, interventions="mms").interventions == ("mms",)

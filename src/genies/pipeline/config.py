@@ -83,6 +83,8 @@ class RunConfig:
         if self.out is None:
             raise ConfigError("a run needs an output folder (--out)")
         object.__setattr__(self, "out", Path(self.out))
+        if isinstance(self.interventions, str):  # one name, not its letters
+            object.__setattr__(self, "interventions", (self.interventions,))
         object.__setattr__(self, "interventions", tuple(self.interventions))
         if not isinstance(self.shifts, str):
             object.__setattr__(self, "shifts", tuple(self.shifts))
