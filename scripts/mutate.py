@@ -12,6 +12,10 @@ reach the mutated function. A mutant is killed when one of them fails (or times 
     python scripts/mutate.py metrics archive       # some
     python scripts/mutate.py metrics --resume      # keep earlier verdicts (mutmut's cache)
     python scripts/mutate.py metrics --ref HEAD    # the committed code, not edits in progress
+    python scripts/mutate.py probes --ref HEAD --survivors   # after adding tests: rerun only the
+                                                   # last run's survivors, keep the other verdicts
+    python scripts/mutate.py pipeline --only src/genies/pipeline/plan.py src/genies/pipeline/jobs.py
+                                                   # some files of a module (against all its tests)
     python scripts/mutate.py --list                # the modules and their tests
 
 It prints, per module, killed / total and the surviving mutants (their diffs go to
@@ -38,7 +42,11 @@ WORK = ROOT / ".mutmut"
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["src/genies/metrics.py"], ["tests/test_metrics.py"]),
     "archive": (["src/genies/data/archive.py"], ["tests/test_archive.py"]),
-    "pipeline": (["src/genies/pipeline/*"], ["tests/test_pipeline.py", "tests/test_results.py"]),
+    "pipeline": (
+        ["src/genies/pipeline/*"],
+        ["tests/test_pipeline.py", "tests/test_job_store.py", "tests/test_results.py", "tests/test_plan.py",
+         "tests/test_report.py"],
+    ),
     "scoring": (
         ["src/genies/models/scoring.py"],
         ["tests/test_scoring.py", "tests/test_tree_attention.py", "tests/test_batching.py"],
@@ -57,13 +65,25 @@ def toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
-def prepare(name: str, *, resume: bool, ref: str | None) -> Path:
+def prepare(name: str, *, resume: bool, ref: str | None, only: list[str] | None = None) -> Path:
     """The scratch folder of one module: pyproject.toml with its [tool.mutmut], links to the code."""
     mutate, tests = MODULES[name]
+    mutate = only or mutate
     folder = WORK / name
     if not resume and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if ref:  # a committed state, untouched by edits in progress in the working tree
+        for part in ("src", "tests"):
+            shutil.rmtree(folder / part, ignore_errors=True)
+        archive = subprocess.run(["git", "archive", ref, "src", "tests"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    else:
+        for link in ("src", "tests"):
+            target = folder / link
+            if not target.is_symlink():
+                target.symlink_to(ROOT / link, target_is_directory=True)
+    tests = [t for t in tests if (folder / t).is_file()]  # a test file the ref predates is left out
     pyproject = (ROOT / "pyproject.toml").read_text()
     pyproject = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", pyproject)  # ours replaces any
     config = (
@@ -75,16 +95,6 @@ def prepare(name: str, *, resume: bool, ref: str | None) -> Path:
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:timeout"]\n'
     )
     (folder / "pyproject.toml").write_text(pyproject + config)
-    if ref:  # a committed state, untouched by edits in progress in the working tree
-        for part in ("src", "tests"):
-            shutil.rmtree(folder / part, ignore_errors=True)
-        archive = subprocess.run(["git", "archive", ref, "src", "tests"], cwd=ROOT, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    else:
-        for link in ("src", "tests"):
-            target = folder / link
-            if not target.is_symlink():
-                target.symlink_to(ROOT / link, target_is_directory=True)
     return folder
 
 
@@ -107,10 +117,20 @@ def results(folder: Path) -> dict[str, str]:
     return found
 
 
-def run_module(name: str, *, resume: bool, max_children: int, ref: str | None) -> dict[str, object]:
-    folder = prepare(name, resume=resume, ref=ref)
+def run_module(name: str, *, resume: bool, max_children: int, ref: str | None,
+               survivors_only: bool = False, only: list[str] | None = None) -> dict[str, object]:
+    rerun: list[str] = []
+    if survivors_only:  # the last run's survivors; killed verdicts stand (new tests cannot revive them)
+        last = WORK / name / "summary.json"
+        if not last.is_file():
+            print(f"{name}: no earlier run to take survivors from ({last})", file=sys.stderr)
+            return {"module": name, "error": 2}
+        previous = json.loads(last.read_text())
+        rerun, only = list(previous["survivors"]), previous["mutated"]
+        resume = True
+    folder = prepare(name, resume=resume, ref=ref, only=only)
     started = time.monotonic()
-    proc = mutmut(folder, "run", "--max-children", str(max_children))
+    proc = mutmut(folder, "run", "--max-children", str(max_children), *rerun)
     elapsed = time.monotonic() - started
     status = results(folder)
     if proc.returncode != 0 or not status:
@@ -125,13 +145,14 @@ def run_module(name: str, *, resume: bool, max_children: int, ref: str | None) -
     score = len(killed) / len(counted) if counted else 0.0
     summary = {
         "module": name,
-        "mutated": MODULES[name][0],
+        "mutated": only or MODULES[name][0],
         "tests": MODULES[name][1],
         "ref": ref or "working tree",
         "killed": len(killed),
         "total": len(counted),
         "score": round(score, 4),
         "seconds": round(elapsed),
+        "rerun": "survivors of the previous run only" if survivors_only else "all mutants",
         "survivors": {k: counted[k] for k in survivors},
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -142,6 +163,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"{', '.join(MODULES)} (default: all)")
     parser.add_argument("--resume", action="store_true", help="keep the verdicts of the last run")
+    parser.add_argument("--survivors", action="store_true",
+                        help="rerun only the last run's surviving mutants (after adding tests); keeps the rest")
+    parser.add_argument("--only", nargs="+", metavar="PATH",
+                        help="mutate only these files of the module (paths from the repository root)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutants (default 1)")
     parser.add_argument("--ref", help="mutate this git commit's src/ and tests/ (default: the working tree)")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
@@ -153,7 +178,16 @@ def main() -> int:
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module {', '.join(unknown)}; choose from {', '.join(MODULES)}")
-    summaries = [run_module(m, resume=args.resume, max_children=args.max_children, ref=args.ref) for m in args.modules or MODULES]
+    if args.only:
+        import fnmatch
+
+        if len(args.modules) != 1:
+            parser.error("--only needs exactly one module")
+        outside = [p for p in args.only if not any(fnmatch.fnmatch(p, g) for g in MODULES[args.modules[0]][0])]
+        if outside:
+            parser.error(f"--only {' '.join(outside)}: not part of {args.modules[0]} ({' '.join(MODULES[args.modules[0]][0])})")
+    summaries = [run_module(m, resume=args.resume, max_children=args.max_children, ref=args.ref,
+                            survivors_only=args.survivors, only=args.only) for m in args.modules or MODULES]
     print()
     failed = False
     for s in summaries:

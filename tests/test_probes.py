@@ -236,3 +236,169 @@ def test_fitted_probes_survive_save_and_load(tmp_path):
     np.testing.assert_array_equal(back.cosine.p_first(pref, disp), cosine.p_first(pref, disp))
     np.testing.assert_array_equal(back.cosine.response_scores(pref), cosine.response_scores(pref))
     np.testing.assert_array_equal(back.ccs.confidence(x_yes, x_no), ccs.confidence(x_yes, x_no))
+
+
+# ---- edge cases and exact references (mutation testing, docs/TESTING.md) ----
+
+
+def test_split_pairs_sizes_at_the_edges_and_its_refusals():
+    assert [x.tolist() for x in P.split_pairs(2, seed=0)] in ([[0], [1]], [[1], [0]])  # 2 pairs: one each
+    assert [len(x) for x in P.split_pairs(3, seed=0, val_fraction=0.9)] == [1, 2]  # at least one to train on
+    assert [len(x) for x in P.split_pairs(10, seed=0, val_fraction=0.1)] == [9, 1]
+    assert [len(x) for x in P.split_pairs(10, seed=0, val_fraction=0.01)] == [9, 1]  # at least one to validate
+    with pytest.raises(ValueError, match=r"^need at least 2 training pairs to split into probe-train and "
+                                         r"probe-val, got 1$"):
+        P.split_pairs(1, seed=0)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=rf"^val_fraction must lie strictly between 0 and 1, got {bad}$"):
+            P.split_pairs(10, seed=0, val_fraction=bad)
+
+
+def test_top_k_refuses_k_outside_one_to_the_number_of_sites():
+    for k in (0, 4):
+        with pytest.raises(ValueError, match=rf"^cannot select the top {k} of 3 sites$"):
+            P.top_k(np.array([0.1, 0.2, 0.3]), k)
+
+
+def test_class_mean_directions_known_values():
+    pref = np.array([[[1.0, 2.0], [0.0, 0.0]], [[3.0, 4.0], [2.0, 0.0]]])  # [n=2, S=2, d=2]
+    disp = np.array([[[0.0, 0.0], [1.0, 1.0]], [[0.0, 2.0], [1.0, 3.0]]])
+    np.testing.assert_array_equal(P.class_mean_directions(pref, disp), [[2.0, 2.0], [0.0, -2.0]])
+
+
+def _sklearn_accuracies(pref, disp, train_idx, val_idx, C):
+    """Held-out accuracy per site of sklearn's L2 logistic regression, one site at a time, and the
+    smallest |decision| on the held-out texts (how far the reference is from a tie)."""
+    acc, margin = [], np.inf
+    for s in range(pref.shape[1]):
+        x = np.concatenate([pref[train_idx, s], disp[train_idx, s]])
+        y = np.r_[np.ones(len(train_idx)), np.zeros(len(train_idx))]
+        ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(x, y)
+        x_val = np.concatenate([pref[val_idx, s], disp[val_idx, s]])
+        decision = x_val @ ref.coef_[0] + ref.intercept_[0]
+        acc.append(np.mean((decision > 0) == (np.arange(len(x_val)) < len(val_idx))))
+        margin = min(margin, np.abs(decision).min())
+    return np.array(acc), margin
+
+
+def test_probe_accuracies_are_sklearns_held_out_accuracies_and_follow_C():
+    """12 pairs, 3 sites of 2 features, a weak offset signal: few training texts, so C changes
+    which held-out texts fall on which side (sklearn's accuracies differ at C = 1, 2 and 0.05).
+    The batched fit must give sklearn's accuracies exactly, at the default C = 1 and a given C,
+    and fit_cosine_probe must pass its C and val_fraction on."""
+    rng = np.random.default_rng(29)
+    pref, disp = rng.normal(size=(12, 3, 2)) + 1.3, rng.normal(size=(12, 3, 2)) + 0.7
+    train_idx, val_idx = P.split_pairs(12, seed=0, val_fraction=0.5)
+    at_1, margin_1 = _sklearn_accuracies(pref, disp, train_idx, val_idx, C=1.0)
+    at_2, _ = _sklearn_accuracies(pref, disp, train_idx, val_idx, C=2.0)
+    at_small, margin_small = _sklearn_accuracies(pref, disp, train_idx, val_idx, C=0.05)
+    assert min(margin_1, margin_small) > 0.01  # no held-out text near a tie
+    assert (at_1 != at_2).any() and (at_1 != at_small).any()
+    np.testing.assert_array_equal(P.probe_accuracies(pref, disp, train_idx, val_idx), at_1)
+    np.testing.assert_array_equal(P.probe_accuracies(pref, disp, train_idx, val_idx, C=0.05), at_small)
+    _, acc = P.fit_cosine_probe(pref, disp, k=1, seed=0, val_fraction=0.5)
+    np.testing.assert_array_equal(acc, at_1)
+    _, acc = P.fit_cosine_probe(pref, disp, k=1, seed=0, val_fraction=0.5, C=0.05)
+    np.testing.assert_array_equal(acc, at_small)
+
+
+def test_fit_logistic_default_is_sklearns_C_1():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 20, 3))
+    y = (rng.random(20) < 0.5).astype(float)
+    x[0, y == 1, 0] += 1.0
+    w, b = P.fit_logistic(x, y)
+    ref = LogisticRegression(C=1.0, max_iter=1000, tol=1e-10).fit(x[0], y)
+    np.testing.assert_allclose(w[0], ref.coef_[0], atol=1e-4)
+    assert b[0] == pytest.approx(ref.intercept_[0], abs=1e-4)
+    assert np.abs(P.fit_logistic(x, y, C=2.0)[0][0] - w[0]).max() > 0.01  # C = 2 is another answer
+
+
+def test_fit_logistic_refuses_labels_of_the_wrong_length():
+    with pytest.raises(ValueError, match=r"^fit_logistic: y has shape \(3,\), expected \(4,\)$"):
+        P.fit_logistic(np.zeros((2, 4, 3)), np.zeros(3))
+
+
+def test_fit_cosine_probe_refusals_and_k_above_the_number_of_sites():
+    pref, disp, _ = planted_pairs(20, 3, 8, [1], seed=0)
+    with pytest.raises(ValueError, match=r"^pref and disp must both be \[n_pairs, sites, d\]; got "
+                                         r"\(20, 3, 8\) and \(20, 3, 7\)$"):
+        P.fit_cosine_probe(pref, disp[:, :, :7], k=1, seed=0)
+    with pytest.raises(ValueError, match=r"^unknown direction 'svd'; expected 'mean' or 'pca'$"):
+        P.fit_cosine_probe(pref, disp, k=1, seed=0, direction="svd")  # type: ignore[arg-type]
+    probe, _ = P.fit_cosine_probe(pref, disp, k=10, seed=0)  # more than the 3 sites (d = 8): all 3
+    assert sorted(probe.sites.tolist()) == [0, 1, 2]
+
+
+def _pairs_with(alt: np.ndarray, mean_diff: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One site's pref / disp [n, d] whose alternated differences are `alt` (plus sign_i * delta)
+    and whose mean difference pref - disp is exactly `mean_diff`, on a large shared base."""
+    sign = np.where(np.arange(len(alt)) % 2 == 0, 1.0, -1.0)[:, None]
+    alt = alt + sign * (mean_diff - (sign * alt).mean(0))
+    base = np.random.default_rng(seed).normal(size=alt.shape) * 3
+    return base + sign * alt / 2, base - sign * alt / 2
+
+
+def _svd_directions(pref: np.ndarray, disp: np.ndarray) -> np.ndarray:
+    """The reference: per site, the first right singular vector of the centred alternated
+    differences, signed so that the mean difference projects positively."""
+    out = []
+    for s in range(pref.shape[1]):
+        diffs, _ = P.alternated_differences(pref[:, s], disp[:, s])
+        u = np.linalg.svd(diffs - diffs.mean(0), full_matrices=False)[2][0]
+        out.append(u if u @ (pref[:, s] - disp[:, s]).mean(0) > 0 else -u)
+    return np.array(out)
+
+
+def test_pca_directions_equal_the_svd_reference_at_every_site():
+    """Three sites, each against numpy's SVD: (0) differences at a scale of 0.01 with per-feature
+    offsets and a mean difference far from the leading axis (so one power step, a missing or
+    global centring, or a normalisation that assumes norms above 1 all miss it); (1) a mean
+    difference of -1e-3 along the leading axis u = (1, 1, 1, 1) / 2, from which the iteration (it
+    starts at mean + 1e-3) converges to +u, so only the final orientation makes it -u; (2) a mean
+    difference (1, -0.1, ...) and a leading axis (1, 1, 0, 0) / sqrt 2: the signs of v . m and of
+    sum(v / m) disagree. The directions are unit length and the mean difference projects
+    positively on each."""
+    rng = np.random.default_rng(0)
+    n, d = 40, 4
+    spread = np.array([3.0, 1.0, 0.7, 0.5])
+
+    def rotation(first: np.ndarray | None) -> np.ndarray:
+        cols = rng.normal(size=(d, d)) if first is None else np.column_stack([first, rng.normal(size=(d, d - 1))])
+        return np.linalg.qr(cols)[0]
+
+    r0 = rotation(None)
+    alt0 = 0.01 * ((rng.normal(size=(n, d)) * spread) @ r0.T + np.array([4.0, -3.0, 0.0, 2.0]))
+    m0 = 0.01 * (r0[:, 1] + 0.2 * r0[:, 0])
+    u = np.ones(d) / 2
+    alt1 = (rng.normal(size=(n, d)) * spread) @ rotation(u).T
+    alt2 = (rng.normal(size=(n, d)) * spread) @ rotation(np.array([1.0, 1.0, 0.0, 0.0]) / np.sqrt(2)).T
+    m2 = np.array([1.0, -0.1, 0.05, 0.05])
+    sites = [_pairs_with(alt0, m0, 9), _pairs_with(alt1, -1e-3 * u, 9), _pairs_with(alt2, m2, 9)]
+    pref, disp = np.stack([p for p, _ in sites], 1), np.stack([q for _, q in sites], 1)
+    ref = _svd_directions(pref, disp)
+    assert ref[1] @ u < -0.99 and (ref[2] / m2).sum() < 0 < ref[2] @ m2  # the cases are what they claim
+    v = P.pca_directions(pref, disp)
+    np.testing.assert_allclose(v, ref, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-6)
+    assert np.all((v * (pref.mean(0) - disp.mean(0))).sum(1) > 0)
+
+
+def test_fit_logistic_reaches_the_optimum_in_quasi_newton_time():
+    """Features scaled 1 to 30 (condition number about 900): L-BFGS reaches the optimum of the
+    L2 objective in under 50 iterations, where steepest descent (or a quasi-Newton step with a
+    broken curvature update, which its safeguards turn into a poorer descent) needs thousands.
+    The optimum is recognised by its gradient, computed here in numpy: sum_i (p_i - y_i) x_i + w
+    and sum_i (p_i - y_i) for the unpenalised intercept, per site, divided by n."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 150, 6)) * np.array([1, 5, 30, 1, 1, 1.0])
+    y = (rng.random(150) < 0.5).astype(float)
+    x[:, y == 1, 0] += 1.0
+
+    def gradient(w: np.ndarray, b: np.ndarray) -> float:
+        residual = 1.0 / (1.0 + np.exp(-(np.einsum("snd,sd->sn", x, w) + b[:, None]))) - y
+        g = np.concatenate([np.einsum("snd,sn->sd", x, residual) + w, residual.sum(1, keepdims=True)], axis=1)
+        return float(np.abs(g).max() / len(y))
+
+    assert gradient(np.zeros((3, 6)), np.zeros(3)) > 1.0
+    assert gradient(*P.fit_logistic(x, y, max_iter=60)) < 1e-3
