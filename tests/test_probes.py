@@ -402,3 +402,35 @@ def test_fit_logistic_reaches_the_optimum_in_quasi_newton_time():
 
     assert gradient(np.zeros((3, 6)), np.zeros(3)) > 1.0
     assert gradient(*P.fit_logistic(x, y, max_iter=60)) < 1e-3
+
+
+def test_alternated_differences_known_values():
+    pref = np.array([[3.0, 1.0], [2.0, 2.0], [5.0, 0.0]])
+    disp = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 4.0]])
+    diffs, labels = P.alternated_differences(pref, disp)
+    np.testing.assert_array_equal(diffs, [[2.0, 0.0], [-2.0, -1.0], [4.0, -4.0]])  # +, -, +
+    np.testing.assert_array_equal(labels, [1.0, 0.0, 1.0])
+
+
+def test_response_scores_are_mean_projections_on_unit_directions():
+    """Sites 0 and 2 of three, directions of length 2 and 0.5 (neither unit, one shorter than 1):
+    the score is the mean over the two sites of x . direction / |direction|."""
+    probe = P.CosineProbe(np.array([0, 2]), np.array([[2.0, 0.0], [0.0, 0.5]]), P.Calibrator(1.0, 0.0))
+    x = np.array([[[3.0, 7.0], [9.0, 9.0], [1.0, -5.0]],
+                  [[-1.0, 0.0], [9.0, 9.0], [0.0, 2.0]]])
+    np.testing.assert_allclose(probe.response_scores(x), [(3.0 + -5.0) / 2, (-1.0 + 2.0) / 2])
+
+
+def test_ccs_loss_known_values_per_restart():
+    """Confidence min(p0, p1)^2 plus consistency (p0 - (1 - p1))^2, each averaged over the texts
+    (last axis), one value per restart (first axis)."""
+    p0 = torch.tensor([[0.2, 0.9], [0.5, 0.5]], dtype=torch.float64)
+    p1 = torch.tensor([[0.6, 0.3], [0.5, 0.5]], dtype=torch.float64)
+    # restart 0: min^2 (0.04, 0.09), consistency (0.04, 0.04); restart 1: 0.25 and 0 per text
+    np.testing.assert_allclose(P.ccs_loss(p0, p1).numpy(), [0.065 + 0.04, 0.25], atol=1e-12)
+
+
+def test_orientation_sign_counts_strict_wins_and_keeps_an_even_split():
+    assert P.orientation_sign(np.array([1.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0])) == -1.0  # a tie is no win: 1/3
+    assert P.orientation_sign(np.array([2.0, 0.0]), np.array([1.0, 1.0])) == 1.0  # exactly half: +1
+    assert P.orientation_sign(np.array([0.0, 0.0]), np.array([1.0, 1.0])) == -1.0
