@@ -434,3 +434,30 @@ def test_orientation_sign_counts_strict_wins_and_keeps_an_even_split():
     assert P.orientation_sign(np.array([1.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0])) == -1.0  # a tie is no win: 1/3
     assert P.orientation_sign(np.array([2.0, 0.0]), np.array([1.0, 1.0])) == 1.0  # exactly half: +1
     assert P.orientation_sign(np.array([0.0, 0.0]), np.array([1.0, 1.0])) == -1.0
+
+
+def test_fit_ccs_refuses_mismatched_or_non_matrix_activations():
+    with pytest.raises(ValueError, match=r"^CCS needs Yes and No activations of equal shape \[n, d\]; "
+                                         r"got \(4, 3\), \(4, 2\)$"):
+        P.fit_ccs(np.zeros((4, 3)), np.zeros((4, 2)), seed=0)
+    with pytest.raises(ValueError, match=r"got \(4, 3, 2\), \(4, 3, 2\)$"):
+        P.fit_ccs(np.zeros((4, 3, 2)), np.zeros((4, 3, 2)), seed=0)
+
+
+def test_fit_ccs_starts_from_torchs_linear_init_and_takes_adamw_steps():
+    """With no epochs the probe is its seeded initialisation: weight and bias uniform in
+    +-1/sqrt(d) (torch's Linear default), both signs, filling the range. One AdamW step from there
+    moves each weight by exactly lr (Adam's first step is lr * g / |g|) after the decoupled decay
+    w * (1 - lr * weight_decay)."""
+    rng = np.random.default_rng(0)
+    x_yes, x_no = rng.normal(size=(30, 16)), rng.normal(size=(30, 16))
+    bound = 1 / np.sqrt(16)
+    starts = [P.fit_ccs(x_yes, x_no, seed=s, epochs=0, restarts=1) for s in range(40)]
+    weights = np.concatenate([p.weight for p in starts])
+    biases = np.array([p.bias for p in starts])
+    for values in (weights, biases):
+        assert np.all(np.abs(values) <= bound) and values.min() < -bound / 2 and values.max() > bound / 2
+    w0 = starts[3].weight
+    lr, wd = 0.1, 0.5
+    w1 = P.fit_ccs(x_yes, x_no, seed=3, epochs=1, restarts=1, lr=lr, weight_decay=wd).weight
+    np.testing.assert_allclose(np.abs(w1 - w0 * (1 - lr * wd)), lr, atol=1e-4)
