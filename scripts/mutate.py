@@ -106,6 +106,17 @@ def mutmut(folder: Path, *args: str, capture: bool = False) -> subprocess.Comple
     )
 
 
+# `mutmut show` for many mutants in one process (one `mutmut show` each took seconds under load).
+SHOW = "import sys\nfrom mutmut.__main__ import show\nfor name in sys.argv[1:]:\n    show.callback(name)\n    print()\n"
+
+
+def diffs(folder: Path, mutants: list[str]) -> str:
+    if not mutants:
+        return ""
+    return subprocess.run([sys.executable, "-c", SHOW, *mutants], cwd=folder, text=True, capture_output=True,
+                          check=False).stdout
+
+
 def results(folder: Path) -> dict[str, str]:
     """mutant name -> status, from `mutmut results --all true`."""
     out = mutmut(folder, "results", "--all", "true", capture=True).stdout
@@ -139,9 +150,7 @@ def run_module(name: str, *, resume: bool, max_children: int, ref: str | None,
     counted = {k: v for k, v in status.items() if v != "skipped"}
     killed = sorted(k for k, v in counted.items() if v in KILLED)
     survivors = sorted(k for k, v in counted.items() if v not in KILLED)
-    with open(folder / "survivors.diff", "w") as out:
-        for mutant in survivors:
-            out.write(mutmut(folder, "show", mutant, capture=True).stdout + "\n")
+    (folder / "survivors.diff").write_text(diffs(folder, survivors))
     score = len(killed) / len(counted) if counted else 0.0
     summary = {
         "module": name,
