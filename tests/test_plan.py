@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import pytest
 
 from genies.data.shift import Shift
@@ -15,7 +18,8 @@ from genies.pipeline import jobs
 from genies.pipeline.jobs import FitJob, PredictJob, content_hash, fit_key, predict_key, stable_json
 from genies.pipeline.plan import BASELINE, TARGET_TUNED_DEFAULT, build_plan, configure_methods
 
-import test_pipeline  # noqa: F401  (registers the stand-in methods)
+import test_pipeline  # registers the stand-in methods
+from genies.interventions import register
 
 SHIFTS = [Shift("src", "tgt", "tgt", "skill", "extreme"), Shift("src", "tgt2", "tgt", "quality", "probing")]
 
@@ -156,3 +160,21 @@ def test_configure_methods_applies_overrides_and_refuses_unused_ones():
     with pytest.raises(ConfigError, match=r"^--set names 'lora', 'mms', which the run does not use "
                                           r"\(it runs pt_length, pt_zero\)$"):
         configure_methods(["pt_zero", "pt_length"], None, {"mms": {}, "lora": {"r": 2}})
+
+
+@register("pt_spec", family="fine-tuning", description="test stand-in: a preset and a NAME:ARGUMENT spec")
+@dataclass
+class SpecRule(test_pipeline.LengthRule):
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"fast": {"scale": 0.1}, "paper": {}}
+
+    @classmethod
+    def spec_overrides(cls, argument: str) -> dict[str, Any]:
+        return {"scale": float(argument)}
+
+
+def test_configure_methods_passes_the_preset_and_keys_overrides_by_the_registered_name():
+    assert configure_methods(["pt_spec"], "fast")["pt_spec"].scale == 0.1
+    assert configure_methods(["pt_spec"], "paper")["pt_spec"].scale == 0.4
+    # `pt_spec:0.3`: the spec's argument on top of the preset, `--set pt_spec...` on top of both
+    method = configure_methods(["pt_spec:0.3"], "fast", {"pt_spec": {"delay": 0.5}})["pt_spec:0.3"]
+    assert (method.scale, method.delay) == (0.3, 0.5)
