@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genies.data.schema import Distribution, EvalSet
+from genies.data.schema import Distribution
 from genies.interventions.base import Intervention, Scorer, Unfitted
 from genies.interventions.context import FitContext
 from genies.interventions.registry import register

@@ -12,7 +12,6 @@ that share the store wait for each other's job instead of computing it twice.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from genies._io import publish_folder, write_atomic
 from genies.data.home import genies_home
 from genies.interventions.fitted import FITTED_JSON, load_fitted
 from genies.interventions.scores import Predictions
+from genies.pipeline.run_dir import plain_json
 
 F = TypeVar("F")
 
@@ -33,22 +33,15 @@ def default_root() -> Path:
     return genies_home() / "jobs"
 
 
-def _float(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
 def predictions_to_json(pred: Predictions) -> dict[str, Any]:
-    scores = None
-    if pred.response_scores is not None:
-        scores = [None if s is None else [_float(v) for v in np.asarray(s, dtype=np.float64).reshape(-1)]
-                  for s in pred.response_scores]
+    """The stored document: strict JSON (NaN scores and odd `info` values through `plain_json`)."""
     return {
         "example_index": [int(i) for i in pred.example_index],
         "preferred_index": [int(i) for i in pred.preferred_index],
         "dispreferred_index": [int(i) for i in pred.dispreferred_index],
         "p_preferred": [float(p) for p in np.asarray(pred.p_preferred, dtype=np.float64)],
-        "response_scores": scores,
-        "info": json.loads(json.dumps(dict(pred.info), default=str)),
+        "response_scores": plain_json(pred.response_scores),
+        "info": plain_json(pred.info),
     }
 
 
