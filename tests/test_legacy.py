@@ -262,7 +262,7 @@ def test_a_moved_folder_keeps_its_keys_and_an_edited_script_changes_them(tmp_pat
 
     def key(folder: Path, **overrides) -> str:
         method = load_intervention(f"legacy:{folder}", **overrides)
-        return fit_key(method=method, model_fingerprint="m", source_hash="s", seed=0)
+        return fit_key(method=method, model_fingerprint="m", precision={"dtype": "float32", "quantize": "none"}, source_hash="s", seed=0)
 
     first = _folder(tmp_path / "here")
     (first / "helpers").mkdir()

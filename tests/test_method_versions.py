@@ -103,7 +103,7 @@ LIBRARIES = {"torch": "2.5.0", "transformers": "4.46.0", "peft": "0.13.0"}
 def _key(method, libraries=LIBRARIES) -> str:
     from genies.pipeline.jobs import fit_key
 
-    return fit_key(method=method, model_fingerprint="model", source_hash="source", seed=0, libraries=libraries)
+    return fit_key(method=method, model_fingerprint="model", precision={"dtype": "float32", "quantize": "none"}, source_hash="source", seed=0, libraries=libraries)
 
 
 @pytest.fixture

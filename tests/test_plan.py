@@ -24,8 +24,11 @@ from genies.interventions import register
 SHIFTS = [Shift("src", "tgt", "tgt", "skill", "extreme"), Shift("src", "tgt2", "tgt", "quality", "probing")]
 
 
+FP32 = {"dtype": "float32", "quantize": "none"}
+
+
 def _plan(interventions=("pt_length", "pt_length2"), shifts=SHIFTS, seed=0, fingerprint="model-a", hashes=None,
-          overrides=None):
+          overrides=None, precision=FP32):
     methods = configure_methods([*interventions, "pt_zero"], None, overrides)
     calls: list[tuple[str, str]] = []
 
@@ -34,7 +37,7 @@ def _plan(interventions=("pt_length", "pt_length2"), shifts=SHIFTS, seed=0, fing
         return (hashes or {}).get((distribution, split), f"h-{distribution}-{split}")
 
     plan = build_plan(interventions=list(interventions), shifts=shifts, methods=methods, seed=seed,
-                      model_fingerprint=fingerprint, data_hash=data_hash, baseline="pt_zero",
+                      model_fingerprint=fingerprint, precision=precision, data_hash=data_hash, baseline="pt_zero",
                       target_tuned=("pt_length",))
     return plan, calls
 
@@ -142,13 +145,13 @@ def test_content_hash_is_sha256_of_canonical_json():
 def test_fit_and_predict_keys_hash_their_parts():
     method = configure_methods(["pt_length"], None)["pt_length"]
     libs = {"torch": "1", "transformers": "2", "peft": None}
-    key = fit_key(method=method, model_fingerprint="fp", source_hash="src:h", seed=3, libraries=libs)
+    key = fit_key(method=method, model_fingerprint="fp", precision=FP32, source_hash="src:h", seed=3, libraries=libs)
     assert key == content_hash("fit", jobs.JOB_FORMAT, "pt_length", method.code_version(), {"scale": 0.4},
-                               "fp", "src:h", 3, libs)
+                               "fp", FP32, "src:h", 3, libs)
     assert jobs.JOB_FORMAT == 2
     # without `libraries`, the installed versions are used
-    assert fit_key(method=method, model_fingerprint="fp", source_hash="src:h", seed=3) == fit_key(
-        method=method, model_fingerprint="fp", source_hash="src:h", seed=3, libraries=jobs.package_versions())
+    assert fit_key(method=method, model_fingerprint="fp", precision=FP32, source_hash="src:h", seed=3) == fit_key(
+        method=method, model_fingerprint="fp", precision=FP32, source_hash="src:h", seed=3, libraries=jobs.package_versions())
     fit = FitJob("pt_length", "pt_length", stable_json(method.hparams()), "src", key)
     assert predict_key(fit=fit, distribution_hash="tgt:h", split="test") == content_hash("predict", key, "tgt:h", "test")
     assert PredictJob(fit, "tgt", "test", "k").label == "predict pt_length (trained on src) on tgt/test"
@@ -178,3 +181,14 @@ def test_configure_methods_passes_the_preset_and_keys_overrides_by_the_registere
     # `pt_spec:0.3`: the spec's argument on top of the preset, `--set pt_spec...` on top of both
     method = configure_methods(["pt_spec:0.3"], "fast", {"pt_spec": {"delay": 0.5}})["pt_spec:0.3"]
     assert (method.scale, method.delay) == (0.3, 0.5)
+
+
+def test_precision_is_part_of_every_key():
+    """A 4-bit or bf16 model's numbers are not an fp32 model's: every fit and prediction differs."""
+    base, _ = _plan()
+    for precision in ({"dtype": "bfloat16", "quantize": "none"},
+                      {"dtype": "float32", "quantize": "4bit", "bitsandbytes": "0.50.2"}):
+        other, _ = _plan(precision=precision)
+        assert not set(base.fits) & set(other.fits)
+        assert not set(base.predicts) & set(other.predicts)
+    assert set(_plan(precision=dict(FP32))[0].fits) == set(base.fits)

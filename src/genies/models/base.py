@@ -13,6 +13,7 @@ from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from genies.data.validation import text_problem
 from genies.errors import ConfigError, JobError
+from genies.models.placement import Placement
 
 
 @dataclass
@@ -31,10 +32,24 @@ class LoadedModel:
     path: Path
     fingerprint: str
     trust_remote_code: bool = False
+    placement: Placement | None = None
 
     @property
     def device(self) -> torch.device:
+        """Where inputs go: the device of the first parameter (the first GPU of a sharded model)."""
         return next(self.model.parameters()).device
+
+    @property
+    def quantize(self) -> str:
+        return self.placement.quantize if self.placement else "none"
+
+    def precision_key(self) -> dict[str, Any]:
+        """What of how the model was loaded changes its numbers (part of every job key); equal to
+        `Placement.precision_key()` of the placement it was loaded with."""
+        if self.placement is not None:
+            return self.placement.precision_key()
+        dtype = str(self.dtype).removeprefix("torch.")
+        return Placement(device=self.device.type, dtype=dtype).precision_key()
 
     @property
     def dtype(self) -> torch.dtype:

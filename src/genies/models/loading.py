@@ -33,6 +33,7 @@ from genies.models.base import LoadedModel
 from genies.models.catalog import MANIFEST, models_cache_dir
 from genies.models.embedded import DEFAULT_MODEL_LABEL, ModelNotFoundError, default_gguf_path
 from genies.models.fingerprint import fingerprint_folder
+from genies.models.placement import Placement
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +149,22 @@ def load_folder(
     allow_pickle: bool = False,
     device: str | None = None,
     dtype: torch.dtype | None = None,
+    placement: Placement | None = None,
 ) -> LoadedModel:
-    """Load a saved model folder (config + weights + tokenizer) into a `LoadedModel`."""
+    """Load a saved model folder (config + weights + tokenizer) into a `LoadedModel`.
+
+    `placement` (device, dtype, quantization) wins over the older `device` / `dtype` arguments."""
     folder = Path(folder)
     name = name or str(folder)
     config_data = json.loads((folder / "config.json").read_text())
     model_cls = _model_class(name, config_data, trust_remote_code)
     weight_files = _weight_files(name, folder, allow_pickle)
-    device = device or default_device()
-    dtype = dtype or default_dtype(device)
+    if placement is None:
+        device = device or default_device()
+        dtype_name = str(dtype or default_dtype(device)).removeprefix("torch.")
+        placement = Placement(device=str(device), dtype=dtype_name)
+    placement.check()
+    device, dtype = placement.torch_device, placement.torch_dtype
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     model = model_cls.from_pretrained(
         folder, config=config, dtype=dtype, trust_remote_code=trust_remote_code,
@@ -165,7 +173,8 @@ def load_folder(
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer, model)
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, path=folder,
-                       fingerprint=folder_fingerprint(folder, weight_files), trust_remote_code=trust_remote_code)
+                       fingerprint=folder_fingerprint(folder, weight_files), trust_remote_code=trust_remote_code,
+                       placement=placement)
 
 
 def model_fingerprint(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> tuple[Path, str]:

@@ -137,16 +137,20 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
 
     if lm is not None:
         model_name, fingerprint, load = lm.name, lm.fingerprint, (lambda: lm)
+        precision, placement = lm.precision_key(), lm.placement
     else:  # the fingerprint alone plans the run; the weights load when a job first needs them
         from genies.models.loading import load_folder, model_fingerprint
 
+        placement = config.placement
+        placement.check()
         folder, fingerprint = model_fingerprint(config.model, trust_remote_code=config.trust_remote_code)
-        model_name = config.model
+        model_name, precision = config.model, placement.precision_key()
 
         def load() -> LoadedModel:
-            return load_folder(folder, name=model_name, trust_remote_code=config.trust_remote_code)
+            return load_folder(folder, name=model_name, trust_remote_code=config.trust_remote_code,
+                               placement=placement)
     plan = build_plan(interventions=specs, shifts=data.shifts, methods=methods, seed=config.seed,
-                      model_fingerprint=fingerprint, data_hash=lambda n, s: data_hashes[n][s],
+                      model_fingerprint=fingerprint, precision=precision, data_hash=lambda n, s: data_hashes[n][s],
                       baseline=config.baseline, target_tuned=candidates)
 
     out = config.out
@@ -173,6 +177,7 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
         "interventions": [methods[s].label for s in specs], "target_tuned": config.target_tuned,
         "target_tuned_candidates": list(candidates), "baseline_intervention": config.baseline,
         "max_train": budget.max_train, "max_eval": budget.max_eval,
+        "precision": dict(precision), "placement": placement.describe() if placement else None,
     }
     results = write_run(out, compute_results(plan, store, distribution, config.seed, run_info, failed))
     _write_manifest(out, plan, records, run_info, data, data_hashes, argv, started)

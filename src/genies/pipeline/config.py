@@ -18,6 +18,7 @@ from typing import Any
 
 from genies.data.shift import Shift
 from genies.errors import ConfigError, UnknownNameError
+from genies.models.placement import Placement
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,16 @@ class RunConfig:
     hparams: Mapping[str, Mapping[str, Any]] = setting(
         {}, "Hyperparameter overrides by method name, e.g. {'mms': {'k': 8}} (`--set mms.k=8`).", cli=False)
     trust_remote_code: bool = setting(False, "Allow a model folder's own Python code to run.", "--trust-remote-code")
+    device: str = setting("auto", "auto (the GPU when there is one) | cpu | cuda | cuda:N", "--device")
+    dtype: str = setting("auto", "auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16", "--dtype")
+    quantize: str = setting("none", "none | 8bit | 4bit (bitsandbytes NF4; with lora: QLoRA). Scores of a "
+                                    "quantized model are not comparable with bf16 ones.", "--quantize")
+    gpus: int | None = setting(None, "GPUs a job may shard its model over (default: all visible).", "--gpus")
+    gpu_memory: float | None = setting(None, "GiB of memory per GPU the planner may use (default: what the "
+                                             "GPU reports).", "--gpu-memory")
     executor: str = setting("local", "local | ray (needs `pip install genies[ray]`)", "--executor")
+    ray_address: str | None = setting(None, "Ray cluster to join: auto | HOST:PORT (default: start a local one).",
+                                      "--ray-address")
     cache_dir: Path | None = setting(None, "Job cache (default: GENIES_HOME/jobs); shared by runs.", "--cache-dir")
     data_root: Path | None = setting(None, "Folder of GENIES distributions (default: GENIES_DATA_DIR, then "
                                            "GENIES_HOME/data).", "--data-root")
@@ -98,10 +108,20 @@ class RunConfig:
             raise UnknownNameError("executor", self.executor, EXECUTORS)
         if self.executor == "ray" and importlib.util.find_spec("ray") is None:
             raise ConfigError("--executor ray needs Ray, which is not installed: pip install 'genies[ray]'")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError("--ray-address needs --executor ray")
+        if self.gpu_memory is not None and self.gpu_memory <= 0:
+            raise ConfigError(f"--gpu-memory must be positive, got {self.gpu_memory}")
+        self.placement  # noqa: B018 - checks device, dtype, quantize and gpus now, before anything runs
         for name in ("max_train", "max_eval"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+    @property
+    def placement(self) -> Placement:
+        """Where and at what precision the model runs (`--device`, `--dtype`, `--quantize`, `--gpus`)."""
+        return Placement(device=self.device, dtype=self.dtype, quantize=self.quantize, gpus=self.gpus)
 
     @property
     def example_budget(self) -> Budget:

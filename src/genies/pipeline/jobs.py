@@ -3,7 +3,7 @@
 A job's output is named by a hash of exactly what can change it: the method's name and
 `version` (plus, for adapters, a digest of the outside code they run), its result-affecting
 hyperparameters (execution settings such as batch sizes and folder paths are left out), the
-model fingerprint, the content hash of the data it reads, the seed, and the versions of torch,
+model fingerprint and precision (dtype, quantization), the content hash of the data it reads, the seed, and the versions of torch,
 transformers and peft. Nothing else (output folder, batch size, progress style, timing), so two
 runs asking the same question share the answer, a library upgrade reruns everything, and a
 changed hyperparameter invalidates exactly the jobs that read it.
@@ -73,10 +73,10 @@ class PredictJob:
         return f"predict {self.fit.intervention}{trained} on {self.distribution}/{self.split}"
 
 
-def fit_key(*, method: Intervention, model_fingerprint: str, source_hash: str | None, seed: int,
-            libraries: dict[str, str | None] | None = None) -> str:
+def fit_key(*, method: Intervention, model_fingerprint: str, precision: dict[str, Any], source_hash: str | None,
+            seed: int, libraries: dict[str, str | None] | None = None) -> str:
     return content_hash("fit", JOB_FORMAT, method.name, method.code_version(), method.key_hparams(),
-                        model_fingerprint, source_hash, seed, libraries or package_versions())
+                        model_fingerprint, precision, source_hash, seed, libraries or package_versions())
 
 
 def predict_key(*, fit: FitJob, distribution_hash: str, split: str) -> str:

@@ -79,20 +79,21 @@ def build_plan(
     methods: Mapping[str, Intervention],
     seed: int,
     model_fingerprint: str,
+    precision: Mapping[str, Any],
     data_hash: Callable[[str, str], str],
     baseline: str = BASELINE,
     target_tuned: Sequence[str] = TARGET_TUNED_DEFAULT,
 ) -> Plan:
     """Build the plan from configured `methods` (by spec, as `configure_methods` returns them).
     `data_hash(distribution, split)` gives a split's content hash (after any example caps), so the
-    keys change when the data does."""
+    keys change when the data does; `precision` is the model's (`Placement.precision_key()`)."""
     plan = Plan()
 
     def fit(spec: str, source: str) -> FitJob:
         method = methods[spec]
         plan.hparams.setdefault(method.label, method.hparams())
         src = source if method.needs_training_data else None
-        key = fit_key(method=method, model_fingerprint=model_fingerprint, seed=seed,
+        key = fit_key(method=method, model_fingerprint=model_fingerprint, precision=dict(precision), seed=seed,
                       source_hash=None if src is None else f"{src}:{data_hash(src, 'train')}")
         return plan.fits.setdefault(key, FitJob(method.label, method.name, stable_json(method.hparams()), src, key))
 
