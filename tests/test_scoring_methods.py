@@ -57,20 +57,62 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@pytest.mark.parametrize("score", ["sum", "mean"])
-def test_zero_shot_equals_hand_computed_logprob_comparison(tiny_llama, score) -> None:
+def _padded_length(lm, ex: Example) -> int:
+    """L of SPEC 5.1: the prompt's tokens plus its longest response + EOS (responses padded together)."""
+    tok = lm.tokenizer
+    prompt = len(tok(ex.prompt, add_special_tokens=False)["input_ids"])
+    return prompt + max(len(tok(r, add_special_tokens=False)["input_ids"]) + 1 for r in ex.responses)
+
+
+@pytest.mark.parametrize("score, probability", [("sum", "original"), ("sum", "sharp"), ("mean", "original")])
+def test_zero_shot_equals_hand_computed_logprob_comparison(tiny_llama, score, probability) -> None:
+    """Scores are the summed (or per-token) log-probs; pair probabilities are sigmoid of their
+    difference divided by L - 1 (the original's scale) for summed scores, undivided otherwise."""
     examples = _examples()
     dist = Distribution.from_examples("d", examples, examples)
-    scores, pred = _run(tiny_llama, get_intervention("zero_shot")(score=score), dist, dist)
-    expected = []
+    method = get_intervention("zero_shot")(score=score, probability=probability)
+    scores, pred = _run(tiny_llama, method, dist, dist)
+    expected, divisor = [], []
     for ex in examples:
         raw = [_hand_logprob(tiny_llama, ex.prompt, r) for r in ex.responses]
         expected.append(np.array([s if score == "sum" else s / n for s, n in raw]))
+        divisor.append(_padded_length(tiny_llama, ex) - 1 if (score, probability) == ("sum", "original") else 1)
     for got, want in zip(scores.response_scores, expected):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    want_p = [_sigmoid(expected[p.example_index][p.preferred_index] - expected[p.example_index][p.dispreferred_index])
-              for p in dist.eval_pairs("test")]
+    want_p = [_sigmoid((expected[p.example_index][p.preferred_index] - expected[p.example_index][p.dispreferred_index])
+                       / divisor[p.example_index]) for p in dist.eval_pairs("test")]
     np.testing.assert_allclose(pred.p_preferred, want_p, atol=1e-5)
+    assert len(set(divisor)) > 1 or score == "mean" or probability == "sharp", "L must differ between examples"
+
+
+def test_zero_shot_original_scale_is_the_padded_mean_cross_entropy_softmax(tiny_llama) -> None:
+    """Known answer from the original's procedure itself: the prompt's responses left-padded
+    together to length L, each scored by minus its mean token cross-entropy over the L - 1
+    shifted positions (padding and prompt positions count in the divisor but add 0), then a
+    softmax over the responses, restricted to each pair."""
+    tok = tiny_llama.tokenizer
+    ex = Example("Question: which is right?\n", ("yes", "no, it is not", "maybe so"), 2)
+    dist = Distribution.from_examples("d", [ex], [ex])
+    _, pred = _run(tiny_llama, get_intervention("zero_shot")(), dist, dist)
+    p_ids = tok(ex.prompt, add_special_tokens=False)["input_ids"]
+    seqs = [p_ids + tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for r in ex.responses]
+    width = max(len(s) for s in seqs)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs])
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+    labels = ids.clone()
+    for row, s in enumerate(seqs):
+        labels[row, : width - len(s) + len(p_ids)] = -100  # padding and prompt are not scored
+    with torch.no_grad():
+        logits = tiny_llama.model(input_ids=ids, attention_mask=mask,
+                                  position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits.double()
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100,
+                                           reduction="none")
+    s = -(ce.sum(-1) / (width - 1)).numpy()
+    soft = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+    want = [soft[ex.preferred] / (soft[ex.preferred] + soft[j]) for j in pred.dispreferred_index]
+    np.testing.assert_allclose(pred.p_preferred, want, atol=1e-4)
+    assert all(0.05 < p < 0.95 for p in want), "on the original's scale pair probabilities stay soft"
 
 
 def test_zero_shot_probabilities_are_the_pairwise_softmax(tiny_llama) -> None:
@@ -82,7 +124,7 @@ def test_zero_shot_probabilities_are_the_pairwise_softmax(tiny_llama) -> None:
     # from 0 and 1 and a wrong formula (the mean, a difference the wrong way round) shows
     ex = Example("Question: pick one.\n", ("a", "b", "c", "d"), 1)
     dist = Distribution.from_examples("d", [ex], [ex])
-    scores, pred = _run(tiny_llama, get_intervention("zero_shot")(), dist, dist)
+    scores, pred = _run(tiny_llama, get_intervention("zero_shot")(probability="sharp"), dist, dist)
     logp = [_hand_logprob(tiny_llama, ex.prompt, r)[0] for r in ex.responses]
     shift = max(logp)  # the sequence probabilities themselves are tiny; their ratios are not
     prob = [math.exp(lp - shift) for lp in logp]

@@ -20,7 +20,7 @@ from genies.interventions.context import FitContext
 from genies.interventions.hparams import hparam
 from genies.interventions.registry import register
 from genies.interventions.scores import Scores
-from genies.interventions.zero_shot import SCORES, lm_response_scores
+from genies.interventions.zero_shot import PROBABILITIES, SCORES, lm_response_scores
 from genies.models.base import LoadedModel
 
 
@@ -48,8 +48,11 @@ def few_shot_prompt(prompt: str, shots: Sequence[tuple[str, str]]) -> str:
           description="zero_shot scoring with 4 solved source examples (seeded) prepended to each prompt.")
 @dataclass
 class FewShot(Intervention[Shots]):
+    version = 2  # 2: pair probabilities on the original's (L - 1) scale by default
     num_shots: int = hparam(4, "demonstrations per evaluation prompt, drawn from the source train split")
     score: str = hparam("sum", "'sum' or 'mean' log-prob of response+EOS, as zero_shot", choices=SCORES)
+    probability: str = hparam("original", "'original' (L - 1 scale) or 'sharp' pair probabilities, as zero_shot",
+                              choices=PROBABILITIES)
     max_length: int | None = hparam(None, "truncate prompt+response to this many tokens (None = no limit)")
     batch_tokens: int | None = hparam(None, "token budget per scoring batch (None = the engine's default)",
                                       execution=True)
@@ -77,6 +80,6 @@ class FewShot(Intervention[Shots]):
         def score(data: EvalSet) -> Scores:
             prompted = [Query(p, q.responses, q.metadata) for p, q in zip(self.prompts_for(fitted, data.queries),
                                                                           data.queries)]
-            return Scores.bradley_terry(lm_response_scores(lm, prompted, self.score, self.max_length,
-                                                           self.batch_tokens, ctx))
+            return lm_response_scores(lm, prompted, self.score, self.probability, self.max_length,
+                                      self.batch_tokens, ctx)
         return score

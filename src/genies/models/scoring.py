@@ -60,6 +60,7 @@ class ResponseScores:
     mean: np.ndarray  # float64 [n_responses]: sum / n_tokens
     n_tokens: np.ndarray  # int64 [n_responses]: scored tokens (response tokens + EOS)
     truncated_prompt_tokens: int = 0  # prompt tokens removed from the left to fit the context
+    padded_length: int = 0  # L: prompt + the longest response + EOS, the length the original padded to
 
     @property
     def truncated(self) -> bool:
@@ -122,7 +123,8 @@ def tokenize_examples(lm: LoadedModel, examples: Sequence[Example], max_length: 
 
 def _finish(tok: TokenizedExample, sums: np.ndarray) -> ResponseScores:
     n = np.array([len(r) for r in tok.responses], dtype=np.int64)
-    return ResponseScores(sum=sums, mean=sums / n, n_tokens=n, truncated_prompt_tokens=tok.truncated)
+    return ResponseScores(sum=sums, mean=sums / n, n_tokens=n, truncated_prompt_tokens=tok.truncated,
+                          padded_length=len(tok.prompt) + int(n.max()))
 
 
 def _report_truncation(tokenized: Sequence[TokenizedExample], limit: int) -> None:
