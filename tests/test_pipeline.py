@@ -361,3 +361,21 @@ def test_ray_executor_without_ray_is_refused_before_anything_runs(tmp_path, monk
 
 def test_one_intervention_name_is_not_read_letter_by_letter(tmp_path):
     assert RunConfig(out=tmp_path, interventions="mms").interventions == ("mms",)
+
+
+def test_budgets_keep_a_seeded_subset_recorded_in_the_manifest(tmp_path, tiny_llama):
+    """A capped run reads the seeded subset of each split (the same for the baseline, the
+    intervention and the reference), records its indices, and `--first-n` restores the first N."""
+    run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, max_train=3, max_eval=2, seed=2))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    dists = distributions()
+    want = {name: {"train": dists[name].kept_indices("train", 3, 2), "test": dists[name].kept_indices("test", 2, 2)}
+            for name in ("src", "tgt", "tgt2")}
+    assert manifest["example_indices"] == want
+    assert want["tgt"]["test"] == [0, 2]  # seed 2 does not keep the first two of tgt's four
+    assert manifest["run"]["examples"] == "random subset seeded by 2"
+    first = run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, out=tmp_path / "first", max_train=3, max_eval=2,
+                                                        seed=2, first_n=True))
+    manifest = json.loads((tmp_path / "first" / "manifest.json").read_text())
+    assert manifest["example_indices"]["tgt"] == {"train": [0, 1, 2], "test": [0, 1]}
+    assert first.run["examples"] == "first N"

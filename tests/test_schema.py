@@ -49,3 +49,22 @@ def test_record_round_trip_and_limited_view(tmp_path: Path) -> None:
     assert dist.path == Path("data/d")
     assert (view.id, view.metadata, view.path) == ("d", {"id": "d"}, None)  # a cut view is not the folder
     assert dist.content_hash("train") == dist.content_hash("test")
+
+
+def test_caps_keep_a_seeded_random_subset_the_same_for_every_job():
+    """Budgets draw a seeded subset in the split's order: the same for every job and rerun with
+    that seed, different for other seeds, splits and distributions, and not the first N."""
+    rows = [Example(f"p{i}", ("a", "b"), i % 2) for i in range(40)]
+    dist = Distribution.from_examples("d", rows, rows)
+    kept = dist.kept_indices("test", 8, seed=0)
+    assert kept == sorted(kept) and len(set(kept)) == 8 and kept != list(range(8))
+    assert Distribution.from_examples("d", rows, rows).kept_indices("test", 8, seed=0) == kept
+    assert dist.limited(max_test=8, seed=0).test == [rows[i] for i in kept]
+    assert dist.kept_indices("test", 8, seed=1) != kept
+    assert dist.kept_indices("train", 8, seed=0) != kept
+    assert Distribution.from_examples("e", rows, rows).kept_indices("test", 8, seed=0) != kept
+    assert dist.limited(max_test=8).test == rows[:8]  # seed None: --first-n
+    assert dist.kept_indices("test", 40, seed=0) == list(range(40)) == dist.kept_indices("test", None, seed=0)
+    # the subset is roughly uniform over the split: over many seeds every index is drawn
+    drawn = {i for seed in range(30) for i in dist.kept_indices("test", 8, seed)}
+    assert drawn == set(range(40))

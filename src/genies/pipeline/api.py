@@ -126,10 +126,15 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
     if not data.shifts:
         raise ConfigError("the shift list is empty")
     limited: dict[str, Distribution] = {}
+    subsets: dict[str, dict[str, list[int]]] = {}  # the example indices each cap kept, for the manifest
+    subset_seed = None if config.first_n else config.seed
 
     def distribution(name: str) -> Distribution:
         if name not in limited:
-            limited[name] = data.load(name).limited(budget.max_train, budget.max_eval)
+            full = data.load(name)
+            subsets[name] = {split: full.kept_indices(split, cap, subset_seed)
+                             for split, cap in (("train", budget.max_train), ("test", budget.max_eval)) if cap}
+            limited[name] = full.limited(budget.max_train, budget.max_eval, seed=subset_seed)
         return limited[name]
 
     names = sorted({n for s in data.shifts for n in (s.source, s.target, s.target_reference)})
@@ -177,10 +182,11 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
         "interventions": [methods[s].label for s in specs], "target_tuned": config.target_tuned,
         "target_tuned_candidates": list(candidates), "baseline_intervention": config.baseline,
         "max_train": budget.max_train, "max_eval": budget.max_eval,
+        "examples": "first N" if config.first_n else f"random subset seeded by {config.seed}",
         "precision": dict(precision), "placement": placement.describe() if placement else None,
     }
     results = write_run(out, compute_results(plan, store, distribution, config.seed, run_info, failed))
-    _write_manifest(out, plan, records, run_info, data, data_hashes, argv, started)
+    _write_manifest(out, plan, records, run_info, data, data_hashes, subsets, argv, started)
     log.write(f"finish: {len(results.rows)} rows, {len(failed)} failed jobs, {time.time() - started:.1f}s")
     return results
 
@@ -202,7 +208,8 @@ def _command_line() -> list[str]:
 
 
 def _write_manifest(out: Path, plan: Plan, records: Sequence[Any], run_info: Mapping[str, Any], data: ResolvedData,
-                    data_hashes: Mapping[str, Any], argv: Sequence[str], started: float) -> None:
+                    data_hashes: Mapping[str, Any], subsets: Mapping[str, Any], argv: Sequence[str],
+                    started: float) -> None:
     import json
 
     doc = {
@@ -216,6 +223,7 @@ def _write_manifest(out: Path, plan: Plan, records: Sequence[Any], run_info: Map
         "hyperparameters": plan.hparams,
         "data_root": str(data.data_root) if data.data_root else None,
         "data_hashes": data_hashes,
+        "example_indices": subsets,
         "shifts": [asdict(s) for s in data.shifts],
         "packages": _versions(),
         "hardware": _hardware(),

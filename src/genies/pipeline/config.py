@@ -66,6 +66,8 @@ class RunConfig:
                                        "default: the preset's namesake.", "--budget")
     max_train: int | None = setting(None, "Train examples per distribution (overrides the budget).", "--max-train")
     max_eval: int | None = setting(None, "Test examples per distribution (overrides the budget).", "--max-eval")
+    first_n: bool = setting(False, "Budgets keep each split's first N examples instead of a random subset "
+                                   "seeded by --seed.", "--first-n")
     target_tuned: str = setting("default", "default: LoRA on the target reference | best: max over 5 methods",
                                 "--target-tuned")
     seed: int = setting(0, "Seed of every job and of the metrics' resampling.", "--seed")
