@@ -311,32 +311,48 @@ def test_only_the_legacy_oracle_reads_labels_and_it_needs_them(tiny_llama, sourc
 
 
 def test_ccs_legacy_oracle_reports_the_better_orientation(tiny_llama, source, tmp_path):
-    """The original metric: per response, is the credence (centred with the split's own means)
-    on the right side of 0.5, with the sign that suits the split's labels best. Computed here by
-    hand from the probe's weights for the probe as fitted and for its negation, so one of the two
-    raw accuracies is below 0.5 and only the oracle orientation can turn it into max(acc, 1 - acc).
-    A quarter of the examples carry the contrast reversed, so that maximum is not simply 1."""
+    """The original figure: each prompt becomes one pair (its preferred response and one seeded
+    dispreferred one); on those 2n responses, centred with their own means, is the credence on the
+    right side of 0.5, with the sign that suits their labels best. Evaluated on 3-response prompts
+    (the source's train split), where scoring every response would make only a third preferred.
+    Computed here by hand from the probe's weights for the probe as fitted and for its negation,
+    so one of the two raw accuracies is below 0.5 and only the oracle orientation can turn it into
+    max(acc, 1 - acc). A quarter of the examples carry the contrast reversed, so that maximum is
+    not simply 1."""
     store = PlantedContrastStore(reversed_every=4)
     ctx = FitContext(seed=0, activation_store=store)
     f = fit_and_save(CCS(epochs=300, restarts=2, lr=1e-2, variant="legacy_oracle"), tiny_llama, source, ctx, tmp_path)
 
-    examples = source.split("test")
-    data = source.eval_set("test")
+    examples = source.split("train")
+    assert {len(ex.responses) for ex in examples} == {3}
+    data = source.eval_set("train")
     yes, no = (store.get(tiny_llama, data, t, "residual") for t in ("ccs_yes", "ccs_no"))
     x_yes, x_no = (np.asarray(a.values[:, -1], dtype=np.float64) for a in (yes, no))
-    is_pref = np.array([examples[e].preferred == r for e, r in zip(yes.example_index, yes.response_index)])
 
     raw = []
     for flip in (1.0, -1.0):
         probe = f.loaded.probe
         w, b = flip * probe.weight, flip * probe.bias
-        p_yes = 1.0 / (1.0 + np.exp(-((x_yes - x_yes.mean(0)) @ w + b)))
-        p_no = 1.0 / (1.0 + np.exp(-((x_no - x_no.mean(0)) @ w + b)))
-        acc = float(np.mean((0.5 * (p_yes + 1.0 - p_no) > 0.5) == is_pref))
         flipped = dataclasses.replace(f.loaded, probe=dataclasses.replace(probe, weight=w, bias=b))
-        pred = predict(f, tiny_llama, source, ctx, fitted=flipped)
+        pred = predict(f, tiny_llama, source, ctx, split="train", fitted=flipped)
         assert "not comparable" in pred.info["warning"]
-        assert legacy_response_accuracy(pred, source, "test") == pytest.approx(max(acc, 1.0 - acc), abs=1e-12)
+        pairs = pred.info["legacy_pairs"]
+        assert [p[0] for p in pairs] == [ex.preferred for ex in examples]
+        assert all(p[1] != ex.preferred and 0 <= p[1] < 3 for p, ex in zip(pairs, examples))
+        assert len({p[1] - p[0] for p in pairs}) > 1, "the dispreferred response is drawn, not always the same"
+        assert pred.info["legacy_pairs"] == predict(f, tiny_llama, source, ctx, split="train").info["legacy_pairs"]
+        rows = [int(np.flatnonzero((yes.example_index == e) & (yes.response_index == r))[0])
+                for e, pair in enumerate(pairs) for r in pair]
+        xy, xn = x_yes[rows], x_no[rows]
+        p_yes = 1.0 / (1.0 + np.exp(-((xy - xy.mean(0)) @ w + b)))
+        p_no = 1.0 / (1.0 + np.exp(-((xn - xn.mean(0)) @ w + b)))
+        is_pref = np.tile([True, False], len(pairs))
+        conf = 0.5 * (p_yes + 1.0 - p_no)
+        acc = float(np.mean((conf > 0.5) == is_pref))
+        assert legacy_response_accuracy(pred) == pytest.approx(max(acc, 1.0 - acc), abs=1e-12)
+        oriented = 0.5 + (1.0 if acc >= 0.5 else -1.0) * (conf - 0.5)
+        got = [pred.response_scores[e][r] for e, pair in enumerate(pairs) for r in pair]
+        np.testing.assert_allclose(got, oriented, atol=1e-9)  # centred with the pairs' own means
         raw.append(acc)
     assert min(raw) < 0.5 < max(raw)
     assert 0.6 <= max(raw) <= 0.9  # about 3/4 of the responses agree with the labels

@@ -14,11 +14,14 @@ and confident. genies departs from the original in three documented ways:
 The original fitted on 300 examples for llama-30b; `--max-train 300` reproduces that cap (the
 run's train cap is the only one).
 
-`variant="legacy_oracle"` reproduces the original instead: each evaluated split is centred with
-its own means (that needs no labels) and the sign is chosen with THAT split's labels, so this
-variant declares `reads_eval_labels` and its EvalSets carry labels. Its numbers are NOT
-comparable with any other method; `legacy_response_accuracy` gives the original's per-response
-max(acc, 1 - acc).
+`variant="legacy_oracle"` reproduces the original's evaluation instead: each test prompt becomes
+one pair, its preferred response and one dispreferred response drawn with a seed (the original
+drew it unseeded); those 2n responses are centred with their own means and the sign is chosen
+with their labels, so this variant declares `reads_eval_labels` and its EvalSets carry labels.
+`legacy_response_accuracy` gives the original's figure, max(acc, 1 - acc) over those 2n
+responses, half of them preferred (scoring every response of a 3- or 4-response prompt would
+make only 25-33 % preferred and measure something else). Its numbers are NOT comparable with
+any other method.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class CCSFit:
           description="Contrast-consistent search on Yes/No answers; sign fixed on source pairs, pairwise scoring")
 @dataclass
 class CCS(Intervention[CCSFit]):
+    version = 2  # 2: legacy_oracle evaluates one seeded pair per prompt, as the original did
     epochs: int = hparam(1000, "full-batch AdamW steps of the probe")
     restarts: int = hparam(10, "random initialisations of the probe; the one with the lowest CCS loss is kept")
     lr: float = hparam(1e-3, "AdamW learning rate of the probe")
@@ -101,7 +105,7 @@ class CCS(Intervention[CCSFit]):
         def score(data: EvalSet) -> Scores:
             acts, x_yes, x_no = self._activations(lm, data, ctx)
             if self.variant == "legacy_oracle":
-                return self._score_legacy(fitted.probe, data, acts, x_yes, x_no)
+                return self._score_legacy(fitted.probe, data, acts, x_yes, x_no, ctx.seed)
             scores = fitted.sign * fitted.probe.confidence(x_yes, x_no)
 
             def p_first(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
@@ -112,29 +116,42 @@ class CCS(Intervention[CCSFit]):
 
     @staticmethod
     def _score_legacy(probe: P.CCSProbe, data: EvalSet, acts: Activations, x_yes: np.ndarray,
-                      x_no: np.ndarray) -> Scores:
-        """The original: centre with this split's means, orient with this split's labels."""
+                      x_no: np.ndarray, seed: int) -> Scores:
+        """The original: one seeded pair per prompt, centred with those responses' own means and
+        oriented with their labels. Every response gets an oriented credence (for browsing);
+        `info["legacy_pairs"]` names the pair of each prompt that the figure is computed on."""
         if data.labels is None:
             raise ValueError(f"{data.distribution}/{data.split}: ccs variant 'legacy_oracle' orients its probe with "
                              "the evaluated split's labels, and this EvalSet carries none "
                              "(build it with eval_set(split, with_labels=True))")
-        own = P.CCSProbe(probe.weight, probe.bias, x_yes.mean(0), x_no.mean(0), probe.loss)
+        pairs = legacy_pairs(data, seed)
+        row = {(e, r): i for i, (e, r) in enumerate(zip(acts.example_index, acts.response_index, strict=True))}
+        chosen = np.array([row[e, r] for e, pair in enumerate(pairs) for r in pair])
+        own = P.CCSProbe(probe.weight, probe.bias, x_yes[chosen].mean(0), x_no[chosen].mean(0), probe.loss)
         conf = own.confidence(x_yes, x_no)
-        is_pref = np.array([data.labels[e] == r for e, r in zip(acts.example_index, acts.response_index,
-                                                                 strict=True)])
-        sign = 1.0 if np.mean((conf > 0.5) == is_pref) >= 0.5 else -1.0  # the oracle sign
+        is_pref = np.tile([True, False], len(pairs))
+        sign = 1.0 if np.mean((conf[chosen] > 0.5) == is_pref) >= 0.5 else -1.0  # the oracle sign
         oriented = 0.5 + sign * (conf - 0.5)
         return R.pairwise_scores(data, acts, oriented, lambda ca, cb: 0.5 * (1.0 + ca - cb), lambda c: c,
-                                 {"warning": LEGACY_WARNING})
+                                 {"warning": LEGACY_WARNING, "legacy_pairs": [list(p) for p in pairs]})
 
 
-def legacy_response_accuracy(predictions: Predictions, dist: Distribution, split: str = "test") -> float:
-    """The original CCS metric from `variant="legacy_oracle"` predictions: the fraction of
-    responses whose oriented credence is on the correct side of 0.5 (preferred vs not)."""
-    examples = dist.split(split)
-    if predictions.response_scores is None:
-        raise ValueError("legacy_response_accuracy needs predictions with response scores")
-    hits = [(score > 0.5) == (j == ex.preferred)
-            for ex, scores in zip(examples, predictions.response_scores, strict=True)
-            for j, score in enumerate(scores)]
+def legacy_pairs(data: EvalSet, seed: int) -> list[tuple[int, int]]:
+    """(preferred, one dispreferred response drawn with (seed, prompt index)) for every prompt."""
+    assert data.labels is not None
+    out = []
+    for e, (query, preferred) in enumerate(zip(data.queries, data.labels, strict=True)):
+        others = [r for r in range(len(query.responses)) if r != preferred]
+        out.append((int(preferred), int(others[np.random.default_rng([seed, e]).integers(len(others))])))
+    return out
+
+
+def legacy_response_accuracy(predictions: Predictions) -> float:
+    """The original CCS figure from `variant="legacy_oracle"` predictions: the share of the 2n
+    responses of the prompts' legacy pairs whose oriented credence is on the correct side of 0.5."""
+    pairs = predictions.info.get("legacy_pairs")
+    if predictions.response_scores is None or pairs is None:
+        raise ValueError("legacy_response_accuracy needs the predictions of ccs variant 'legacy_oracle'")
+    hits = [(predictions.response_scores[e][r] > 0.5) == (k == 0)
+            for e, pair in enumerate(pairs) for k, r in enumerate(pair)]
     return float(np.mean(hits))
