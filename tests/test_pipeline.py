@@ -152,6 +152,9 @@ def test_known_answer_run(tmp_path, tiny_llama):
     # all-right (2/5)^5 = 1 % likely and end the interval at 0.8.
     assert (row.accuracy_ci_low, row.accuracy_ci_high) == (0.0, 1.0)
     assert (row.length_longer_accuracy, row.length_shorter_accuracy, row.length_cue_flag) == (0.4, 0.6, False)
+    # DE's interval resamples tgt's 4 prompts jointly for pt_length and the baseline, and R = T's
+    # prompts with the same draw: it holds the point value and is not zero-width.
+    assert row.de_ci_low < row.differential_elicitation < row.de_ci_high
     row2 = next(r for r in res.rows if r.target == "tgt2")
     assert (row2.generalization_accuracy, row2.baseline_accuracy, row2.target_tuned_capability) == (0.5, 0.5, 0.6)
     assert row2.differential_elicitation == pytest.approx(0.0)
@@ -159,6 +162,8 @@ def test_known_answer_run(tmp_path, tiny_llama):
     agg = res.aggregate("pt_length")
     assert agg.mean_de == pytest.approx(((0.4 - 0.6) / 0.6 + 0.0) / 2) and agg.n_shifts == 2
     assert res.aggregate("pt_length", "family:probing").mean_de == pytest.approx(0.0)
+    probing = res.aggregate("pt_length", "family:probing")  # one shift: its prompts' interval
+    assert probing.n_shifts == 1 and probing.ci_low < 0.0 < probing.ci_high
     # The run directory follows the contract and loads back to the same values.
     run_dir = tmp_path / "run"
     header = (run_dir / "results.csv").read_text().splitlines()[0].split(",")
@@ -177,7 +182,12 @@ def test_known_answer_run(tmp_path, tiny_llama):
 
 
 def test_plan_is_minimal_and_reruns_do_no_work(tmp_path, tiny_llama):
-    run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    res = run(tiny_llama, ["pt_length", "pt_length2"], **run_kwargs(tmp_path))
+    [comparison] = res.comparisons  # the two methods over their two shared shifts
+    de = {(r.intervention, r.target): r.differential_elicitation for r in res.rows}
+    assert (comparison.a, comparison.b, comparison.n_shifts) == ("pt_length", "pt_length2", 2)
+    assert comparison.mean_difference == pytest.approx(np.mean([de["pt_length", t] - de["pt_length2", t]
+                                                                for t in ("tgt", "tgt2")]))
     # fits: zero-shot once, pt_length on src and (as target-tuned) on tgt, pt_length2 on src = 4;
     # predictions: baseline on 2 targets, target-tuned on tgt once, each method on tgt, tgt2, src = 9.
     jobs = statuses(tmp_path / "run")
@@ -310,12 +320,6 @@ def test_unknown_names_are_clear_errors(tmp_path, tiny_llama):
     bad = [Shift("src", "nowhere", "nowhere", "skill", "extreme")]
     with pytest.raises(ConfigError, match="unknown distribution 'nowhere'.*choices: src, tgt, tgt2"):
         run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, shifts=bad))
-
-
-def test_ray_executor_when_installed(tmp_path, tiny_llama):
-    pytest.importorskip("ray")
-    res = run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, executor="ray"))
-    assert len(res.rows) == 2
 
 
 def test_cli_show_and_bad_names(tmp_path, tiny_llama):

@@ -191,7 +191,7 @@ def test_every_result_row_field_survives_write_load_and_the_report(tmp_path: Pat
     assert tuple(csv_row) == COLUMNS == tuple(f.name for f in fields(ResultRow) if f.name not in EVALUATION_FIELDS)
     assert csv_row == {c: repr(v) if isinstance(v, float) else str(v) for c, v in
                        ((c, getattr(row, c)) for c in COLUMNS)}
-    assert COLUMNS[:3] == ("source", "target", "target_reference") and len(COLUMNS) == 24
+    assert COLUMNS[:3] == ("source", "target", "target_reference") and len(COLUMNS) == 26
 
 
 def test_the_report_fixture_is_written_by_the_real_writer(tmp_path: Path) -> None:
@@ -234,8 +234,9 @@ def test_old_documents_without_info_read_as_empty(tmp_path: Path) -> None:
 def test_unsupported_schema_version_names_the_file(tmp_path: Path) -> None:
     write_run(tmp_path, ComputedRun(RunResults({}, (), ()), ()))
     doc = json.loads((tmp_path / "results.json").read_text())
-    (tmp_path / "results.json").write_text(json.dumps({**doc, "schema_version": 2}))
-    with pytest.raises(RunDirError, match=r"results\.json: schema_version 2 is not supported"):
+    assert doc["schema_version"] == 2
+    (tmp_path / "results.json").write_text(json.dumps({**doc, "schema_version": 1}))
+    with pytest.raises(RunDirError, match=r"results\.json: schema_version 1 is not supported .*rerun the same"):
         load_run(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunDirError, match="is .*empty a finished `genies run` folder"):

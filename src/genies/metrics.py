@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from genies.intervals import two_level_interval
+
 # How far a length-only rule may beat chance before a target is flagged as solvable by length.
 LENGTH_CUE_MARGIN = 0.2
 
@@ -210,23 +212,29 @@ class Aggregate:
     mean_generalization_accuracy: float
 
 
-def aggregate_rows(rows: Iterable[Mapping[str, Any]], seed: int = 0, n_boot: int = 1000) -> list[Aggregate]:
+def aggregate_rows(rows: Iterable[Mapping[str, Any]], seed: int = 0, n_boot: int = 1000,
+                   replicates: Sequence[np.ndarray] | None = None) -> list[Aggregate]:
     """Per intervention: mean DE over all rows, per `category:<name>` and per `family:<name>`.
 
     Rows need `intervention`, `category`, `family`, `differential_elicitation` and
     `generalization_accuracy`. Rows whose DE is NaN are left out of the means (and counted out
-    of n_shifts) rather than poisoning them.
+    of n_shifts) rather than poisoning them. With `replicates` (each row's prompt-level DE
+    bootstrap replicates, in row order) the interval is the two-level bootstrap of
+    `genies.intervals`; without, it resamples shifts only (`mean_with_ci`).
     """
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for row in rows:
+    rows = list(rows)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, row in enumerate(rows):
         if not math.isfinite(float(row["differential_elicitation"])):
             continue
         for scope in ("all", f"category:{row['category']}", f"family:{row['family']}"):
-            groups.setdefault((row["intervention"], scope), []).append(row)
+            groups.setdefault((row["intervention"], scope), []).append(i)
     out = []
     for (intervention, scope), members in groups.items():
-        mean, low, high = mean_with_ci([m["differential_elicitation"] for m in members], seed, n_boot)
-        ga = float(np.mean([m["generalization_accuracy"] for m in members]))
+        mean, low, high = mean_with_ci([rows[i]["differential_elicitation"] for i in members], seed, n_boot)
+        if replicates is not None:
+            low, high = two_level_interval(np.stack([replicates[i] for i in members]), seed, n_boot)
+        ga = float(np.mean([rows[i]["generalization_accuracy"] for i in members]))
         out.append(Aggregate(intervention, scope, mean, low, high, len(members), ga))
     scope_order = {"all": 0, "category": 1, "family": 2}
     return sorted(out, key=lambda a: (a.intervention, scope_order[a.scope.split(":")[0]], a.scope))

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from genies import metrics
+from genies import intervals, metrics
+from genies.data.schema import eval_pairs
 from genies.pipeline.run_dir import (
     ComputedRun,
     Evaluation,
@@ -30,12 +31,14 @@ from genies.pipeline.run_dir import (
 
 if TYPE_CHECKING:
     from genies.data.schema import Distribution
+    from genies.data.shift import Shift
     from genies.pipeline.jobs import PredictJob
-    from genies.pipeline.plan import Cell, Plan
+    from genies.pipeline.plan import Plan
     from genies.pipeline.store import JobStore
 
 # The schema's reader and writer are re-exported: `genies.load_run` and the pipeline import them from here.
-__all__ = ["ComputedRun", "ResultRow", "RunResults", "compute_results", "load_run", "write_run"]
+__all__ = ["ComputedRun", "ResultRow", "RunResults", "compute_results", "load_run", "result_row", "summarize",
+           "write_run"]
 
 
 class StoredPredictions(Protocol):
@@ -64,23 +67,24 @@ def compute_results(plan: Plan, store: JobStore, distribution: Callable[[str], D
                                                seed)
         return evaluations[job.key]
 
-    rows, failed_cells = [], []
+    rows, replicates, failed_cells = [], [], []
     for cell in plan.cells:
         needed = (cell.generalization, cell.source_id, cell.baseline, *cell.target_tuned)
         if not all(store.has_predictions(j.key) for j in needed):
             failed_cells.append(f"{cell.intervention}: {cell.shift.name}")
             continue
-        rows.append(_row(cell, evaluation, distribution, seed))
+        # Target-tuned capability: the best candidate on R's test split (ties: first candidate).
+        winner = max(cell.target_tuned, key=lambda j: evaluation(j).accuracy)
+        row, reps = result_row(cell.shift, cell.intervention, evaluation(cell.generalization),
+                               evaluation(cell.source_id), evaluation(cell.baseline), evaluation(winner), seed)
+        rows.append(row)
+        replicates.append(reps)
     # Only the evaluations a row points to are written (not the losing target-tuned candidates).
     pointed = {p for row in rows for p in row.evaluation_paths()}
     written = {ev.path: ev for ev in evaluations.values() if ev.path in pointed}
-    results = RunResults(
-        run=dict(run),
-        rows=tuple(rows),
-        aggregates=tuple(metrics.aggregate_rows([asdict(r) for r in rows], seed=seed)),
-        failed=tuple(FailedJob(job=f["job"], error=f["error"]) for f in failed),
-        failed_cells=tuple(failed_cells),
-    )
+    results = summarize(run, rows, replicates, seed, failed=tuple(FailedJob(job=f["job"], error=f["error"])
+                                                                  for f in failed),
+                        failed_cells=tuple(failed_cells))
     return ComputedRun(results, tuple(written[p] for p in sorted(written)))
 
 
@@ -107,33 +111,55 @@ def _evaluation(job: PredictJob, dist: Distribution, pred: StoredPredictions, se
     )
 
 
-def _row(cell: Cell, evaluation: Callable[[PredictJob], Evaluation], distribution: Callable[[str], Distribution],
-         seed: int) -> ResultRow:
-    shift = cell.shift
-    gen = evaluation(cell.generalization)
+def summarize(run: Mapping[str, Any], rows: Sequence[ResultRow], replicates: Sequence[np.ndarray], seed: int,
+              n_boot: int = intervals.N_BOOT, **extra: Any) -> RunResults:
+    """The run's results from its rows and each row's DE replicates: per-intervention aggregates
+    with two-level intervals and the paired comparisons of every two interventions."""
+    de: dict[str, dict[str, float]] = {}
+    by_shift: dict[str, dict[str, np.ndarray]] = {}
+    for row, reps in zip(rows, replicates, strict=True):
+        shift = f"{row.source}->{row.target}"
+        de.setdefault(row.intervention, {})[shift] = row.differential_elicitation
+        by_shift.setdefault(row.intervention, {})[shift] = reps
+    return RunResults(
+        run=dict(run), rows=tuple(rows),
+        aggregates=tuple(metrics.aggregate_rows([asdict(r) for r in rows], seed, n_boot, replicates)),
+        comparisons=tuple(intervals.compare(de, by_shift, seed, n_boot)), **extra)
+
+
+def _prompt_hits(ev: Evaluation, seed: int) -> intervals.PromptHits:
+    return intervals.PromptHits.from_pairs(metrics.pair_correct(ev.p_preferred, seed), ev.example_index,
+                                           len(ev.examples))
+
+
+def result_row(shift: Shift, intervention: str, gen: Evaluation, source_id: Evaluation, base: Evaluation,
+               tt: Evaluation, seed: int, n_boot: int = intervals.N_BOOT) -> tuple[ResultRow, np.ndarray]:
+    """One cell's row from its four evaluations (generalization on T's test split, in-distribution
+    on S's, the baseline on T's, the target-tuned winner on R's), and its DE's prompt-level
+    bootstrap replicates (`genies.intervals`)."""
     p, acc = gen.p_preferred, gen.accuracy
-    base = evaluation(cell.baseline)
-    # Target-tuned capability: the best candidate on R's test split (ties: first candidate).
-    winner = max(cell.target_tuned, key=lambda j: evaluation(j).accuracy)
-    tt = evaluation(winner)
-    source_id = evaluation(cell.source_id)
-    low, high = metrics.bootstrap_accuracy_ci(p, seed, groups=gen.example_index)
-    pairs = distribution(shift.target).eval_pairs("test")
-    lengths = metrics.length_baselines([(q.preferred, q.dispreferred) for q in pairs], seed)
+    low, high = metrics.bootstrap_accuracy_ci(p, seed, groups=gen.example_index, n_boot=n_boot)
+    reps = intervals.de_replicates(
+        _prompt_hits(gen, seed), _prompt_hits(base, seed), _prompt_hits(tt, seed),
+        intervals.prompt_draws(len(gen.examples), seed, gen.distribution, gen.split, n_boot),
+        intervals.prompt_draws(len(tt.examples), seed, tt.distribution, tt.split, n_boot))
+    de_low, de_high = intervals.percentile_interval(reps)
+    lengths = metrics.length_baselines([(q.preferred, q.dispreferred) for q in eval_pairs(gen.examples)], seed)
     return ResultRow(
         source=shift.source, target=shift.target, target_reference=shift.target_reference,
         generalization_accuracy=acc, baseline_accuracy=base.accuracy,
-        baseline_intervention=cell.baseline.fit.intervention,
-        target_tuned_capability=tt.accuracy, target_tuned_capability_intervention=winner.fit.intervention,
+        baseline_intervention=base.intervention,
+        target_tuned_capability=tt.accuracy, target_tuned_capability_intervention=tt.intervention,
         source_ID_accuracy=source_id.accuracy,
         RMS_calibration_error=metrics.rms_calibration_error(p),
         differential_elicitation=metrics.differential_elicitation(acc, base.accuracy, tt.accuracy),
-        intervention=cell.intervention, category=shift.category, family=shift.family,
+        intervention=intervention, category=shift.category, family=shift.family,
         elicitation=metrics.elicitation(acc, tt.accuracy), brier=gen.brier,
         ece=metrics.expected_calibration_error(p), accuracy_ci_low=low, accuracy_ci_high=high,
+        de_ci_low=de_low, de_ci_high=de_high,
         length_longer_accuracy=lengths.longer, length_shorter_accuracy=lengths.shorter,
         length_cue_flag=lengths.flagged, average_probability=gen.average_probability,
         legacy_RMS_calibration_error=metrics.legacy_rms_calibration_error(p),
         target_evaluation=gen.path, source_evaluation=source_id.path,
         baseline_evaluation=base.path, target_tuned_evaluation=tt.path,
-    )
+    ), reps

@@ -30,9 +30,10 @@ import numpy as np
 from genies._io import write_atomic
 from genies.data.schema import Example
 from genies.errors import FileError
+from genies.intervals import Comparison
 from genies.metrics import Aggregate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-shift DE intervals, two-level mean intervals, paired comparisons
 EVALUATIONS = "evaluations"
 # A ResultRow field with this metadata is in results.json but not a results.csv column.
 NOT_A_COLUMN = {"column": False}
@@ -66,6 +67,8 @@ class ResultRow:
     ece: float
     accuracy_ci_low: float
     accuracy_ci_high: float
+    de_ci_low: float
+    de_ci_high: float
     length_longer_accuracy: float
     length_shorter_accuracy: float
     length_cue_flag: bool
@@ -103,6 +106,7 @@ class RunResults:
     aggregates: tuple[Aggregate, ...]
     failed: tuple[FailedJob, ...] = ()
     failed_cells: tuple[str, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
     run_dir: Path | None = None
 
     def aggregate(self, intervention: str, scope: str = "all") -> Aggregate | None:
@@ -117,6 +121,7 @@ class RunResults:
             "aggregates": [{k: _json_value(v) for k, v in asdict(a).items()} for a in self.aggregates],
             "failed": [asdict(f) for f in self.failed],
             "failed_cells": list(self.failed_cells),
+            "comparisons": [{k: _json_value(v) for k, v in asdict(c).items()} for c in self.comparisons],
         }
 
     def to_csv(self) -> str:
@@ -242,7 +247,7 @@ def write_run(run_dir: str | Path, computed: ComputedRun) -> RunResults:
 
 
 def load_run(run_dir: str | Path) -> RunResults:
-    """Read a run directory written by `write_run` (schema_version 1) into typed values."""
+    """Read a run directory written by `write_run` (schema_version 2) into typed values."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(run_dir, "run directory not found")
@@ -254,7 +259,8 @@ def load_run(run_dir: str | Path) -> RunResults:
         raise RunDirError(path, "expected an object with a 'rows' list")
     if doc.get("schema_version") != SCHEMA_VERSION:
         raise RunDirError(path, f"schema_version {doc.get('schema_version')!r} is not supported "
-                                f"(this genies reads {SCHEMA_VERSION})")
+                                f"(this genies reads {SCHEMA_VERSION}); rerun the same `genies run` command "
+                                "to rewrite it from the cached jobs")
     return RunResults(
         run=dict(doc.get("run") or {}),
         rows=tuple(_typed(ResultRow, r, path, f"row {i}") for i, r in enumerate(doc["rows"])),
@@ -262,6 +268,8 @@ def load_run(run_dir: str | Path) -> RunResults:
                          for i, a in enumerate(doc.get("aggregates") or [])),
         failed=tuple(_typed(FailedJob, f, path, f"failed job {i}") for i, f in enumerate(doc.get("failed") or [])),
         failed_cells=tuple(str(c) for c in doc.get("failed_cells") or []),
+        comparisons=tuple(_typed(Comparison, c, path, f"comparison {i}")
+                          for i, c in enumerate(doc.get("comparisons") or [])),
         run_dir=run_dir,
     )
 

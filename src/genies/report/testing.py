@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,10 @@ from genies import metrics
 from genies._io import write_atomic
 from genies.data.schema import Example, eval_pairs
 from genies.data.shift import CATEGORIES, Shift
-from genies.pipeline.run_dir import ComputedRun, Evaluation, FailedJob, ResultRow, RunResults, write_run
+from genies.pipeline.results import result_row, summarize
+from genies.pipeline.run_dir import ComputedRun, Evaluation, FailedJob, write_run
+
+N_BOOT = 200  # bootstrap samples of the fixtures' intervals (fewer than a run's: tests stay fast)
 
 WORDS = (
     "the model should answer the question carefully and explain each step of its reasoning about history "
@@ -95,29 +97,6 @@ def fake_evaluation(
     )
 
 
-def _row(shift: Shift, intervention: str, target: Evaluation, source: Evaluation, baseline: Evaluation,
-         tuned: Evaluation, seed: int) -> ResultRow:
-    """The row `compute_results` would compute from these four evaluations."""
-    p, ga, tt = target.p_preferred, target.accuracy, tuned.accuracy
-    low, high = metrics.bootstrap_accuracy_ci(p, seed, groups=target.example_index, n_boot=200)
-    lengths = metrics.length_baselines([(q.preferred, q.dispreferred) for q in eval_pairs(target.examples)], seed)
-    return ResultRow(
-        source=shift.source, target=shift.target, target_reference=shift.target_reference,
-        generalization_accuracy=ga, baseline_accuracy=baseline.accuracy, baseline_intervention=BASELINE,
-        target_tuned_capability=tt, target_tuned_capability_intervention=TARGET_TUNED,
-        source_ID_accuracy=source.accuracy, RMS_calibration_error=metrics.rms_calibration_error(p),
-        differential_elicitation=metrics.differential_elicitation(ga, baseline.accuracy, tt),
-        intervention=intervention, category=shift.category, family=shift.family,
-        elicitation=metrics.elicitation(ga, tt), brier=target.brier, ece=metrics.expected_calibration_error(p),
-        accuracy_ci_low=low, accuracy_ci_high=high,
-        length_longer_accuracy=lengths.longer, length_shorter_accuracy=lengths.shorter,
-        length_cue_flag=lengths.flagged, average_probability=target.average_probability,
-        legacy_RMS_calibration_error=metrics.legacy_rms_calibration_error(p),
-        target_evaluation=target.path, source_evaluation=source.path, baseline_evaluation=baseline.path,
-        target_tuned_evaluation=tuned.path,
-    )
-
-
 def write_run_dir(
     run_dir: str | Path,
     *,
@@ -152,7 +131,7 @@ def write_run_dir(
                              (info or {}).get(intervention))
         return evaluations.setdefault(ev.path, ev)
 
-    rows = []
+    rows, replicates = [], []
     for s in shifts:
         baseline = evaluation(BASELINE, None, s.target, 0.45)
         tuned = evaluation(TARGET_TUNED, s.target_reference, s.target_reference, 0.9)
@@ -160,10 +139,12 @@ def write_run_dir(
             skill = float(np.clip(0.45 + 0.05 * k + rng.normal(0, 0.1), 0.05, 0.95))
             target = baseline if intervention == BASELINE else evaluation(intervention, s.source, s.target, skill)
             source = evaluation(intervention, None if intervention == BASELINE else s.source, s.source, 0.8)
-            rows.append(_row(s, intervention, target, source, baseline, tuned, seed))
+            row, reps = result_row(s, intervention, target, source, baseline, tuned, seed, N_BOOT)
+            rows.append(row)
+            replicates.append(reps)
     failed_sources = [f"source_{k}" for k in range(failed)]
-    results = RunResults(
-        run={
+    results = summarize(
+        {
             "model": model,
             "model_fingerprint": f"fp-{seed}",
             "preset": preset,
@@ -172,8 +153,7 @@ def write_run_dir(
             "interventions": list(interventions),
             "target_tuned": "default",
         },
-        rows=tuple(rows),
-        aggregates=tuple(metrics.aggregate_rows([asdict(r) for r in rows], seed=seed, n_boot=200)),
+        rows, replicates, seed, N_BOOT,
         failed=tuple(FailedJob(f"fit ccs on {src}", "Traceback ...\nRuntimeError: synthetic failure")
                      for src in failed_sources),
         failed_cells=tuple(f"ccs: {s.name}" for s in shifts if s.source in failed_sources),
