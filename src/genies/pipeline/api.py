@@ -184,6 +184,7 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
         "max_train": budget.max_train, "max_eval": budget.max_eval,
         "examples": "first N" if config.first_n else f"random subset seeded by {config.seed}",
         "precision": dict(precision), "placement": placement.describe() if placement else None,
+        "hyperparameters": plan.hparams,
     }
     results = write_run(out, compute_results(plan, store, distribution, config.seed, run_info, failed))
     _write_manifest(out, plan, records, run_info, data, data_hashes, subsets, argv, started)
