@@ -25,7 +25,7 @@ RUN_DIR := runs/genies-cpu
 # The report is written even when some cells failed (genies run exits 1), so they can be seen.
 run: setup
 	status=0; $(BIN)/genies run --model default --intervention mms --intervention lora --shifts genies \
-	  --preset cpu --out $(RUN_DIR) || status=$$?; \
+	  --preset cpu --synthetic-if-no-data --out $(RUN_DIR) || status=$$?; \
 	if [ -f $(RUN_DIR)/results.json ]; then \
 	  $(BIN)/genies report $(RUN_DIR) --out $(RUN_DIR)/report.html || [ $$status -ne 0 ] || status=1; \
 	fi; \

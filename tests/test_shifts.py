@@ -77,6 +77,10 @@ def test_custom_file_in_the_original_schema(tmp_path: Path) -> None:
     ("[]", None, "empty shift list"),
     ('[{"source": "a", "target": "b"}, {"source": "a"}]', 1, "missing target"),
     ('[{"source": "a", "target": "b", "category": 3}]', 0, "'category' must be a string"),
+    ('[{"source": "a", "target": "b"}, {"source": "a", "target": "b", "catgory": "skill"}]', 1,
+     "unknown key 'catgory'; did you mean 'category'?"),
+    ('[{"source": "a", "target": "a"}]', 0, "source and target are the same distribution ('a')"),
+    ('[{"source": "./nowhere", "target": "b"}]', 0, "source './nowhere': no distribution folder at"),
 ])
 def test_bad_custom_files_are_named(tmp_path: Path, content: str, index: int | None, phrase: str) -> None:
     path = tmp_path / "bad.json"
@@ -157,3 +161,48 @@ def test_registry_matches_the_original_files_and_the_data(genies_data_dir: Path)
             if path.stem != "all":
                 assert {(s.source, s.target) for s in read_shift_file(path)} == {
                     (s.source, s.target) for s in get_shifts(path.stem)}
+
+
+def _distribution_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    row = [{"prompt": "p", "responses": {"a": 1, "b": 0}}]
+    for split in ("train", "test"):
+        (folder / f"{split}.json").write_text(json.dumps(row))
+    return folder
+
+
+def test_shift_files_may_name_distribution_folders_by_path(tmp_path: Path) -> None:
+    """A path (with "/" or a leading "." or "~") is a folder relative to the shift file, kept
+    absolute, and mixes with names under the data root; check_shifts does not look for it there."""
+    mine = _distribution_folder(tmp_path / "my data" / "mine")
+    path = tmp_path / "lists" / "mixed.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps([{"source": "../my data/mine", "target": "alpaca_long"}]))
+    [shift] = read_shift_file(path)
+    assert shift.source == str(mine.resolve()) and shift.target == "alpaca_long"
+    root = tmp_path / "root"
+    _distribution_folder(root / "alpaca_long")
+    assert check_shifts([shift], root) == []
+
+
+def test_a_shift_file_beside_its_distributions_needs_no_data_root(tmp_path: Path, monkeypatch) -> None:
+    from genies.data.home import DataNotFoundError
+    from genies.pipeline.api import resolve_data
+
+    monkeypatch.delenv("GENIES_DATA_DIR", raising=False)
+    monkeypatch.setenv("GENIES_HOME", str(tmp_path / "home"))
+    for name in ("a", "b"):
+        _distribution_folder(tmp_path / "data" / name)
+    path = tmp_path / "data" / "shifts.json"
+    path.write_text(json.dumps([{"source": "a", "target": "b"}]))
+    data = resolve_data(str(path))
+    assert data.data_root == (tmp_path / "data").resolve() and data.note is None
+    assert data.load("b").test[0].prompt == "p"
+    # a built-in list with no data stops with one line instead of silently running the synthetic suite
+    with pytest.raises(DataNotFoundError, match="no GENIES data found.*--shifts synthetic"):
+        resolve_data("genies")
+    assert resolve_data("genies", synthetic_if_no_data=True).label == "synthetic"
+    # a shift file whose distributions are elsewhere does not fall back either
+    (tmp_path / "elsewhere.json").write_text(json.dumps([{"source": "a", "target": "b"}]))
+    with pytest.raises(DataNotFoundError):
+        resolve_data(str(tmp_path / "elsewhere.json"), synthetic_if_no_data=True)

@@ -56,6 +56,15 @@ def _registry() -> _Registry:
     )
 
 
+def shift_file_data_root(path: Path, shifts: list[Shift]) -> Path | None:
+    """The shift file's own folder when it holds every distribution the shifts name by name: the
+    data root to use when none is configured (distributions kept next to their shift list)."""
+    folder = Path(path).expanduser().resolve().parent
+    names = {n for s in shifts for n in (s.source, s.target, s.target_reference) if not is_distribution_path(n)}
+    present = set(list_distributions(folder))
+    return folder if names <= present else None
+
+
 def known_shift(source: str, target: str) -> Shift | None:
     """The registry's entry for a (source, target) pair, if it is one of the 56."""
     return next((s for s in _registry().unique if (s.source, s.target) == (source, target)), None)
@@ -86,6 +95,10 @@ def get_shifts(selector: str) -> list[Shift]:
     )
 
 
+SHIFT_KEYS = ("source", "target", "target_reference", "category", "family", "label")
+DISTRIBUTION_KEYS = ("source", "target", "target_reference")
+
+
 def read_shift_file(path: str | Path) -> list[Shift]:
     """A custom shift list in the original schema: [{source, target, target_reference?, category?, label?}].
 
@@ -93,7 +106,11 @@ def read_shift_file(path: str | Path) -> list[Shift]:
     The family is an explicit "family" field if present, else the registry's for known shifts
     (so GENIES.json's "extreme" label on alpaca_short->alpaca_long does not override all.json),
     else the row's "label", else "unknown". The original all.json (no category, no label) reads
-    as is.
+    as is. A distribution is a name under the data root or, when it contains "/" or starts with
+    "." or "~", a distribution folder relative to the shift file (kept as its absolute path), so
+    one's own data can be mixed with the GENIES distributions. An unknown key (a misspelt
+    "catgory" would silently leave the shift uncategorized) or a shift from a distribution to
+    itself is an error naming the file and the row.
     """
     path = Path(path)
     rows, findings = read_records(path, items="{source, target, ...} shift objects")
@@ -103,34 +120,59 @@ def read_shift_file(path: str | Path) -> list[Shift]:
     return [_row_to_shift(row, path, i) for i, row in enumerate(rows)]
 
 
+def is_distribution_path(name: str) -> bool:
+    """Whether a shift names a distribution by folder path rather than by name."""
+    return "/" in name or name.startswith((".", "~"))
+
+
 def _row_to_shift(row: Any, path: Path, index: int) -> Shift:
     if not isinstance(row, dict):
         raise DataError(path, "not an object: each shift is {source, target, ...}", index)
+    for key in row:
+        if key not in SHIFT_KEYS:
+            hint = closest_names(str(key), list(SHIFT_KEYS))
+            raise DataError(path, f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else
+                                                            f"; a shift has {', '.join(SHIFT_KEYS)}"), index)
     for key in ("source", "target"):
         if not isinstance(row.get(key), str) or not row[key]:
             raise DataError(path, f"missing {key}: each shift needs a non-empty string {key!r}", index)
     for key in ("target_reference", "category", "label", "family"):
         if key in row and not isinstance(row[key], str):
             raise DataError(path, f"{key!r} must be a string", index)
-    known = known_shift(row["source"], row["target"])
+    names = {key: _distribution(row[key], path, index, key) for key in DISTRIBUTION_KEYS if row.get(key)}
+    if names["source"] == names["target"]:
+        raise DataError(path, f"source and target are the same distribution ({row['source']!r}): a shift "
+                              "needs two", index)
+    known = known_shift(names["source"], names["target"])
     return Shift(
-        source=row["source"],
-        target=row["target"],
-        target_reference=row.get("target_reference") or (known.target_reference if known else row["target"]),
+        source=names["source"],
+        target=names["target"],
+        target_reference=names.get("target_reference") or (known.target_reference if known else names["target"]),
         category=row.get("category") or (known.category if known else "uncategorized"),
         family=row.get("family") or (known.family if known else row.get("label") or "unknown"),
     )
 
 
+def _distribution(name: str, path: Path, index: int, key: str) -> str:
+    """A distribution name as it is, or a folder path resolved against the shift file's folder."""
+    if not is_distribution_path(name):
+        return name
+    folder = (path.parent / Path(name).expanduser()).resolve()
+    if not folder.is_dir():
+        raise DataError(path, f"{key} {name!r}: no distribution folder at {folder}", index)
+    return str(folder)
+
+
 def check_shifts(shifts: list[Shift], data_root: Path) -> list[str]:
-    """One message per distribution a shift names that the data root lacks, with the closest names."""
+    """One message per distribution a shift names that the data root lacks, with the closest names
+    (distributions named by folder path were checked when the shift file was read)."""
     available = list_distributions(data_root)
     present = set(available)
     problems = []
     for i, shift in enumerate(shifts):
         for role in ("source", "target", "target_reference"):
             name = getattr(shift, role)
-            if name in present or (role == "target_reference" and name == shift.target):
+            if name in present or (role == "target_reference" and name == shift.target) or is_distribution_path(name):
                 continue
             hint = closest_names(name, available)
             problems.append(

@@ -43,11 +43,14 @@ class ResolvedData:
 
 def resolve_data(shifts: str | Sequence[Shift], *, data_root: Path | None = None,
                  distributions: Mapping[str, Distribution] | None = None,
-                 synthetic_size: int = 64, seed: int = 0) -> ResolvedData:
-    """The shift list and a distribution loader. Without any GENIES data the built-in lists
-    fall back to the synthetic suite (`note` says so); a shift file never falls back."""
+                 synthetic_size: int = 64, seed: int = 0, synthetic_if_no_data: bool = False) -> ResolvedData:
+    """The shift list and a distribution loader. The data root is `data_root`, else the
+    configured one (GENIES_DATA_DIR, the data home), else a shift file's own folder when it
+    holds the distributions the file names. Without any, a run stops with one line, unless
+    `synthetic_if_no_data` asks for the synthetic suite instead (`note` says so; `make run`
+    does): a cluster job asking for GENIES-15 must not silently measure something else."""
     from genies.data.loading import load_distribution
-    from genies.data.shifts import get_shifts
+    from genies.data.shifts import get_shifts, shift_file_data_root
 
     if distributions is not None:
         table = dict(distributions)
@@ -74,9 +77,14 @@ def resolve_data(shifts: str | Sequence[Shift], *, data_root: Path | None = None
         try:
             data_root = find_data_root()
         except DataNotFoundError as err:
-            if isinstance(shifts, str) and not Path(shifts).expanduser().is_file():
-                return synthetic(f"{err} -> running the synthetic suite instead")
-            raise
+            is_file = isinstance(shifts, str) and Path(shifts).expanduser().is_file()
+            beside = shift_file_data_root(Path(shifts), listed) if is_file else None
+            if beside is not None:
+                data_root = beside
+            elif synthetic_if_no_data and not is_file:
+                return synthetic(f"{err} -> running the synthetic suite instead (--synthetic-if-no-data)")
+            else:
+                raise DataNotFoundError(f"{err}; or run the synthetic suite with --shifts synthetic") from None
     root = Path(data_root)
     return ResolvedData(listed, lambda n: load_distribution(n, root), label, root)
 
@@ -119,7 +127,8 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
     methods = configure_methods([*specs, config.baseline, *candidates], config.preset, config.hparams)
 
     data = resolve_data(config.shifts, data_root=config.data_root, distributions=distributions,
-                        synthetic_size=budget.synthetic_size, seed=config.seed)
+                        synthetic_size=budget.synthetic_size, seed=config.seed,
+                        synthetic_if_no_data=config.synthetic_if_no_data)
     console = executor.console if executor is not None else Console(stderr=True)
     if data.note:
         console.print(data.note, highlight=False, markup=False)

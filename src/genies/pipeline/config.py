@@ -86,7 +86,9 @@ class RunConfig:
                                       "--ray-address")
     cache_dir: Path | None = setting(None, "Job cache (default: GENIES_HOME/jobs); shared by runs.", "--cache-dir")
     data_root: Path | None = setting(None, "Folder of GENIES distributions (default: GENIES_DATA_DIR, then "
-                                           "GENIES_HOME/data).", "--data-root")
+                                           "GENIES_HOME/data, then a shift file's own folder).", "--data-root")
+    synthetic_if_no_data: bool = setting(False, "With no GENIES data, run the synthetic suite instead of stopping "
+                                                "(make run does).", "--synthetic-if-no-data")
     baseline: str = setting("zero_shot", "Method of the baseline accuracy column.", cli=False)
     target_tuned_interventions: tuple[str, ...] | None = setting(
         None, "Candidates of the target-tuned capability (default: those of --target-tuned).", cli=False)
