@@ -19,6 +19,15 @@ trainable their input is computed once per pair (`_reward_packing`). Each shortc
 against the unpacked `rewards` on the model itself and skipped where it does not match (prompt
 tuning, whose virtual tokens PEFT prepends, always takes the unpacked path).
 
+Precision and placement: the reward model is reloaded as the base model was loaded (its
+`Placement`: dtype, 8-bit or 4-bit quantization, one device or sharded over GPUs). On a quantized
+base the PEFT methods are QLoRA: `prepare_model_for_kbit_training` freezes the quantized weights and
+keeps the rest in float32, then the adapters and the score head train in float32 on top;
+full_fine_tune cannot train quantized weights and refuses. `gradient_checkpointing` trades compute
+for activation memory and changes no number. Inputs go to the device of the reward model's input
+embeddings and rewards are read on the device the head's output lands on, so a model sharded over
+GPUs takes the same code paths.
+
 Subclasses say how to wrap the model (`wrap`), which tensors form the state (`trainable_state`)
 and how to put them back (`restore`); training, the fitted state (`RewardModelFit`) and scoring
 are shared. `PeftRewardModel` supplies the last two for the PEFT methods (lora, prompt_tuning).
@@ -29,6 +38,7 @@ is the slow part (the base model read from disk), scoring a split is not.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -40,12 +50,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from genies.data.schema import Distribution, EvalSet, Example, Query
-from genies.interventions._reward_packing import LayerCache, PackedRow, autocast, base_model, can_pack, packed_rewards
+from genies.interventions._reward_packing import (
+    LayerCache,
+    PackedRow,
+    autocast,
+    base_model,
+    can_pack,
+    input_device,
+    packed_rewards,
+)
 from genies.interventions.base import Intervention, Scorer
 from genies.interventions.context import FitContext
 from genies.interventions.hparams import hparam
 from genies.interventions.scores import Scores
 from genies.models.base import LoadedModel, pad_token_id
+from genies.models.placement import Placement
 from genies.models.scoring import encode_examples
 
 HEAD_NAMES = ("score", "classifier")
@@ -65,18 +84,43 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
-def load_reward_model(lm: LoadedModel, device: torch.device | str | None = None) -> nn.Module:
+def placement_of(lm: LoadedModel) -> Placement:
+    """How to reload `lm`: the placement it was loaded with, at the dtype its weights have (a
+    `LoadedModel` can be handed another model, e.g. a bf16 copy, and keep its old placement); for
+    a model built without one, its device and dtype. A quantized placement is kept as it is: its
+    dtype is the compute dtype, not one a weight would show."""
+    dtype = str(lm.dtype).removeprefix("torch.")
+    if lm.placement is None:
+        return Placement(device=str(lm.device), dtype=dtype)
+    return lm.placement if lm.placement.quantized else dataclasses.replace(lm.placement, dtype=dtype)
+
+
+def load_reward_model(lm: LoadedModel) -> nn.Module:
     """`AutoModelForSequenceClassification(num_labels=1)` from the base model's safetensors folder,
-    in the base model's dtype, with the pad token set in its config. Seed torch first: the score
-    head is freshly initialised."""
+    loaded as the base model was (`placement_of`: dtype, quantization, device or GPUs), with the
+    pad token set in its config. Seed torch first: the score head is freshly initialised."""
     from transformers import AutoModelForSequenceClassification
 
+    from genies.models.loading import load_placed
+
     with _quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(
-            lm.path, num_labels=1, dtype=lm.dtype, trust_remote_code=lm.trust_remote_code, use_safetensors=True)
+        model = load_placed(AutoModelForSequenceClassification, lm.path, placement_of(lm), num_labels=1,
+                            trust_remote_code=lm.trust_remote_code)
     model.config.pad_token_id = pad_token_id(lm)
     model.config.use_cache = False
-    return model.to(device or lm.device)
+    return model
+
+
+def checkpoint_activations(model: nn.Module) -> None:
+    """Turn on gradient (activation) checkpointing of the decoder layers, non-reentrant: that
+    variant needs no input that requires grad, so frozen embeddings and cached frozen-layer
+    states work as they are. transformers 5 renamed the switch; both spellings are accepted."""
+    base = base_model(model)
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def head_name(model: nn.Module) -> str:
@@ -119,9 +163,10 @@ def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, devic
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     finally:
         handle.remove()
-    per_position = captured[-1][..., 0]  # [batch, virtual tokens + width]
+    per_position = captured[-1][..., 0]  # [batch, virtual tokens + width], on the head's device
     offset = per_position.shape[1] - width
-    return per_position[torch.arange(len(sequences), device=device), offset + lengths - 1].float()
+    rows = torch.arange(len(sequences), device=per_position.device)
+    return per_position[rows, (offset + lengths - 1).to(per_position.device)].float()
 
 
 @dataclass(frozen=True)
@@ -160,6 +205,9 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
     weight_decay: float = hparam(0.0, "AdamW weight decay")
     max_length: int | None = hparam(None, "keep the last N tokens of prompt+response+EOS (None = all)")
     eval_batch_size: int = hparam(16, "sequences per forward pass when scoring", execution=True)
+    gradient_checkpointing: bool = hparam(False, "recompute each layer's activations in the backward pass instead "
+                                                 "of keeping them: less memory, slower steps, same numbers",
+                                          execution=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -189,8 +237,8 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
             raise ValueError(f"{self.name}: state tensors not in the model: {sorted(missing)[:5]}")
         model.load_state_dict(tensors, strict=False)
 
-    def check_device(self, lm: LoadedModel) -> None:
-        """Refuse hardware the method is not meant for (full_fine_tune on CPU)."""
+    def check_model(self, lm: LoadedModel) -> None:
+        """Refuse a model the method cannot train as loaded (full_fine_tune on CPU or quantized)."""
 
     # -- shared ------------------------------------------------------------------------------
     def build(self, lm: LoadedModel, seed: int) -> tuple[nn.Module, str]:
@@ -199,6 +247,12 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
         head = head_name(model)
         with warnings.catch_warnings():  # PEFT calls a transformers API deprecated for v6
             warnings.simplefilter("ignore", FutureWarning)
+            if lm.quantize != "none":
+                from peft import prepare_model_for_kbit_training
+
+                # QLoRA: freeze the quantized weights, keep norms and embeddings in float32;
+                # checkpointing is this class's own switch, so not turned on here.
+                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
             model = self.wrap(model, head)
         # Optimizer updates of bf16/fp16 weights round away; train float32 copies under autocast.
         for param in model.parameters():
@@ -207,7 +261,7 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
         return model, head
 
     def fit(self, lm: LoadedModel, train: Distribution, ctx: FitContext) -> RewardModelFit:
-        self.check_device(lm)
+        self.check_model(lm)
         pairs = train.train_pairs(ctx.seed)
         if not pairs:
             raise ValueError(f"{self.name}: source {train.id!r} has no training pairs")
@@ -215,6 +269,8 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
         rejected = [encode(lm, p.prompt, p.dispreferred, self.max_length) for p in pairs]
 
         model, head = self.build(lm, ctx.seed)
+        if self.gradient_checkpointing:
+            checkpoint_activations(model)
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate, betas=(0.9, 0.999),
@@ -301,7 +357,7 @@ def pair_scorer(model: nn.Module, head: str, lm: LoadedModel, chosen: Sequence[l
     """The fastest training forward pass this model allows, and its name for the state info:
     "layer-cache" (frozen lower layers computed once, then packed rows through the top layers),
     "packed" (one row per pair) or "unpacked" (two sequences per pair, the reference)."""
-    pad_id, device, dtype = pad_token_id(lm), lm.device, lm.dtype
+    pad_id, device, dtype = pad_token_id(lm), input_device(model), lm.dtype
 
     def unpacked(seqs: list[list[int]]) -> torch.Tensor:
         return rewards(model, seqs, pad_id, device, dtype)
@@ -325,7 +381,7 @@ def score_responses(model: nn.Module, lm: LoadedModel, queries: Sequence[Query],
     computed once) where the model allows it, else `score_responses_unpacked`. A batch holds
     whole queries, about `batch_size` responses (at least one query); rows are sorted by
     length so batches carry little padding, and scores do not depend on order or batch size."""
-    pad_id, device = pad_token_id(lm), lm.device
+    pad_id, device = pad_token_id(lm), input_device(model)
     head = head_name(model)
     with torch.inference_mode():
         packs = can_pack(model, head, pad_id, device, lm.dtype, lambda seqs: rewards(model, seqs, pad_id, device,
@@ -367,7 +423,7 @@ def score_responses_unpacked(model: nn.Module, lm: LoadedModel, queries: Sequenc
              for j, r in enumerate(q.responses)]
     order = sorted(range(len(items)), key=lambda k: -len(items[k][2]))
     scores = [np.zeros(len(q.responses)) for q in queries]
-    pad_id, device = pad_token_id(lm), lm.device
+    pad_id, device = pad_token_id(lm), input_device(model)
     with torch.inference_mode(), ctx.progress_bar("scoring responses", math.ceil(len(items) / batch_size)) as advance:
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]

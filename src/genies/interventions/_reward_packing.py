@@ -135,6 +135,12 @@ def decoder_of(model: nn.Module) -> nn.Module:
     return getattr(base, base.base_model_prefix)
 
 
+def input_device(model: nn.Module) -> torch.device:
+    """Where a batch's inputs go: the input embeddings' device (the first GPU of a sharded model,
+    whose other layers accelerate's hooks feed from there)."""
+    return decoder_of(model).get_input_embeddings().weight.device
+
+
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     """Half-precision bases train float32 copies of their trained tensors under autocast."""
     return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)
@@ -142,8 +148,10 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
 
 def read_rewards(model: nn.Module, head: str, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
     """The score head at each sequence's last token, in float32 (the head is per-position, so
-    applying it to the gathered states equals gathering its per-position output)."""
-    return getattr(base_model(model), head)(hidden[batch.read_lines, batch.read_cols])[..., 0].float()
+    applying it to the gathered states equals gathering its per-position output). The states are
+    read where the last layer left them: another GPU than the inputs' on a sharded model."""
+    lines, cols = batch.read_lines.to(hidden.device), batch.read_cols.to(hidden.device)
+    return getattr(base_model(model), head)(hidden[lines, cols])[..., 0].float()
 
 
 def packed_rewards(model: nn.Module, head: str, rows: Sequence[PackedRow], pad_id: int, device: torch.device,

@@ -1,11 +1,13 @@
 """full_fine_tune: the Bradley-Terry reward model with every parameter trained (SPEC part B
 5.10). Meant for GPUs: on CPU, fit refuses unless `allow_cpu` is set (tests do, on tiny models).
+It refuses a quantized model: 8-bit and 4-bit weights cannot be trained (lora on it is QLoRA).
 The state holds every trained tensor, i.e. a full copy of the model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from genies.errors import ConfigError
 from genies.interventions._reward_model import RewardModelIntervention
 from genies.interventions.hparams import hparam
 from genies.interventions.registry import register
@@ -27,7 +29,11 @@ class FullFineTune(RewardModelIntervention):
         "cpu": {"learning_rate": 1e-5, "steps": 32, "batch_size": 8, "max_length": 256},
     }
 
-    def check_device(self, lm: LoadedModel) -> None:
+    def check_model(self, lm: LoadedModel) -> None:
+        if lm.quantize != "none":
+            raise ConfigError(
+                f"full_fine_tune cannot train the {lm.quantize} quantized weights of {lm.name!r}; use --quantize none, "
+                "or `lora` (QLoRA on a quantized model)")
         if lm.device.type == "cpu" and not self.allow_cpu:
             raise RuntimeError(
                 f"full_fine_tune trains every parameter of {lm.name!r} and is meant for a GPU, but the model is "

@@ -3,7 +3,9 @@
 Sequence-classification head with one output on the base model, LoRA on the attention
 projections (PEFT's per-architecture defaults unless `target_modules` is given), the score head
 trained in full and saved with the adapter. Paper preset: r 64, alpha 16, dropout 0.1, lr 2e-4,
-150 steps of 16 pairs, gradient norm 0.3, constant schedule (4-bit quantisation is not used).
+150 steps of 16 pairs, gradient norm 0.3, constant schedule. Quantization is the run's
+(`--quantize`): on a 4-bit model this is QLoRA, as the original trained its largest reward models
+(see `_reward_model` and docs/models.md).
 """
 
 from __future__ import annotations

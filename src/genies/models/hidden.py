@@ -271,10 +271,14 @@ def _pack(encoded: EncodedTexts, groups: Sequence[list[int]], position: str, pad
 
 
 def _pool(packed: _Packed, x: torch.Tensor) -> torch.Tensor:
-    """Per text, the weighted sum of `x` [B, T, W] over its pooled positions, in float32."""
-    picked = x[packed.pool_row, packed.pool_pos].float() * packed.pool_weight[:, None]
-    out = torch.zeros((len(packed.texts), x.shape[-1]), dtype=torch.float32, device=x.device)
-    return out.index_add_(0, packed.pool_text, picked)
+    """Per text, the weighted sum of `x` [B, T, W] over its pooled positions, in float32 whatever
+    the model computes in (bf16, or a quantized model's compute dtype), on the inputs' device:
+    the layers of a model sharded over GPUs leave their outputs on their own GPU."""
+    device = x.device
+    rows, cols, text = packed.pool_row.to(device), packed.pool_pos.to(device), packed.pool_text.to(device)
+    picked = x[rows, cols].float() * packed.pool_weight.to(device)[:, None]
+    out = torch.zeros((len(packed.texts), x.shape[-1]), dtype=torch.float32, device=device)
+    return out.index_add_(0, text, picked).to(packed.ids.device)
 
 
 def _batches(groups: list[list[int]], batch_size: int) -> list[list[list[int]]]:
@@ -316,7 +320,10 @@ def iter_hidden(
     _check(sites, position)
     layout = find_layout(lm.model)
     pad_id = pad_token_id(lm)
-    device = lm.model.get_input_embeddings().weight.device
+    # The embeddings say where inputs go and the dtype of the mask: the first GPU of a sharded
+    # model, and the compute dtype of a quantized one (whose linear weights are packed integers).
+    embeddings = lm.model.get_input_embeddings().weight
+    device, dtype = embeddings.device, embeddings.dtype
     groups = sorted(_groups(encoded.group_keys), key=lambda g: -sum(len(encoded.ids[t]) for t in g))
     captured: list[torch.Tensor | None] = [None] * len(layout.out_projs)
     state: dict[str, _Packed] = {}
@@ -329,7 +336,7 @@ def iter_hidden(
         return hook
 
     def run(batch: list[list[int]]) -> None:
-        packed = _pack(encoded, batch, position, pad_id, lm.tokenizer.padding_side, lm.dtype, device)
+        packed = _pack(encoded, batch, position, pad_id, lm.tokenizer.padding_side, dtype, device)
         state["packed"] = packed
         with torch.inference_mode():
             out = layout.base(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions,

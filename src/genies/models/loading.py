@@ -5,14 +5,21 @@ reload it with another head. GGUF files are dequantized once by transformers and
 safetensors under `genies_home()/models/<name>-<hash>`; later loads read that folder (well under
 5 s). Security defaults: `trust_remote_code` only when passed, safetensors only unless
 `allow_pickle`. Every failure to resolve is one line naming what was tried and what is supported.
+
+A `Placement` says how a folder is loaded (`load_placed`): its dtype, an 8-bit or 4-bit NF4
+bitsandbytes quantization, and where the weights go (`placement.weight_placement`: one device,
+or sharded over GPUs by accelerate). Reward models reload the folder through the same function,
+so they get the base model's quantization and placement.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -20,6 +27,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
@@ -33,7 +41,7 @@ from genies.models.base import LoadedModel
 from genies.models.catalog import MANIFEST, models_cache_dir
 from genies.models.embedded import DEFAULT_MODEL_LABEL, ModelNotFoundError, default_gguf_path
 from genies.models.fingerprint import fingerprint_folder
-from genies.models.placement import Placement
+from genies.models.placement import Placement, WeightPlacement, weight_placement
 
 log = logging.getLogger(__name__)
 
@@ -164,17 +172,73 @@ def load_folder(
         dtype_name = str(dtype or default_dtype(device)).removeprefix("torch.")
         placement = Placement(device=str(device), dtype=dtype_name)
     placement.check()
-    device, dtype = placement.torch_device, placement.torch_dtype
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    model = model_cls.from_pretrained(
-        folder, config=config, dtype=dtype, trust_remote_code=trust_remote_code,
-        use_safetensors=None if allow_pickle else True,
-    ).to(device).eval()
+    model = load_placed(model_cls, folder, placement, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                        config=AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code))
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer, model)
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, path=folder,
                        fingerprint=folder_fingerprint(folder, weight_files), trust_remote_code=trust_remote_code,
                        placement=placement)
+
+
+def quantization_config(placement: Placement) -> Any:
+    """The bitsandbytes config of a quantized placement (None for none): 4-bit is NF4 with double
+    quantization and the placement's dtype as compute dtype, QLoRA's setting; 8-bit is LLM.int8()."""
+    if not placement.quantized:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if placement.quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=placement.torch_dtype)
+
+
+def parameter_count(weight_files: list[Path]) -> int:
+    """Parameters stored in `weight_files`, read from the safetensors headers (no weights are
+    loaded); a pickled checkpoint has no header, so its size is taken as 16-bit weights (the usual
+    case; an fp32 one is then counted double, which only makes sharding come sooner)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in weight_files:
+        if path.suffix != ".safetensors":
+            total += path.stat().st_size // 2
+            continue
+        with safe_open(path, framework="pt") as handle:
+            for key in handle.keys():
+                total += math.prod(handle.get_slice(key).get_shape())
+    return total
+
+
+def visible_gpu_bytes() -> list[int]:
+    """The memory of each visible GPU in bytes, in index order (empty without CUDA)."""
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())]
+
+
+def plan_weights(placement: Placement, weight_files: list[Path]) -> WeightPlacement:
+    """`weight_placement` for this machine's GPUs and this checkpoint's size as loaded."""
+    if placement.torch_device.type != "cuda":  # no size needed off the GPU
+        return weight_placement(placement, [], 0)
+    size = int(parameter_count(weight_files) * placement.bytes_per_weight)
+    return weight_placement(placement, visible_gpu_bytes(), size)
+
+
+def load_placed(model_cls: Any, folder: Path, placement: Placement, *, allow_pickle: bool = False,
+                **kwargs: Any) -> PreTrainedModel:
+    """`model_cls.from_pretrained(folder, **kwargs)` in the placement's dtype and quantization,
+    placed as `plan_weights` decides, in eval mode. Only an unquantized one-device model is moved
+    with `.to(device)` after loading: bitsandbytes refuses to move a quantized one, and a sharded
+    one stays spread over its GPUs (its inputs go to its embeddings' device)."""
+    weights = plan_weights(placement, _weight_files(str(folder), folder, allow_pickle))
+    model = model_cls.from_pretrained(folder, dtype=placement.torch_dtype,
+                                      quantization_config=quantization_config(placement),
+                                      use_safetensors=None if allow_pickle else True, **weights.kwargs(), **kwargs)
+    if weights.device_map is None:
+        model = model.to(placement.torch_device)
+    return model.eval()
 
 
 def model_fingerprint(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> tuple[Path, str]:
