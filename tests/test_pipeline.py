@@ -383,3 +383,21 @@ def test_budgets_keep_a_seeded_subset_recorded_in_the_manifest(tmp_path, tiny_ll
     manifest = json.loads((tmp_path / "first" / "manifest.json").read_text())
     assert manifest["example_indices"]["tgt"] == {"train": [0, 1, 2], "test": [0, 1]}
     assert first.run["examples"] == "first N"
+
+
+def test_target_tuned_none_skips_the_reference_and_leaves_de_empty(tmp_path, tiny_llama):
+    """Accuracies only: no target-tuned fit or prediction runs, A_tt, DE and elicitation are NaN
+    (empty in the CSV), no aggregate is formed, and the run directory still loads and reports."""
+    res = run(tiny_llama, ["pt_length"], **run_kwargs(tmp_path, target_tuned="none",
+                                                      target_tuned_interventions=None))
+    labels = [j["label"] for j in json.loads((tmp_path / "run" / "manifest.json").read_text())["jobs"]]
+    assert not any("on tgt/" in label and "trained on tgt" in label for label in labels)
+    assert len(labels) == 1 + 2 + 1 + 3  # zero-shot fit and 2 predictions, pt_length fit and 3 predictions
+    row = next(r for r in res.rows if r.target == "tgt")
+    assert row.generalization_accuracy == pytest.approx(2 / 5) and row.baseline_accuracy == pytest.approx(3 / 5)
+    assert np.isnan(row.target_tuned_capability) and np.isnan(row.differential_elicitation)
+    assert np.isnan(row.de_ci_low) and row.target_tuned_evaluation == "" and res.aggregates == ()
+    assert load_run(tmp_path / "run").rows[0].target_tuned_capability_intervention == ""
+    from genies.report.build import build_report
+
+    assert build_report([tmp_path / "run"], tmp_path / "report.html").is_file()

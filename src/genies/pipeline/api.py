@@ -28,7 +28,7 @@ from genies.pipeline.results import RunResults, compute_results, write_run
 from genies.pipeline.store import JobStore
 from genies.provenance import package_versions
 
-TARGET_TUNED_CANDIDATES = {"default": TARGET_TUNED_DEFAULT, "best": TARGET_TUNED_BEST}
+TARGET_TUNED_CANDIDATES = {"default": TARGET_TUNED_DEFAULT, "best": TARGET_TUNED_BEST, "none": ()}
 PACKAGES = ("genies", "torch", "transformers", "peft", "numpy", "safetensors", "datasets", "scikit-learn")
 
 

@@ -36,7 +36,7 @@ BUDGETS: dict[str, Budget] = {
     "cpu": Budget(max_train=32, max_eval=16, synthetic_size=64),
     "paper": Budget(max_train=None, max_eval=None, synthetic_size=600),
 }
-TARGET_TUNED_MODES = ("default", "best")
+TARGET_TUNED_MODES = ("default", "best", "none")
 EXECUTORS = ("local", "ray")
 
 
@@ -68,7 +68,8 @@ class RunConfig:
     max_eval: int | None = setting(None, "Test examples per distribution (overrides the budget).", "--max-eval")
     first_n: bool = setting(False, "Budgets keep each split's first N examples instead of a random subset "
                                    "seeded by --seed.", "--first-n")
-    target_tuned: str = setting("default", "default: LoRA on the target reference | best: max over 5 methods",
+    target_tuned: str = setting("default", "default: LoRA on the target reference | best: max over 5 methods | "
+                                           "none: skip it (accuracies only; DE and elicitation are empty)",
                                 "--target-tuned")
     seed: int = setting(0, "Seed of every job and of the metrics' resampling.", "--seed")
     hparams: Mapping[str, Mapping[str, Any]] = setting(

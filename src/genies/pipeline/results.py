@@ -10,6 +10,7 @@ hardware) and so differs between runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
@@ -73,10 +74,12 @@ def compute_results(plan: Plan, store: JobStore, distribution: Callable[[str], D
         if not all(store.has_predictions(j.key) for j in needed):
             failed_cells.append(f"{cell.intervention}: {cell.shift.name}")
             continue
-        # Target-tuned capability: the best candidate on R's test split (ties: first candidate).
-        winner = max(cell.target_tuned, key=lambda j: evaluation(j).accuracy)
+        # Target-tuned capability: the best candidate on R's test split (ties: first candidate);
+        # none with `--target-tuned none`.
+        winner = max(cell.target_tuned, key=lambda j: evaluation(j).accuracy, default=None)
         row, reps = result_row(cell.shift, cell.intervention, evaluation(cell.generalization),
-                               evaluation(cell.source_id), evaluation(cell.baseline), evaluation(winner), seed)
+                               evaluation(cell.source_id), evaluation(cell.baseline),
+                               None if winner is None else evaluation(winner), seed)
         rows.append(row)
         replicates.append(reps)
     # Only the evaluations a row points to are written (not the losing target-tuned candidates).
@@ -133,33 +136,38 @@ def _prompt_hits(ev: Evaluation, seed: int) -> intervals.PromptHits:
 
 
 def result_row(shift: Shift, intervention: str, gen: Evaluation, source_id: Evaluation, base: Evaluation,
-               tt: Evaluation, seed: int, n_boot: int = intervals.N_BOOT) -> tuple[ResultRow, np.ndarray]:
+               tt: Evaluation | None, seed: int, n_boot: int = intervals.N_BOOT) -> tuple[ResultRow, np.ndarray]:
     """One cell's row from its four evaluations (generalization on T's test split, in-distribution
-    on S's, the baseline on T's, the target-tuned winner on R's), and its DE's prompt-level
-    bootstrap replicates (`genies.intervals`)."""
+    on S's, the baseline on T's, the target-tuned winner on R's, None without a target-tuned
+    reference: A_tt, DE and elicitation are then NaN), and its DE's prompt-level bootstrap
+    replicates (`genies.intervals`)."""
     p, acc = gen.p_preferred, gen.accuracy
     low, high = metrics.bootstrap_accuracy_ci(p, seed, groups=gen.example_index, n_boot=n_boot)
-    reps = intervals.de_replicates(
-        _prompt_hits(gen, seed), _prompt_hits(base, seed), _prompt_hits(tt, seed),
-        intervals.prompt_draws(len(gen.examples), seed, gen.distribution, gen.split, n_boot),
-        intervals.prompt_draws(len(tt.examples), seed, tt.distribution, tt.split, n_boot))
+    if tt is None:
+        a_tt, reps = math.nan, np.full(n_boot, np.nan)
+    else:
+        a_tt = tt.accuracy
+        reps = intervals.de_replicates(
+            _prompt_hits(gen, seed), _prompt_hits(base, seed), _prompt_hits(tt, seed),
+            intervals.prompt_draws(len(gen.examples), seed, gen.distribution, gen.split, n_boot),
+            intervals.prompt_draws(len(tt.examples), seed, tt.distribution, tt.split, n_boot))
     de_low, de_high = intervals.percentile_interval(reps)
     lengths = metrics.length_baselines([(q.preferred, q.dispreferred) for q in eval_pairs(gen.examples)], seed)
     return ResultRow(
         source=shift.source, target=shift.target, target_reference=shift.target_reference,
         generalization_accuracy=acc, baseline_accuracy=base.accuracy,
         baseline_intervention=base.intervention,
-        target_tuned_capability=tt.accuracy, target_tuned_capability_intervention=tt.intervention,
+        target_tuned_capability=a_tt, target_tuned_capability_intervention=tt.intervention if tt else "",
         source_ID_accuracy=source_id.accuracy,
         RMS_calibration_error=metrics.rms_calibration_error(p),
-        differential_elicitation=metrics.differential_elicitation(acc, base.accuracy, tt.accuracy),
+        differential_elicitation=metrics.differential_elicitation(acc, base.accuracy, a_tt),
         intervention=intervention, category=shift.category, family=shift.family,
-        elicitation=metrics.elicitation(acc, tt.accuracy), brier=gen.brier,
+        elicitation=metrics.elicitation(acc, a_tt), brier=gen.brier,
         ece=metrics.expected_calibration_error(p), accuracy_ci_low=low, accuracy_ci_high=high,
         de_ci_low=de_low, de_ci_high=de_high,
         length_longer_accuracy=lengths.longer, length_shorter_accuracy=lengths.shorter,
         length_cue_flag=lengths.flagged, average_probability=gen.average_probability,
         legacy_RMS_calibration_error=metrics.legacy_rms_calibration_error(p),
         target_evaluation=gen.path, source_evaluation=source_id.path,
-        baseline_evaluation=base.path, target_tuned_evaluation=tt.path,
+        baseline_evaluation=base.path, target_tuned_evaluation=tt.path if tt else "",
     ), reps

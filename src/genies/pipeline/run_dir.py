@@ -80,8 +80,9 @@ class ResultRow:
     target_tuned_evaluation: str = field(metadata=NOT_A_COLUMN)
 
     def evaluation_paths(self) -> tuple[str, ...]:
-        """The run-relative paths of the evaluation files this row points to."""
-        return tuple(getattr(self, name) for name in EVALUATION_FIELDS)
+        """The run-relative paths of the evaluation files this row points to (a run without a
+        target-tuned reference has no target_tuned_evaluation: "")."""
+        return tuple(path for path in (getattr(self, name) for name in EVALUATION_FIELDS) if path)
 
 
 COLUMNS = tuple(f.name for f in fields(ResultRow) if f.metadata.get("column", True))

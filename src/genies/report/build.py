@@ -135,8 +135,8 @@ def report_payload(
             out: dict[str, Any] = {"run": k}
             out.update({short: _clean(getattr(row, key)) for key, short in ROW_KEYS.items()})
             for kind, short in EVAL_SHORT.items():
-                relpath = getattr(row, kind)
-                out[short] = embed.evaluation(run.path / relpath, run.evaluation(relpath))
+                relpath = getattr(row, kind)  # "" for the reference of a run without one (--target-tuned none)
+                out[short] = embed.evaluation(run.path / relpath, run.evaluation(relpath)) if relpath else None
             rows.append(out)
     aggregates = [
         {"run": k, **{key: _clean(v) for key, v in asdict(agg).items()}}
