@@ -331,9 +331,12 @@ def _app():
 
 
 def _row(output: str, name: str) -> list[str]:
-    """The cells of the first table line of hyperparameter `name`."""
-    line = next(line for line in output.splitlines() if re.match(rf"[│┃] {name}\s", line))
-    return [cell.strip() for cell in re.split("[│┃]", line.strip("│┃"))]
+    """The cells of the first table line of hyperparameter `name` ("name": the header), cut where
+    the header's columns start (columns are two spaces apart; a cell may be empty)."""
+    header = next(line for line in output.splitlines() if re.match(r"name\s+type\s", line))
+    starts = [0] + [m.end() for m in re.finditer(r"  +", header)]
+    line = next(line for line in output.splitlines() if line.startswith(f"{name} "))
+    return [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
 
 
 def test_cli_list() -> None:
@@ -349,7 +352,7 @@ def test_cli_show_prints_types_defaults_choices_presets_and_what_affects_results
     assert shown.exit_code == 0, shown.output
     header = _row(shown.output, "name")
     assert header[:4] == ["name", "type", "default", "choices"]
-    assert "preset paper" in header and "preset cpu" in header and "affects results" in header
+    assert "paper" in header and "cpu" in header and "affects results" in header
     column = header.index("affects results")
     score, batch = _row(shown.output, "score"), _row(shown.output, "batch_tokens")
     assert score[1:4] == ["str", "'sum'", "'sum', 'mean'"] and score[column] == "yes"
@@ -359,7 +362,7 @@ def test_cli_show_prints_types_defaults_choices_presets_and_what_affects_results
     lora = CliRunner().invoke(_app(), ["show", "lora"])
     assert lora.exit_code == 0, lora.output
     header, r = _row(lora.output, "name"), _row(lora.output, "r")
-    assert (r[header.index("preset paper")], r[header.index("preset cpu")]) == ("64", "8")
+    assert (r[header.index("paper")], r[header.index("cpu")]) == ("64", "8")
     assert _row(lora.output, "micro_batch_size")[header.index("affects results")] == "no"
 
 

@@ -8,11 +8,13 @@ status 2, Ctrl-C is `interrupted` and 130, and anything else keeps its traceback
 from __future__ import annotations
 
 import importlib
+import typing
+from pathlib import PurePath
 from typing import Any
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from genies import __version__
 from genies.errors import GeniesError
@@ -21,9 +23,96 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
-class GeniesGroup(TyperGroup):
+# click's names for values, which is what a user of any click tool reads in help
+_VALUE_NAMES: dict[Any, str] = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
+
+
+def _value_name(param: TyperOption | TyperArgument, ctx: click.Context) -> str:
+    """What a parameter's value is, the click way: TEXT, INTEGER, PATH, or a|b for choices."""
+    desc = param.type_descriptor
+    if desc.is_choice:
+        return param.display_type(ctx)[1:-1].removeprefix("list[").removesuffix("]")  # typer's <a|b>
+    value = typing.get_args(desc.annotation)[0] if desc.is_list else desc.annotation
+    if isinstance(value, type) and issubclass(value, PurePath):
+        return "PATH"
+    return _VALUE_NAMES.get(value, getattr(value, "__name__", str(value)).upper())
+
+
+class _Option(TyperOption):
+    """An option that names its value TEXT, INTEGER, PATH or a|b, and TEXT... when it may be
+    repeated; a flag names none (typer would print `<bool>`, `<list[str]>`)."""
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag or self.count:
+            return None
+        name = _value_name(self, ctx)
+        return f"{name}..." if self.multiple or self.nargs != 1 else name
+
+
+class _Argument(TyperArgument):
+    """An argument named in capitals (RUN_DIR), its value named like an option's, and in the
+    usage line as click writes it: NAME when required, [NAME] when not (typer writes {name})."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or (self.name or "").upper()
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return _value_name(self, ctx)
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return f"{name}..." if self.nargs != 1 else name
+
+
+def _readable(params: list[click.Parameter]) -> list[click.Parameter]:
+    """The same parameters, each typer option and argument turned into its readable subclass."""
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    return params
+
+
+class _Command(TyperCommand):
+    """A typer command whose help names values readably. typer has no setting for this (its
+    parameter classes decide), so the parameters, the help option included, which click makes
+    only when asked, become `_Option` / `_Argument` whenever the command lists them."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _readable(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """A typer group whose help names values readably (see `_Command`)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _readable(super().get_params(ctx))
+
+
+def _readable_help(command: click.Command) -> None:
+    """Give `command` and every command under it readable help; the modules register plain
+    typer commands, and typer builds them, so their class is changed here, once."""
+    if type(command) is TyperCommand:
+        command.__class__ = _Command
+    elif type(command) is TyperGroup:
+        command.__class__ = _Group
+    for sub in getattr(command, "commands", {}).values():
+        _readable_help(sub)
+
+
+class GeniesGroup(_Group):
     """The root group. Every command runs inside its `invoke`, so catching here covers them all,
-    in `genies` and under `CliRunner` alike; commands just raise and never print their own errors."""
+    in `genies` and under `CliRunner` alike; commands just raise and never print their own errors.
+    Its whole tree names values readably in help (`_Command`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # typer builds every subcommand before the group
+        for command in self.commands.values():
+            _readable_help(command)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -43,6 +132,7 @@ app = typer.Typer(
     help="Measure how reward models generalize across distribution shifts (GENIES).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every subcommand
 )
 
 # (sub-app name or "" for top-level commands, help text, modules whose register(app) fill it)
@@ -54,8 +144,9 @@ COMMAND_GROUPS: list[tuple[str, str, tuple[str, ...]]] = [
     ("cache", "Inspect and clear the activation and model caches.", ("cache",)),
     ("bench", "Benchmarks against naive references.", ("bench",)),
     ("interventions", "List and inspect interventions.", ("interventions",)),
-    ("results", "Show the tables of a finished run.", ("results",)),
+    ("results", "Show the tables of a finished run.", ("results", "results_compare")),
     ("", "", ("run", "report")),
+    ("", "", ("doctor",)),
 ]
 
 

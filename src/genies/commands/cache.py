@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import re
 import time
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+
+from genies.commands._format import (
+    Column,
+    OutputFormat,
+    count,
+    format_option,
+    human_size,
+    print_table,
+    stdout_console,
+    write_records,
+)
+
+if TYPE_CHECKING:
+    from genies.models.activations import CacheEntry
 
 
-console = Console()
-if not console.is_terminal:
-    console.width = max(console.width, 160)  # piped output: keep rows on one line
+console = Console(soft_wrap=True)  # du's lines and messages: one line each, whatever the width
 err_console = Console(stderr=True, soft_wrap=True)
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -31,34 +43,50 @@ def parse_age(text: str) -> float:
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def _age(created: float) -> str:
     days = (time.time() - created) / 86400
     return f"{days:.1f} d" if days >= 1 else f"{days * 24:.1f} h"
 
 
-def ls() -> None:
-    """List the stored activation entries: model, data, template, position, texts, size, age."""
+def _model(entry: CacheEntry) -> str:
+    """The name the model was loaded by (older entries have only its fingerprint)."""
+    return str(entry.meta.get("model_name", entry.meta.get("model")))
+
+
+LS_COLUMNS = (
+    Column("key", lambda e: e.key[:12], drop=4),
+    Column("model", lambda e: escape(_model(e))),
+    Column("distribution", lambda e: escape(str(e.meta.get("distribution")))),
+    Column("split", lambda e: escape(str(e.meta.get("split")))),
+    Column("template", lambda e: escape(str(e.meta.get("template"))), drop=3),
+    Column("position", lambda e: escape(str(e.meta.get("position"))), drop=3),
+    Column("dtype", lambda e: escape(str(e.meta.get("dtype"))), drop=2),
+    Column("texts", lambda e: count(e.meta.get("n_texts")), kind="number"),
+    Column("size", lambda e: human_size(e.size_bytes), kind="number"),
+    Column("age", lambda e: _age(e.created), kind="number", drop=1),
+)
+
+
+def _record(entry: CacheEntry) -> dict[str, Any]:
+    """Everything known about an entry, for csv and json."""
+    return {"key": entry.key, "path": str(entry.path), "size_bytes": entry.size_bytes, "created": entry.created,
+            "model_name": _model(entry), **{k: v for k, v in entry.meta.items() if k not in ("key", "created")}}
+
+
+def ls(fmt: OutputFormat = format_option()) -> None:
+    """List the stored activation entries: model, data, template, position, texts, size, age.
+
+    csv and json add the full key, the folder, the size in bytes, the creation time (Unix
+    seconds) and every field of the entry's meta.json."""
     from genies.models.activations import ActivationStore  # torch: imported only when used
 
     store = ActivationStore()
     entries = store.entries()
-    table = Table(title=f"activations in {store.root}: {len(entries)} entries")
-    for col in ("key", "model", "distribution", "split", "template", "position", "dtype", "texts", "size", "age"):
-        table.add_column(col, justify="right" if col in ("texts", "size", "age") else "left", no_wrap=True)
-    for e in entries:
-        m = e.meta
-        table.add_row(e.key[:12], escape(str(m.get("model_name", m.get("model")))), escape(str(m.get("distribution"))),
-                      str(m.get("split")), str(m.get("template")), str(m.get("position")), str(m.get("dtype")),
-                      str(m.get("n_texts")), human_size(e.size_bytes), _age(e.created))
-    console.print(table)
+    if fmt is not OutputFormat.table:
+        write_records(fmt, [_record(e) for e in entries])
+        return
+    print_table(stdout_console(), f"activations in {escape(str(store.root))}: {len(entries)} entries", LS_COLUMNS,
+                entries)
 
 
 def du() -> None:

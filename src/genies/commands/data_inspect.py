@@ -8,7 +8,6 @@ one line (exit 2), never a traceback.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -16,8 +15,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
-from rich.table import Table
 
+from genies.commands._format import (
+    Column,
+    OutputFormat,
+    count,
+    format_option,
+    number,
+    print_table,
+    stdout_console,
+    write_records,
+)
 from genies.data.audit import audit_distribution, audit_identical_distributions, length_cue
 from genies.data.home import find_data_root
 from genies.data.loading import check_hf_split, is_hf_folder, list_distributions, load_distribution
@@ -26,8 +34,6 @@ from genies.data.validation import ERROR, Finding, check_distribution_folder, er
 from genies.errors import UnknownNameError
 
 console = Console(soft_wrap=True)  # one finding per line, so output greps cleanly
-if not console.is_terminal:
-    console.width = max(console.width, 160)  # piped output: whole table rows, not an 80-column fold
 err_console = Console(stderr=True, soft_wrap=True)
 
 
@@ -106,15 +112,37 @@ def _counts(dist: Distribution) -> dict[str, object]:
         row[f"{split}_responses_per_prompt"] = sizes[0] if len(sizes) == 1 else sizes
         row[f"{split}_pairs"] = sum(len(ex.responses) - 1 for ex in examples)
     cue = length_cue(dist.test)
-    row["test_preferred_longest"] = round(cue.preferred_longest, 3)
-    row["test_preferred_shortest"] = round(cue.preferred_shortest, 3)
+    row["test_preferred_longest"] = cue.preferred_longest
+    row["test_preferred_shortest"] = cue.preferred_shortest
     return row
 
 
+def _responses(sizes: int | list[int]) -> str:
+    """Responses per prompt: one count, or the range when prompts differ (`sizes` is sorted)."""
+    return count(sizes) if isinstance(sizes, int) else f"{sizes[0]}-{sizes[-1]}"
+
+
+LIST_COLUMNS = (
+    Column("name", lambda r: escape(str(r["name"]))),
+    Column("train", lambda r: count(r["train_prompts"]), kind="number"),
+    Column("test", lambda r: count(r["test_prompts"]), kind="number"),
+    Column("resp.", lambda r: _responses(r["test_responses_per_prompt"]), kind="number", drop=2),
+    Column("train pairs", lambda r: count(r["train_pairs"]), kind="number", drop=3),
+    Column("test pairs", lambda r: count(r["test_pairs"]), kind="number"),
+    Column("longest+", lambda r: number(r["test_preferred_longest"]), kind="number", drop=1),
+    Column("shortest+", lambda r: number(r["test_preferred_shortest"]), kind="number", drop=1),
+)
+LIST_NOTE = ("train, test: prompts per split; resp.: responses per test prompt; pairs: (preferred, dispreferred) "
+             "pairs scored; longest+ / shortest+: share of test prompts whose preferred response is the longest / "
+             "shortest")
+
+
 def list_(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    fmt: OutputFormat = format_option(),
+    as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as --format json (kept for scripts)."),
 ) -> None:
-    """Counts per distribution: prompts, responses per prompt and evaluation pairs per split."""
+    """Counts per distribution: prompts, responses per prompt and evaluation pairs per split,
+    and how often the preferred test response is the longest or the shortest."""
     root = find_data_root()
     rows = []
     with Progress(console=err_console, transient=True) as progress:
@@ -123,18 +151,11 @@ def list_(
         for name in names:
             rows.append(_counts(load_distribution(name, root)))
             progress.advance(task)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+    if as_json or fmt is not OutputFormat.table:
+        write_records(OutputFormat.json if as_json else fmt, rows)
         return
-    table = Table(title=f"{len(rows)} distributions in {root}")
-    for col in ("name", "train", "test", "responses", "train pairs", "test pairs", "+ longest", "+ shortest"):
-        table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
-    for r in rows:
-        k = r["test_responses_per_prompt"]
-        table.add_row(str(r["name"]), str(r["train_prompts"]), str(r["test_prompts"]), str(k),
-                      str(r["train_pairs"]), str(r["test_pairs"]),
-                      f"{r['test_preferred_longest']:.0%}", f"{r['test_preferred_shortest']:.0%}")
-    console.print(table)
+    print_table(stdout_console(), f"{len(rows)} distributions in {escape(str(root))}", LIST_COLUMNS, rows,
+                [LIST_NOTE])
 
 
 def show(

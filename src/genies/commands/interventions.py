@@ -12,61 +12,81 @@ as one line like every `GeniesError`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+
+from genies.commands._format import Column, OutputFormat, format_option, print_table, stdout_console, write_records
+
+if TYPE_CHECKING:
+    from genies.interventions.hparams import HParamInfo
 
 
-console = Console()
-if not console.is_terminal:
-    console.width = max(console.width, 160)  # piped output: keep rows on one line
+LIST_COLUMNS = (
+    Column("name", lambda m: escape(m.name)),
+    Column("family", lambda m: escape(m.family)),
+    Column("description", lambda m: escape(m.description), kind="prose"),
+)
+EXECUTION_NOTE = ("A preset's column holds the values it sets; an empty cell keeps the default. affects results: "
+                  "no = an execution setting (speed, memory, where files go); it is left out of cache keys, so "
+                  "changing it reruns nothing.")
 
 
-def list_interventions() -> None:
+def list_interventions(fmt: OutputFormat = format_option()) -> None:
     """List every registered intervention: name, family, description."""
     from genies.interventions.registry import available  # torch: imported only when used
 
-    methods = available()
-    table = Table(title=f"{len(methods)} interventions")
-    for col in ("name", "family", "description"):
-        table.add_column(col, no_wrap=col != "description")
-    for name, cls in methods.items():
-        table.add_row(name, cls.family, escape(cls.description))
-    console.print(table)
-    console.print("A folder written for the original GENIES (train.py / eval.py) also works wherever a name "
-                  "does; see `genies interventions show legacy`.")
+    methods = list(available().values())
+    if fmt is not OutputFormat.table:
+        write_records(fmt, [{"name": m.name, "family": m.family, "description": m.description, "version": m.version,
+                             "needs_training_data": m.needs_training_data, "module": m.__module__} for m in methods])
+        return
+    print_table(stdout_console(), f"{len(methods)} interventions", LIST_COLUMNS, methods,
+                ["A folder written for the original GENIES (train.py / eval.py) also works wherever a name does; "
+                 "see `genies interventions show legacy`."])
 
 
-def show(name: str = typer.Argument(..., help="intervention name, e.g. lora")) -> None:
+def _hparam_columns(rows: list[HParamInfo], presets: list[str]) -> list[Column]:
+    """Name, type, default, choices (when any has them), one column per preset (headed by its
+    name), whether the value enters cache keys, and help; a value is shown as Python writes it."""
+    columns = [Column("name", lambda r: escape(r.name)),
+               Column("type", lambda r: escape(r.type), drop=2),
+               Column("default", lambda r: escape(repr(r.default)))]
+    if any(r.choices for r in rows):
+        columns.append(Column("choices", lambda r: escape(", ".join(map(repr, r.choices or ()))), drop=3))
+    columns += [Column(p, lambda r, p=p: escape(repr(r.presets[p])) if p in r.presets else "") for p in presets]
+    columns += [Column("affects results", lambda r: "no" if r.execution else "yes", drop=1),
+                Column("help", lambda r: escape(r.help), kind="prose")]
+    return columns
+
+
+def show(
+    name: str = typer.Argument(..., help="intervention name, e.g. lora"),
+    fmt: OutputFormat = format_option(),
+) -> None:
     """Show an intervention's hyperparameters: type, default, choices, presets, and whether each
     affects results."""
     from genies.interventions.registry import get_intervention
 
     cls = get_intervention(name)
     presets = list(cls.presets)
+    rows = cls.describe()
+    if fmt is not OutputFormat.table:
+        write_records(fmt, [dataclasses.asdict(r) for r in rows])
+        return
+    console = stdout_console()
     console.print(f"[bold]{escape(cls.name)}[/] ({cls.family}, version {cls.version}): {escape(cls.description)}")
     doc = importlib.import_module(cls.__module__).__doc__ or ""
     if doc:
         console.print(escape(doc.strip().split("\n\n")[0]))
-    rows = cls.describe()
     if not rows:
         console.print("no hyperparameters")
     else:
-        table = Table(title=f"hyperparameters (presets: {', '.join(presets) or 'none'})")
-        for col in ("name", "type", "default", "choices", *(f"preset {p}" for p in presets), "affects results",
-                    "help"):
-            table.add_column(col, no_wrap=col != "help")
-        for row in rows:
-            choices = ", ".join(map(repr, row.choices)) if row.choices else ""
-            values = [escape(repr(row.presets[p])) if p in row.presets else "" for p in presets]
-            table.add_row(row.name, escape(row.type), escape(repr(row.default)), escape(choices), *values,
-                          "no" if row.execution else "yes", escape(row.help))
-        console.print(table)
-        console.print("An empty preset cell keeps the default. affects results: no = an execution setting (speed, "
-                      "memory, where files go); it is left out of cache keys, so changing it reruns nothing.")
+        print_table(console, f"hyperparameters (presets: {', '.join(presets) or 'none'})",
+                    _hparam_columns(rows, presets), rows, [EXECUTION_NOTE])
     console.print("training data: " + ("the source train split" if cls.needs_training_data else "not needed"))
 
 

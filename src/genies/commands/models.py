@@ -4,34 +4,59 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from genies.commands._format import (
+    Column,
+    OutputFormat,
+    format_option,
+    human_size,
+    print_table,
+    stdout_console,
+    write_records,
+)
+
+if TYPE_CHECKING:
+    from genies.models.catalog import ModelEntry
+
 console = Console()
 if not console.is_terminal:
     console.width = max(console.width, 160)  # piped output: keep paths on one line
 
+LIST_COLUMNS = (
+    Column("name", lambda e: escape(e.name)),
+    Column("kind", lambda e: escape(e.kind)),
+    Column("size", lambda e: "-" if e.size_mib is None else human_size(e.size_mib * 2**20), kind="number"),
+    Column("location / note", lambda e: _where(e), kind="prose"),
+)
 
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON for machines.")) -> None:
+
+def _where(entry: ModelEntry) -> str:
+    """The location when the name does not already say it (a converted model is named by its
+    folder), then the note."""
+    lines = [entry.location] if entry.location != entry.name else []
+    return escape("\n".join(lines + ([entry.note] if entry.note else [])))
+
+
+def list_(
+    fmt: OutputFormat = format_option(),
+    as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as --format json (kept for scripts)."),
+) -> None:
     """List the default model, converted GGUF models and models in the local Hugging Face cache."""
     from dataclasses import asdict
 
     from genies.models.catalog import list_models
 
     entries = list_models()
-    if as_json:
-        typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
+    if as_json or fmt is not OutputFormat.table:
+        write_records(OutputFormat.json if as_json else fmt, [asdict(e) for e in entries])
         return
-    table = Table(title="models available offline")
-    for column in ("name", "kind", "size (MiB)", "location / note"):
-        table.add_column(column, overflow="fold")
-    for e in entries:
-        size = "-" if e.size_mib is None else f"{e.size_mib:,.0f}"
-        table.add_row(escape(e.name), e.kind, size, escape(f"{e.location}\n{e.note}" if e.note else e.location))
-    console.print(table)
+    print_table(stdout_console(), "models available offline", LIST_COLUMNS, entries)
 
 
 def model_info(lm, load_seconds: float) -> dict:

@@ -1,55 +1,107 @@
-"""`genies results show RUN_DIR`: the tables of a finished run."""
+"""`genies results show RUN_DIR`: the tables of a finished run.
+
+The per-shift table is the widest genies prints (twelve numbers a row), so it is built from
+`_format` columns with drop priorities: the intervention, the shift, GA and DE always stay,
+then the zero-shot and target-tuned accuracies and the intervals as the width allows, and a
+footnote names what was left out; `--format csv` and `--format json` give every field of
+results.csv / results.json unrounded.
+"""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+
+from genies.commands._format import (
+    Column,
+    OutputFormat,
+    count,
+    format_option,
+    interval,
+    number,
+    print_table,
+    stdout_console,
+    to_json,
+)
 
 if TYPE_CHECKING:
-    from genies.pipeline.run_dir import RunResults
+    from genies.pipeline.run_dir import ResultRow, RunResults
+
+CUE_MARK = "*"
+CUE_NOTE = (f"{CUE_MARK} length alone solves much of this target: a longer- or shorter-response rule "
+            "beats 0.5 by more than 0.2")
+LEGEND = "GA: accuracy on the target of the model trained on the source; DE: differential elicitation"
 
 
-def _f(x: float, digits: int = 3) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+def _order(res: RunResults) -> dict[str, int]:
+    """Interventions in the order the run named them (then any other in order of appearance),
+    so every table lists them alike."""
+    names = [*res.run.get("interventions", ()), *(r.intervention for r in res.rows),
+             *(a.intervention for a in res.aggregates)]
+    return {name: i for i, name in enumerate(dict.fromkeys(names))}
 
 
-def shift_table(res: RunResults) -> Table:
-    table = Table(title="Per shift", title_justify="left")
-    for col, justify in [("intervention", "left"), ("source -> target", "left"), ("GA", "right"),
-                         ("95% CI", "right"), ("zero-shot", "right"), ("A_tt (by)", "right"),
-                         ("src ID", "right"), ("DE", "right"), ("elicit.", "right"), ("RMS-CE", "right"),
-                         ("len L/S", "right")]:
-        table.add_column(col, justify=justify)
-    for r in res.rows:
-        flag = " [yellow]cue[/]" if r.length_cue_flag else ""
-        table.add_row(r.intervention, f"{r.source} -> {r.target}", _f(r.generalization_accuracy),
-                      f"{_f(r.accuracy_ci_low, 2)}-{_f(r.accuracy_ci_high, 2)}", _f(r.baseline_accuracy),
-                      f"{_f(r.target_tuned_capability)} ({r.target_tuned_capability_intervention})",
-                      _f(r.source_ID_accuracy), _f(r.differential_elicitation), _f(r.elicitation),
-                      _f(r.RMS_calibration_error),
-                      f"{_f(r.length_longer_accuracy, 2)}/{_f(r.length_shorter_accuracy, 2)}{flag}")
-    return table
+def _shift(r: ResultRow) -> str:
+    cue = f" [yellow]{CUE_MARK}[/]" if r.length_cue_flag else ""
+    return f"{escape(r.source)} -> {escape(r.target)}{cue}"
 
 
-def aggregate_table(res: RunResults, kind: str) -> Table:
-    """`kind` is "all", "category" or "family"."""
+def shift_columns(rows: tuple[ResultRow, ...]) -> list[Column]:
+    """The per-shift columns; who trained A_tt gets its own column only when it varies by row
+    (`--target-tuned best`), otherwise the footnote names it."""
+    columns = [
+        Column("intervention", lambda r: escape(r.intervention)),
+        Column("shift", _shift),
+        Column("GA", lambda r: number(r.generalization_accuracy), kind="number"),
+        Column("GA 95% CI", lambda r: interval(r.accuracy_ci_low, r.accuracy_ci_high), kind="number", drop=4),
+        Column("zero-shot", lambda r: number(r.baseline_accuracy), kind="number", drop=1),
+        Column("A_tt", lambda r: number(r.target_tuned_capability), kind="number", drop=2),
+        Column("DE", lambda r: number(r.differential_elicitation), kind="number"),
+        Column("DE 95% CI", lambda r: interval(r.de_ci_low, r.de_ci_high), kind="number", drop=3),
+        Column("src ID", lambda r: number(r.source_ID_accuracy), kind="number", drop=6),
+        Column("elicit.", lambda r: number(r.elicitation), kind="number", drop=5),
+        Column("RMS-CE", lambda r: number(r.RMS_calibration_error), kind="number", drop=7),
+        Column("len L/S", lambda r: f"{number(r.length_longer_accuracy)}/{number(r.length_shorter_accuracy)}",
+               kind="number", drop=8),
+    ]
+    if len({r.target_tuned_capability_intervention for r in rows}) > 1:
+        columns.append(Column("A_tt by", lambda r: escape(r.target_tuned_capability_intervention), drop=9))
+    return columns
+
+
+def print_shift_table(res: RunResults, console: Console) -> None:
+    """The per-shift table, one row per (intervention, shift), in the run's intervention order."""
+    order = _order(res)
+    rows = sorted(res.rows, key=lambda r: order[r.intervention])  # stable: shifts keep their order
+    tuned_by = sorted({r.target_tuned_capability_intervention for r in rows})
+    notes = [LEGEND + (f"; A_tt: target-tuned accuracy ({escape(tuned_by[0])})" if len(tuned_by) == 1 else
+                       "; A_tt: target-tuned accuracy")]
+    if any(r.length_cue_flag for r in rows):
+        notes.append(escape(CUE_NOTE))
+    print_table(console, "Per shift", shift_columns(res.rows), rows, notes)
+
+
+def print_aggregate_table(res: RunResults, kind: str, console: Console) -> None:
+    """`kind` is "all", "category" or "family"; the "all" table has no scope column."""
     titles = {"all": "Mean differential elicitation over the shift list",
               "category": "Per category", "family": "Per family"}
-    table = Table(title=titles[kind], title_justify="left")
-    for col in ("intervention", "scope", "mean DE", "95% CI", "shifts", "mean GA"):
-        table.add_column(col, justify="left" if col in ("intervention", "scope") else "right")
-    for a in res.aggregates:
-        if a.scope.split(":")[0] != kind:
-            continue
-        table.add_row(a.intervention, a.scope.split(":", 1)[-1], _f(a.mean_de),
-                      f"{_f(a.ci_low)} .. {_f(a.ci_high)}", str(a.n_shifts), _f(a.mean_generalization_accuracy))
-    return table
+    order = _order(res)
+    aggregates = sorted((a for a in res.aggregates if a.scope.split(":")[0] == kind),
+                        key=lambda a: order[a.intervention])
+    columns = [Column("intervention", lambda a: escape(a.intervention))]
+    if kind != "all":
+        columns.append(Column(kind, lambda a: escape(a.scope.split(":", 1)[-1])))
+    columns += [
+        Column("mean DE", lambda a: number(a.mean_de), kind="number"),
+        Column("95% CI", lambda a: interval(a.ci_low, a.ci_high), kind="number", drop=1),
+        Column("shifts", lambda a: count(a.n_shifts), kind="number"),
+        Column("mean GA", lambda a: number(a.mean_generalization_accuracy), kind="number", drop=2),
+    ]
+    print_table(console, titles[kind], columns, aggregates)
 
 
 def print_failures(res: RunResults, console: Console) -> None:
@@ -63,14 +115,16 @@ def print_failures(res: RunResults, console: Console) -> None:
 
 
 def show(res: RunResults, console: Console, detail: bool = True) -> None:
+    """The run's header line and tables; `detail=False` (what `genies run` ends with) prints only
+    the mean DE per intervention."""
     run = res.run
-    console.print(f"[bold]{run.get('model')}[/] ({run.get('model_fingerprint')}), shifts {run.get('shifts')}, "
-                  f"preset {run.get('preset')}, seed {run.get('seed')}, target-tuned {run.get('target_tuned')}",
-                  highlight=False)
+    console.print(f"[bold]{escape(str(run.get('model')))}[/] ({run.get('model_fingerprint')}), "
+                  f"shifts {escape(str(run.get('shifts')))}, preset {run.get('preset')}, seed {run.get('seed')}, "
+                  f"target-tuned {run.get('target_tuned')}", highlight=False)
     if detail:
-        console.print(shift_table(res))
+        print_shift_table(res, console)
     for kind in ("all", "category", "family") if detail else ("all",):
-        console.print(aggregate_table(res, kind))
+        print_aggregate_table(res, kind, console)
     print_failures(res, console)
 
 
@@ -78,8 +132,16 @@ def register(app: typer.Typer) -> None:
     @app.command("show")
     def show_command(
         run_dir: Path = typer.Argument(..., help="A folder written by `genies run --out`."),
+        fmt: OutputFormat = format_option(),
     ) -> None:
-        """Print the per-shift table and the mean DE per intervention, category and family."""
+        """Print the per-shift table and the mean DE per intervention, category and family
+        (--format csv: the rows of results.csv; json: all of results.json)."""
         from genies.pipeline.run_dir import load_run  # a folder that is not a finished run: RunDirError
 
-        show(load_run(run_dir), Console())
+        res = load_run(run_dir)
+        if fmt is OutputFormat.csv:
+            typer.echo(res.to_csv(), nl=False)
+        elif fmt is OutputFormat.json:
+            typer.echo(to_json(res.to_json()))
+        else:
+            show(res, stdout_console())

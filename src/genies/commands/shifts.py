@@ -6,47 +6,65 @@ that was probably meant.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from genies.commands._format import (
+    Column,
+    OutputFormat,
+    count,
+    format_option,
+    print_table,
+    stdout_console,
+    write_records,
+)
 from genies.data.home import find_data_root
 from genies.data.shift import Shift
 from genies.data.shifts import check_shifts, get_shifts, read_shift_file
 
 console = Console()
-if not console.is_terminal:
-    console.width = max(console.width, 160)  # piped output: print whole names, not an 80-column fold
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+
+def _target(shift: Shift) -> str:
+    """The target, and below it the target reference for the few shifts where they differ, so
+    every other row stays one line."""
+    if shift.target_reference == shift.target:
+        return escape(shift.target)
+    return f"{escape(shift.target)}\n[dim]ref: {escape(shift.target_reference)}[/dim]"
+
+
+COLUMNS = (
+    Column("#", lambda ix: count(ix[0]), kind="number", drop=1),
+    Column("source", lambda ix: escape(ix[1].source)),
+    Column("target", lambda ix: _target(ix[1])),
+    Column("category", lambda ix: escape(ix[1].category)),
+    Column("family", lambda ix: escape(ix[1].family)),
+)
+REFERENCE_NOTE = "ref: the distribution the target-tuned accuracy A_tt is measured on, where it is not the target"
+
+
 def list_(
-    benchmark: str = typer.Option(
-        "genies", "--benchmark", "-b",
-        help="genies | all | all-69 | extreme | probing | <category> | synthetic | a shift JSON file."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    shifts_name: str = typer.Option(
+        "genies", "--shifts", "--benchmark", "-b",
+        help="genies | all | all-69 | extreme | probing | <category> | synthetic | a shift JSON file "
+             "(the same values as `genies run --shifts`; --benchmark is the old name)."),
+    fmt: OutputFormat = format_option(),
+    as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as --format json (kept for scripts)."),
 ) -> None:
-    """Print the shifts of a benchmark: source, target, target reference, category and family."""
-    shifts = get_shifts(benchmark)
-    if as_json:
-        typer.echo(json.dumps([asdict(s) for s in shifts], indent=2))
+    """Print the shifts of a shift list: source, target, target reference, category and family."""
+    shifts = get_shifts(shifts_name)
+    if as_json or fmt is not OutputFormat.table:
+        write_records(OutputFormat.json if as_json else fmt, [asdict(s) for s in shifts])
         return
-    console.print(_table(shifts, f"{benchmark}: {len(shifts)} shifts"))
-
-
-def _table(shifts: list[Shift], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("#", "source", "target", "reference", "category", "family"):
-        table.add_column(col, justify="right" if col == "#" else "left", no_wrap=True)
-    for i, s in enumerate(shifts, start=1):
-        ref = s.target_reference if s.target_reference != s.target else "[dim]= target[/dim]"
-        table.add_row(str(i), s.source, s.target, ref, s.category, s.family)
-    return table
+    notes = [REFERENCE_NOTE] if any(s.target_reference != s.target for s in shifts) else []
+    print_table(stdout_console(), f"{escape(shifts_name)}: {len(shifts)} shifts", COLUMNS,
+                list(enumerate(shifts, start=1)), notes)
 
 
 def check(file: Path = typer.Argument(..., help="A shift list in the original GENIES JSON schema.")) -> None:
