@@ -186,8 +186,11 @@ def test_half_precision_model_trains_float32_copies(tiny_llama) -> None:
     updates are not rounded away, and the method still learns."""
     from transformers import AutoModelForCausalLM
 
+    from genies.models.placement import Placement
+
     bf16 = dataclasses.replace(tiny_llama, model=AutoModelForCausalLM.from_pretrained(tiny_llama.path,
-                                                                                      dtype=torch.bfloat16))
+                                                                                      dtype=torch.bfloat16),
+                               placement=Placement(device="cpu", dtype="bfloat16"))
     dist = Distribution.from_examples("planted", planted(16, seed=0), [])
     method = Lora(**{**FAST, "steps": 30})
     fit = method.fit(bf16, dist, FitContext(seed=0))

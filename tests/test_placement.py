@@ -59,3 +59,15 @@ def test_run_config_checks_placement_when_built(tmp_path):
         RunConfig(out=tmp_path, ray_address="auto")
     config = RunConfig(out=tmp_path, device="cpu", dtype="bfloat16", quantize="none")
     assert config.placement == Placement(device="cpu", dtype="bfloat16")
+
+
+def test_a_method_that_cannot_use_the_placement_is_refused_before_any_job(tmp_path, monkeypatch):
+    """full_fine_tune cannot train quantized weights: the run stops with one line before planning."""
+    import genies
+
+    monkeypatch.setattr(Placement, "check", lambda self: None)  # bitsandbytes need not be importable here
+    config = RunConfig(out=tmp_path / "run", interventions=("full_fine_tune",), quantize="4bit",
+                       shifts="no-such-list", cache_dir=tmp_path / "cache")
+    with pytest.raises(ConfigError, match=r"^full_fine_tune cannot train 4bit quantized weights; use --quantize none"):
+        genies.run(config)
+    assert not (tmp_path / "run").exists()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from genies.models.base import LoadedModel
+    from genies.models.placement import Placement
 
 FAMILIES = ("baseline", "prompting", "fine-tuning", "representation", "external")
 F = TypeVar("F")
@@ -91,6 +92,10 @@ class Intervention(ABC, Generic[F]):
     def label(self) -> str:
         """The method's name in tables and reports."""
         return self.name
+
+    def check_placement(self, placement: Placement) -> None:
+        """Refuse, before a run starts, a placement this method cannot work with (raise a
+        `ConfigError` naming the fix); most methods work with any."""
 
     @property
     def reads_eval_labels(self) -> bool:

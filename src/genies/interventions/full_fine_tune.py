@@ -12,6 +12,7 @@ from genies.interventions._reward_model import RewardModelIntervention
 from genies.interventions.hparams import hparam
 from genies.interventions.registry import register
 from genies.models.base import LoadedModel
+from genies.models.placement import Placement
 
 
 @register("full_fine_tune", family="fine-tuning",
@@ -28,6 +29,11 @@ class FullFineTune(RewardModelIntervention):
         "paper": {"learning_rate": 1e-5, "steps": 150, "batch_size": 16, "max_grad_norm": 0.3},
         "cpu": {"learning_rate": 1e-5, "steps": 32, "batch_size": 8, "max_length": 256},
     }
+
+    def check_placement(self, placement: Placement) -> None:
+        if placement.quantized:
+            raise ConfigError(f"full_fine_tune cannot train {placement.quantize} quantized weights; use "
+                              "--quantize none, or `lora` (QLoRA on a quantized model)")
 
     def check_model(self, lm: LoadedModel) -> None:
         if lm.quantize != "none":

@@ -36,7 +36,10 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        """Where inputs go: the device of the first parameter (the first GPU of a sharded model)."""
+        """Where inputs go: the input embeddings' device (the first GPU of a sharded model)."""
+        embeddings = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        if embeddings is not None and hasattr(embeddings, "weight"):
+            return embeddings.weight.device
         return next(self.model.parameters()).device
 
     @property
@@ -53,6 +56,9 @@ class LoadedModel:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The compute dtype: the placement's (a quantized model's first parameter may be uint8)."""
+        if self.placement is not None:
+            return self.placement.torch_dtype
         return next(self.model.parameters()).dtype
 
     @property

@@ -183,7 +183,7 @@ class _OutputHead:
         except Exception:  # an exotic decoder signature: the full-model path is always correct
             return False
         full = self.model(input_ids=ids, use_cache=False).logits.float()
-        return _agrees(lm, split, full)
+        return _agrees(lm, split.to(full.device), full)  # a sharded model's head may sit on another GPU
 
     def hidden(self, **inputs) -> torch.Tensor:
         """Last hidden states (split path) or logits (fallback path) for every position."""
@@ -197,12 +197,12 @@ class _OutputHead:
         for start in range(0, states.shape[0], HEAD_CHUNK):
             chunk = states[start: start + HEAD_CHUNK]
             logits = (self.head(chunk) if self.split else chunk).float()
-            picked = logits.gather(1, targets[start: start + HEAD_CHUNK, None]).squeeze(1)
+            picked = logits.gather(1, targets[start: start + HEAD_CHUNK, None].to(logits.device)).squeeze(1)
             # logsumexp in place: the [chunk, vocab] buffer is the largest tensor of the pass, so
             # one fewer full-size temporary matters on memory-bound CPUs
             top = logits.amax(dim=1, keepdim=True)
             lse = logits.sub_(top).exp_().sum(dim=1).log_().add_(top.squeeze(1))
-            out[start: start + HEAD_CHUNK] = picked - lse
+            out[start: start + HEAD_CHUNK] = (picked - lse).to(out.device)
         return out
 
 
@@ -460,7 +460,7 @@ def _score_dense_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[_TreeRo
 def _response_sums(lm: LoadedModel, head: _OutputHead, states: torch.Tensor, rows: Sequence[_TreeRow],
                    offsets: Sequence[int]) -> list[np.ndarray]:
     """Per-response log-prob sums per row from the last hidden states (or logits) of a batch."""
-    device = lm.device
+    device = states.device  # the last layer's device: not the input's when the model is sharded
     sel_row, sel_pos, targets, owner = [], [], [], []
     n_resp = 0
     for b, (row, at) in enumerate(zip(rows, offsets)):

@@ -125,6 +125,12 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
     specs = [intervention_spec(name) for name in config.interventions]
     candidates = tuple(config.target_tuned_interventions or TARGET_TUNED_CANDIDATES[config.target_tuned])
     methods = configure_methods([*specs, config.baseline, *candidates], config.preset, config.hparams)
+    placement = lm.placement if lm is not None else config.placement
+    if placement is not None:  # before data or weights are touched: one line, nothing written
+        if lm is None:
+            placement.check()
+        for method in methods.values():
+            method.check_placement(placement)  # e.g. full_fine_tune cannot train --quantize 4bit weights
 
     data = resolve_data(config.shifts, data_root=config.data_root, distributions=distributions,
                         synthetic_size=budget.synthetic_size, seed=config.seed,
@@ -151,14 +157,12 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
 
     if lm is not None:
         model_name, fingerprint, load = lm.name, lm.fingerprint, (lambda: lm)
-        precision, placement = lm.precision_key(), lm.placement
+        precision = lm.precision_key()
     else:  # the fingerprint alone plans the run; the weights load when a job first needs them
         from genies.models.loading import load_folder, model_fingerprint
 
-        placement = config.placement
-        placement.check()
         folder, fingerprint = model_fingerprint(config.model, trust_remote_code=config.trust_remote_code)
-        model_name, precision = config.model, placement.precision_key()
+        model_name, precision = config.model, config.placement.precision_key()
 
         def load() -> LoadedModel:
             return load_folder(folder, name=model_name, trust_remote_code=config.trust_remote_code,

@@ -115,8 +115,6 @@ class RunConfig:
             raise ConfigError("--executor ray needs Ray, which is not installed: pip install 'genies[ray]'")
         if self.ray_address is not None and self.executor != "ray":
             raise ConfigError("--ray-address needs --executor ray")
-        if self.gpu_memory is not None and self.gpu_memory <= 0:
-            raise ConfigError(f"--gpu-memory must be positive, got {self.gpu_memory}")
         self.placement  # noqa: B018 - checks device, dtype, quantize and gpus now, before anything runs
         for name in ("max_train", "max_eval"):
             value = getattr(self, name)
@@ -126,7 +124,8 @@ class RunConfig:
     @property
     def placement(self) -> Placement:
         """Where and at what precision the model runs (`--device`, `--dtype`, `--quantize`, `--gpus`)."""
-        return Placement(device=self.device, dtype=self.dtype, quantize=self.quantize, gpus=self.gpus)
+        return Placement(device=self.device, dtype=self.dtype, quantize=self.quantize, gpus=self.gpus,
+                         gpu_memory=self.gpu_memory)
 
     @property
     def example_budget(self) -> Budget:
