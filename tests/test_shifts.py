@@ -197,6 +197,8 @@ def test_a_shift_file_beside_its_distributions_needs_no_data_root(tmp_path: Path
     path.write_text(json.dumps([{"source": "a", "target": "b"}]))
     data = resolve_data(str(path))
     assert data.data_root == (tmp_path / "data").resolve() and data.note is None
+    checked = CliRunner().invoke(_app(), ["shifts", "check", str(path)])
+    assert checked.exit_code == 0 and "every distribution found" in checked.output
     assert data.load("b").test[0].prompt == "p"
     # a built-in list with no data stops with one line instead of silently running the synthetic suite
     with pytest.raises(DataNotFoundError, match="no GENIES data found.*--shifts synthetic"):
