@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -237,3 +238,37 @@ def test_run_help_shows_flags_bare_and_repeatable_options_as_repeatable() -> Non
     assert re.search(r"--out\s+PATH\s", out) and re.search(r"--seed\s+INTEGER\s", out)
     shown = _invoke(["results", "show", "-h"], {"COLUMNS": "200"})
     assert "Usage: genies results show [OPTIONS] RUN_DIR" in shown and re.search(r"--format\s+-f\s+table\|csv\|json", shown)
+
+
+# -- what the run can support (issue 13) --------------------------------------------------------
+
+def test_results_show_prints_the_paired_comparisons_and_says_what_is_beyond_noise(run_dir: Path) -> None:
+    res = load_run(run_dir)
+    out = _invoke(["results", "show", str(run_dir)], TERMINAL_80)
+    _fits_80(out)
+    assert "Paired comparisons" in out and len(res.comparisons) == 6  # 4 interventions: 6 pairs
+    for c in res.comparisons:
+        line = next(line for line in out.splitlines() if f"{c.a} vs {c.b}" in line)
+        assert number(c.mean_difference) in line and interval(c.ci_low, c.ci_high) in line
+    beyond = [c for c in res.comparisons if c.beyond_noise]
+    if beyond:
+        assert "Beyond noise" in out
+    else:
+        assert "No intervention beats another beyond noise" in out
+
+
+def test_third_party_progress_bars_are_off_unless_verbose(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    from genies.cli import quiet_third_party
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    transformers.logging.enable_progress_bar()
+    quiet_third_party(verbose=True)
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+    assert transformers.utils.logging.is_progress_bar_enabled()
+    _invoke(["interventions", "list"])  # no --verbose
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    assert not transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.enable_progress_bar()
+    assert "--verbose" in _invoke(["-h"])

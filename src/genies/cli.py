@@ -8,6 +8,8 @@ status 2, Ctrl-C is `interrupted` and 130, and anything else keeps its traceback
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import typing
 from pathlib import PurePath
 from typing import Any
@@ -156,11 +158,30 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def quiet_third_party(verbose: bool) -> None:
+    """Hide transformers' and huggingface_hub's own progress bars and advisory warnings ("Loading
+    weights", "Converting and de-quantizing GGUF tensors"), which drown genies' job lines and break
+    `--format json` output, unless `--verbose`. Set through the environment before those libraries
+    load (commands import them lazily), and directly when they already have (tests, notebooks)."""
+    if verbose:
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        import transformers
+
+        transformers.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show third-party progress bars and warnings "
+                                 "(transformers, huggingface_hub)."),
 ) -> None:
     """genies: a testbed for reward-model generalization."""
+    quiet_third_party(verbose)
 
 
 def _build() -> typer.Typer:

@@ -104,6 +104,29 @@ def print_aggregate_table(res: RunResults, kind: str, console: Console) -> None:
     print_table(console, titles[kind], columns, aggregates)
 
 
+def print_comparisons(res: RunResults, console: Console) -> None:
+    """Every two interventions' paired difference of mean DE, and in plain words what the run can
+    support: whether any one beats another beyond noise (its interval excludes 0)."""
+    if not res.comparisons:
+        return
+    columns = [
+        Column("A vs B", lambda c: f"{escape(c.a)} vs {escape(c.b)}"),
+        Column("DE(A) - DE(B)", lambda c: number(c.mean_difference), kind="number"),
+        Column("95% CI", lambda c: interval(c.ci_low, c.ci_high), kind="number"),
+        Column("shifts", lambda c: count(c.n_shifts), kind="number", drop=1),
+        Column("A better on", lambda c: number(c.share_a_better), kind="number", drop=2),
+    ]
+    print_table(console, "Paired comparisons (the same shifts and prompts)", columns, list(res.comparisons))
+    beyond = [c for c in res.comparisons if c.beyond_noise]
+    if beyond:
+        said = "; ".join(f"{escape(c.a if c.mean_difference > 0 else c.b)} beats "
+                         f"{escape(c.b if c.mean_difference > 0 else c.a)}" for c in beyond)
+        console.print(f"Beyond noise (95% interval of the difference excludes 0): {said}.", highlight=False)
+    else:
+        console.print("No intervention beats another beyond noise: every 95% interval of a difference "
+                      "includes 0.", highlight=False)
+
+
 def print_failures(res: RunResults, console: Console) -> None:
     if res.failed_cells:
         console.print(f"[red]{len(res.failed_cells)} cells could not be computed:[/] "
@@ -125,6 +148,7 @@ def show(res: RunResults, console: Console, detail: bool = True) -> None:
         print_shift_table(res, console)
     for kind in ("all", "category", "family") if detail else ("all",):
         print_aggregate_table(res, kind, console)
+    print_comparisons(res, console)
     print_failures(res, console)
 
 

@@ -65,6 +65,7 @@ def run_command(**options: Any) -> None:
     import transformers
     from rich.console import Console
 
+    from genies.commands._format import stdout_console
     from genies.commands.results import show
     from genies.pipeline.api import run
     from genies.pipeline.executor import LocalExecutor
@@ -74,7 +75,7 @@ def run_command(**options: Any) -> None:
     overrides = parse_overrides(options.pop("set_"))
     config = RunConfig(**options, hparams=overrides)
     res = run(config, executor=LocalExecutor(plain=plain, console=Console(stderr=True)))
-    console = Console()
+    console = stdout_console()  # piped output is not cut to 80 columns
     show(res, console, detail=False)
     out = Path(config.out)
     console.print(f"results: {out / 'results.csv'} (all tables: genies results show {out})", highlight=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import math
 import time
 from pathlib import Path
@@ -117,7 +118,8 @@ def convert_gguf(gguf: Path, label: str, *, trust_remote_code: bool = False) -> 
     target = models_cache_dir() / f"{label}-{digest[:12]}"
     if (target / MANIFEST).is_file():
         return target
-    log.info("converting %s to safetensors in %s (once)", gguf, target)
+    print(f"genies: converting {gguf.name} to safetensors once (about half a minute on 2 cores; later loads "
+          f"take about a second): {target}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     # A folder without its manifest is not a finished conversion: it is replaced, not kept.
     with publish_folder(target, keep_existing=lambda folder: (folder / MANIFEST).is_file()) as tmp:
