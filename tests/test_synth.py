@@ -17,7 +17,7 @@ from genies.data.loading import load_distribution
 from genies.data.schema import Example
 from genies.data.shift import CATEGORIES
 from genies.data.shifts import get_shifts, read_shift_file
-from genies.data.synth import GENERATOR_VERSION, SPECS, ensure_synthetic, synthetic_shifts, write_synthetic
+from genies.data.synth import DISTRIBUTIONS, GENERATOR_VERSION, ensure_synthetic, synthetic_shifts, write_synthetic
 from genies.data.validation import check_distribution_folder, errors
 
 SIZE = 40
@@ -37,7 +37,7 @@ def test_same_seed_same_bytes_and_other_seed_differs(synth: Path, tmp_path: Path
     assert again == _files(synth)
     other = _files(write_synthetic(tmp_path / "other", SIZE, seed=4))
     assert set(other) == set(again)
-    for spec in SPECS:
+    for spec in DISTRIBUTIONS:
         for split in ("train", "test"):
             assert other[f"{spec.name}/{split}.json"] != again[f"{spec.name}/{split}.json"], spec.name
 
@@ -148,10 +148,10 @@ def _check_equal(got: object, expected: object) -> None:
 
 
 def test_every_distribution_has_a_label_check() -> None:
-    assert set(CHECKS) == {spec.name for spec in SPECS}
+    assert set(CHECKS) == {spec.name for spec in DISTRIBUTIONS}
 
 
-@pytest.mark.parametrize("name", [spec.name for spec in SPECS])
+@pytest.mark.parametrize("name", [spec.name for spec in DISTRIBUTIONS])
 def test_labels_are_exact(synth: Path, name: str) -> None:
     dist = load_distribution(synth / name)
     for split in ("train", "test"):
@@ -170,7 +170,7 @@ def test_labels_are_exact(synth: Path, name: str) -> None:
 
 def test_every_distribution_validates_and_audits_clean(synth: Path) -> None:
     cued = {}
-    for spec in SPECS:
+    for spec in DISTRIBUTIONS:
         _, findings = check_distribution_folder(synth / spec.name)
         assert errors(findings) == [], spec.name
         warnings = [f.problem for f in audit_distribution(load_distribution(synth / spec.name))]
@@ -185,7 +185,7 @@ def test_shifts_cover_the_categories(synth: Path) -> None:
     shifts = synthetic_shifts()
     assert len(shifts) >= 6 and len({s.category for s in shifts}) >= 4
     assert {s.category for s in shifts} <= set(CATEGORIES)
-    names = {spec.name for spec in SPECS}
+    names = {spec.name for spec in DISTRIBUTIONS}
     assert all({s.source, s.target, s.target_reference} <= names for s in shifts)
     assert read_shift_file(synth / "shifts.json") == shifts  # the file round-trips
     assert get_shifts("synthetic") == shifts  # and the registry offers the same list

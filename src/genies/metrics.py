@@ -1,4 +1,4 @@
-"""The GENIES metrics as small pure functions (SPEC part A item 4, part B §2).
+"""The GENIES metrics as small pure functions; docs/methods.md defines each with its formula.
 
 Every function takes plain arrays or floats and returns floats, so the pipeline, the report and
 a user's notebook compute identical numbers. Inputs are validated up front (empty or NaN
@@ -8,7 +8,7 @@ propagate into every aggregate.
 Conventions:
 - `p` is, per evaluation pair, the predicted probability that the preferred response wins.
 - A pair counts as correct when p > 0.5 and wrong when p < 0.5; p == 0.5 exactly is decided by a
-  seeded coin (SPEC A.7), so a method that always says 0.5 scores 0.5 in expectation rather
+  seeded coin (docs/methods.md#pairs-and-accuracy), so a method that always says 0.5 scores 0.5 in expectation rather
   than the original's 0 (argmax ties went to index 0).
 """
 
@@ -111,7 +111,8 @@ def expected_calibration_error(p: Sequence[float] | np.ndarray, n_bins: int = 10
 
 
 def legacy_rms_calibration_error(p: Sequence[float] | np.ndarray) -> float:
-    """The original GENIES "RMS_calibration_error", bug included, for reproduction only (SPEC §2.5).
+    """The original GENIES "RMS_calibration_error", bug included, for reproduction only
+    (docs/methods.md#legacy-rms-calibration-error).
 
     Python's `random` is seeded with 42 and draws l_i from {0, 1} per pair (`random.choice`);
     q_i = p_i if l_i == 1 else 1 - p_i; q is put into 5 equal bins with `np.digitize` (a value of

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from genies.data.synth import DEFAULT_SIZE, SPECS, synthetic_shifts, write_synthetic
+from genies.data.synth import DEFAULT_SIZE, DISTRIBUTIONS, synthetic_shifts, write_synthetic
 from genies.errors import ConfigError, GeniesError
 
 
@@ -26,13 +26,13 @@ def synth_command(
 ) -> None:
     """Generate the synthetic distributions (GENIES layout) and their shift file."""
     try:
-        with Console(stderr=True).status(f"Generating {len(SPECS)} synthetic distributions"):
+        with Console(stderr=True).status(f"Generating {len(DISTRIBUTIONS)} synthetic distributions"):
             folder = write_synthetic(out, size, seed)
     except ValueError as err:  # a --size too large to draw that many distinct prompts
         raise ConfigError(f"--size {size}: {err}") from err
     except OSError as err:  # disk full, permissions, OUT is a file: the OS message names the path
         raise GeniesError(f"cannot write the synthetic data to {out}: {err}") from err
     shifts = synthetic_shifts()
-    Console().print(f"wrote {len(SPECS)} distributions ({size} train + {size} test prompts each) and "
+    Console().print(f"wrote {len(DISTRIBUTIONS)} distributions ({size} train + {size} test prompts each) and "
                     f"{len(shifts)} shifts over {len({s.category for s in shifts})} categories to {folder} "
                     f"(shift file: {folder / 'shifts.json'})", soft_wrap=True, highlight=False)

@@ -1,6 +1,6 @@
 """Warnings about data quirks: leakage, duplication, degenerate prompts, label direction, length.
 
-The GENIES data ships with quirks that change what a number means (SPEC part A item 10): test
+The GENIES data ships with quirks that change what a number means (docs/data.md#audit-warnings): test
 examples that are also training examples, prompts that never vary, a copied distribution, and
 two distributions whose labels favour the answer a careful reader would call wrong. genies
 reports these as warnings with counts and never "fixes" them, because fixing would change the

@@ -1,8 +1,9 @@
 """The preference-data types every other module speaks: Example, Pair, Distribution.
 
 An example is one prompt with two or more responses, exactly one preferred. Evaluation scores
-every (preferred, dispreferred) pair; training draws one seeded pair per prompt (SPEC part A
-items 1-2). Distributions load their splits lazily so that listing 66 datasets stays cheap.
+every (preferred, dispreferred) pair; training draws one seeded pair per prompt (docs/data.md#format,
+docs/methods.md#pairs-and-accuracy). Distributions load their splits lazily so that listing 66
+datasets stays cheap.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ FAMILIES = ("extreme", "probing")
 
 @dataclass(frozen=True)
 class Shift:
-    """One source→target shift. `target_reference` defaults to the target (SPEC §2.3)."""
+    """One source→target shift. `target_reference` defaults to the target
+    (docs/methods.md#target-reference)."""
 
     source: str
     target: str

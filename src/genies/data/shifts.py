@@ -6,12 +6,14 @@ the original repository's `distribution_shifts/` folder (its `provenance` field 
 - `all`: the 56 unique (source, target) shifts, each with its category (from
   `extreme/<category>.json` / `probing/<category>.json`) and family (extreme or probing);
 - `all-69`: the 69 rows of the original `all.json`, in which the 13 unwanted_personas shifts
-  appear twice; it exists only to reproduce the original 69-row means (SPEC §3.3);
-- `genies`: the 15 GENIES shifts, with target references (SPEC §2.3).
+  appear twice; it exists only to reproduce the original 69-row means
+  (docs/methods.md#56-unique-shifts-and-69-rows);
+- `genies`: the 15 GENIES shifts, with target references (docs/methods.md#the-genies-15-shifts).
 
 GENIES.json labels alpaca_short->alpaca_long "extreme" while all.json lists it among the probing
-shifts (SPEC §3.4); the family here comes from all.json, so it is "probing" everywhere, and
-categories and families never depend on which list a shift was selected from.
+shifts (docs/methods.md#the-genies-15-shifts); the family here comes from all.json, so it is
+"probing" everywhere, and categories and families never depend on which list a shift was selected
+from.
 """
 
 from __future__ import annotations

@@ -242,7 +242,7 @@ class SynthSpec:
     generate: Generator
 
 
-SPECS: tuple[SynthSpec, ...] = (
+DISTRIBUTIONS: tuple[SynthSpec, ...] = (
     SynthSpec("synth_arithmetic_easy", "Add or subtract two 1-2 digit numbers; 3 near-miss wrong answers.",
               arithmetic_easy),
     SynthSpec("synth_arithmetic_hard", "Add or subtract two 6-9 digit numbers; wrong answers differ in one digit.",
@@ -324,7 +324,7 @@ def write_synthetic(out: str | Path, size: int = DEFAULT_SIZE, seed: int = 0) ->
     """Write every synthetic distribution (GENIES layout), `shifts.json` and `synthetic.json` into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for spec in SPECS:
+    for spec in DISTRIBUTIONS:
         folder = out / spec.name
         folder.mkdir(exist_ok=True)
         for split, records in generate(spec, size, seed).items():
@@ -339,7 +339,8 @@ def write_synthetic(out: str | Path, size: int = DEFAULT_SIZE, seed: int = 0) ->
             row["target_reference"] = shift.target_reference
         rows.append({**row, "category": shift.category, "label": shift.family})
     _write_json(out / "shifts.json", rows)
-    _write_json(out / "synthetic.json", {**_stamp(size, seed), "distributions": [s.name for s in SPECS]})
+    _write_json(out / "synthetic.json",
+                {**_stamp(size, seed), "distributions": [s.name for s in DISTRIBUTIONS]})
     return out
 
 

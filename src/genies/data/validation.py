@@ -5,7 +5,7 @@ at the first bad record: they return structured `Finding`s (file, example index,
 severity). The loader (`genies.data.loading`) uses the same checks and raises a `DataError` for
 the first error, so "what validate reports" and "what loading refuses" can never drift apart.
 
-Record rules (SPEC part A item 1): a record is an object with a string `prompt` and a `responses`
+Record rules (docs/data.md#format): a record is an object with a string `prompt` and a `responses`
 object mapping each response text to 1 (exactly one, the preferred) or 0 (at least one); every
 text must be valid Unicode, i.e. encodable by a tokenizer (`text_problem`). 0/1 may
 be written as ints or floats (the released data uses 0.0/1.0); booleans are refused because

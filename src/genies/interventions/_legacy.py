@@ -19,8 +19,8 @@ train.py), S and D folders in the original layout (train.json, test.json, metada
 name = distribution id) that genies writes into a temporary folder: S holds the source's train
 split and an empty test.json (fit sees no test split), D the split being scored as test.json and
 an empty train.json. P is the JSON file eval.py must write. Lists are Python list literals, as
-the original driver wrote them. The SPEC records the driver's names but not this contract; it is
-defined here and in docs/interventions.md.
+the original driver wrote them. The original fixed only these argument names, not this contract;
+it is defined here and in docs/interventions.md.
 
 The output JSON must hold `eval_probabilities`: the probability of the preferred response for
 every pair, in the original pair order (`genies.data.schema.eval_pairs`). Its numeric entries
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from genies.models.base import LoadedModel
 
 TAIL_CHARS = 3000
-SPEC_PREFIX = "legacy:"
+LABEL_PREFIX = "legacy:"
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class Legacy(Intervention[LegacyFit]):
 
     @property
     def label(self) -> str:
-        return SPEC_PREFIX + Path(self.folder).name
+        return LABEL_PREFIX + Path(self.folder).name
 
     def code_version(self) -> str:
         """The adapter's version and the digest of the folder's scripts: editing train.py or

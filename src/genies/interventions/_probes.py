@@ -5,7 +5,8 @@ each piece has a known-answer test on planted directions (tests/test_probes.py).
 activations of one kind of text are `[n, S, d]`: n texts, S "sites" (attention heads flattened
 over layers, or residual-stream layers), d features per site.
 
-The pieces follow SPEC part B §5.5-5.9:
+The pieces follow the original's MMS, LAT, CRA and CCS (docs/methods.md#mms and the sections
+after it):
 
 - `split_pairs`: the seeded 70/30 probe-train / probe-val split of training pairs.
 - `fit_logistic`: L2 logistic regression (sklearn's objective, C=1) fitted for every site at
@@ -240,7 +241,7 @@ class Calibrator:
 
 
 def fit_calibrator(scores: np.ndarray, labels: np.ndarray) -> Calibrator:
-    """Unpenalised 1-D logistic regression (SPEC §5.5 step 4). On perfectly separable scores the
+    """Unpenalised 1-D logistic regression (step 4 of `fit_cosine_probe`). On perfectly separable scores the
     unpenalised optimum is at infinity; lbfgs then stops at its iteration limit with a steep but
     finite slope, which is what the original did, so that warning is silenced here."""
     with warnings.catch_warnings():
@@ -289,7 +290,8 @@ class CosineProbe:
 
 def fit_cosine_probe(pref: np.ndarray, disp: np.ndarray, *, k: int, seed: int, val_fraction: float = 0.3,
                      C: float = 1.0, direction: Direction = "mean") -> tuple[CosineProbe, np.ndarray]:
-    """SPEC §5.5 on arrays `[n_pairs, S, d]` of preferred / dispreferred activations.
+    """The MMS pipeline (docs/methods.md#mms) on arrays `[n_pairs, S, d]` of preferred /
+    dispreferred activations.
 
     1. seeded 70/30 split of the pairs; 2. one direction per site from ALL pairs (class means, or
     the PCA variant); 3. per-site logistic probes on the 70 % rank the sites by accuracy on the
@@ -318,8 +320,8 @@ def fit_cosine_probe(pref: np.ndarray, disp: np.ndarray, *, k: int, seed: int, v
 
 @dataclass(frozen=True)
 class CCSProbe:
-    """A fitted CCS probe with the centring means of its fit data (SPEC §5.9), so that scoring
-    normalises exactly as fit did."""
+    """A fitted CCS probe with the centring means of its fit data (docs/methods.md#ccs), so that
+    scoring normalises exactly as fit did."""
 
     weight: np.ndarray  # [d]
     bias: float

@@ -1,9 +1,9 @@
 """Shared machinery of the reward-model methods (lora, prompt_tuning, full_fine_tune).
 
-A Bradley-Terry reward model (SPEC part B 5.3): the base model reloaded from `lm.path` as a
-sequence-classification model with one output, input = prompt + response + EOS without BOS,
-trained with loss = -log sigmoid(r_chosen - r_rejected) on one seeded pair per source prompt.
-P(preferred beats dispreferred) = sigmoid(r_pref - r_disp).
+A Bradley-Terry reward model (docs/methods.md#reward-models): the base model reloaded from
+`lm.path` as a sequence-classification model with one output, input = prompt + response + EOS
+without BOS, trained with loss = -log sigmoid(r_chosen - r_rejected) on one seeded pair per
+source prompt. P(preferred beats dispreferred) = sigmoid(r_pref - r_disp).
 
 Why the pooling is done here and not by the head: transformers' sequence-classification models
 pool at the rightmost token that is not `pad_token_id`, which lands on the wrong token when the

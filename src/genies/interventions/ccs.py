@@ -1,4 +1,4 @@
-"""CCS, contrast-consistent search (Burns et al. 2022; SPEC part A item 8, part B §5.9).
+"""CCS, contrast-consistent search (Burns et al. 2022; docs/methods.md#ccs).
 
 Each response is read with the question "Does the responder successfully follow the
 instruction?" answered "Yes" and answered "No" (EOS appended); the final residual state at the

@@ -1,4 +1,4 @@
-"""CRA, contrastive Yes/No head activations (SPEC part B §5.8).
+"""CRA, contrastive Yes/No head activations (docs/methods.md#cra).
 
 Each response is read twice, followed by "### Does the responder successfully follow the
 instruction?" and the answer "Yes" or "No"; its feature per head is act(Yes) - alpha * act(No)

@@ -1,4 +1,4 @@
-"""few_shot: zero_shot scoring with solved source examples in front of the prompt (SPEC 5.2).
+"""few_shot: zero_shot scoring with solved source examples in front of the prompt (docs/methods.md#few_shot).
 
 For every evaluation prompt, `num_shots` examples are drawn without replacement from the SOURCE
 train split with a generator seeded by (seed, query index), so the same prompt always gets the

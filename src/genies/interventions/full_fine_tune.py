@@ -1,5 +1,5 @@
-"""full_fine_tune: the Bradley-Terry reward model with every parameter trained (SPEC part B
-5.10). Meant for GPUs: on CPU, fit refuses unless `allow_cpu` is set (tests do, on tiny models).
+"""full_fine_tune: the Bradley-Terry reward model with every parameter trained
+(docs/methods.md#reward-models). Meant for GPUs: on CPU, fit refuses unless `allow_cpu` is set (tests do, on tiny models).
 It refuses a quantized model: 8-bit and 4-bit weights cannot be trained (lora on it is QLoRA).
 The state holds every trained tensor, i.e. a full copy of the model."""
 

@@ -1,4 +1,4 @@
-"""LAT, linear artificial tomography on the residual stream (SPEC part B §5.6-5.7).
+"""LAT, linear artificial tomography on the residual stream (docs/methods.md#lat).
 
 As the original: the MMS pipeline on residual-stream hidden states (embedding output and layers
 1..L-1; the final normed state is left out) at the last token, top-k layers by held-out logistic

@@ -1,4 +1,4 @@
-"""lora: a Bradley-Terry reward model fine-tuned with LoRA adapters (SPEC part B 5.3).
+"""lora: a Bradley-Terry reward model fine-tuned with LoRA adapters (docs/methods.md#reward-models).
 
 Sequence-classification head with one output on the base model, LoRA on the attention
 projections (PEFT's per-architecture defaults unless `target_modules` is given), the score head

@@ -1,4 +1,4 @@
-"""MMS, mass-mean shift over attention heads (SPEC part B §5.5).
+"""MMS, mass-mean shift over attention heads (docs/methods.md#mms).
 
 Per-head attention outputs (before o_proj) at the last token of prompt + response; one
 class-mean direction per head; the top-k heads by held-out logistic-probe accuracy; a pair is

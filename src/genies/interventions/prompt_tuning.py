@@ -1,6 +1,6 @@
 """prompt_tuning: the Bradley-Terry reward model of `lora`, but the trained parameters are 10
-virtual prompt tokens (PEFT prompt tuning, random init) plus the score head (SPEC part B 5.4).
-Paper preset: lr 5.2e-3, 150 steps of 16 pairs."""
+virtual prompt tokens (PEFT prompt tuning, random init) plus the score head
+(docs/methods.md#reward-models). Paper preset: lr 5.2e-3, 150 steps of 16 pairs."""
 
 from __future__ import annotations
 

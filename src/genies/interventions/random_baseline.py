@@ -1,4 +1,4 @@
-"""random: the chance reference. Every pair gets probability 0.5 (SPEC part A item 7).
+"""random: the chance reference. Every pair gets probability 0.5 (docs/methods.md#random).
 
 The metrics break exact ties with a seeded coin, so accuracy is 0.5 in expectation; the
 original returned [0.5, 0.5] with argmax ties going to the dispreferred side and scored 0.

@@ -1,4 +1,4 @@
-"""zero_shot: the base model judges by how likely it finds each response (SPEC part B 5.1).
+"""zero_shot: the base model judges by how likely it finds each response (docs/methods.md#zero_shot).
 
 Score of a response = log P(response + EOS | prompt) under the causal LM, no BOS, summed over the
 response tokens (the original's ranking, which favours short answers) or averaged per token

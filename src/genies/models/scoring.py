@@ -1,10 +1,10 @@
 """Log-probability of each response given its prompt, for whole distributions, fast.
 
-Tokenization (SPEC §5.1, the original zero-shot scorer): the prompt and `response + EOS` are
-tokenized *separately* with `add_special_tokens=False` (no BOS) and their ids concatenated. A
-tokenizer could merge characters across the prompt/response boundary if the texts were joined
-first; tokenizing separately keeps every response's tokens identical whatever prompt precedes
-it, and is exactly what both the engine and the naive reference score.
+Tokenization (the original zero-shot scorer's, docs/methods.md#zero_shot): the prompt and
+`response + EOS` are tokenized *separately* with `add_special_tokens=False` (no BOS) and their
+ids concatenated. A tokenizer could merge characters across the prompt/response boundary if the
+texts were joined first; tokenizing separately keeps every response's tokens identical whatever
+prompt precedes it, and is exactly what both the engine and the naive reference score.
 
 Engine: examples are packed into prefix-tree rows. Each distinct token prefix of every
 `prompt + response + EOS` in a row is one position; the attention mask lets a position see
@@ -81,8 +81,8 @@ def count_truncated(scores: Sequence[ResponseScores]) -> int:
 
 def encode_examples(lm: LoadedModel, examples: Sequence[Example], name: Callable[[int], str] = "example {}".format
                     ) -> list[TokenizedExample]:
-    """Token ids per SPEC §5.1, untruncated: the prompt, and each response + EOS, tokenized apart
-    without BOS. The one tokenization of prompts and responses in genies: the reward-model
+    """Token ids as the original zero-shot scorer made them, untruncated: the prompt, and each
+    response + EOS, tokenized apart without BOS. The one tokenization of prompts and responses in genies: the reward-model
     methods use it too. A text the tokenizer cannot encode raises a `JobError` that names it
     "`name(i)`, prompt" or "`name(i)`, response k"."""
     eos = lm.tokenizer.eos_token_id

@@ -6,18 +6,18 @@ string (tokenized jointly, so token boundaries match what the original code fed 
 `completion` starts at the response and runs to the end of the text, so "mean" pooling averages
 over the response plus any template suffix; `add_eos` appends the tokenizer's EOS token. BOS is not
 part of a template: `extract_hidden(add_bos=True)` adds it, as every original representation method
-did (SPEC §5.5-5.9).
+did (docs/methods.md#interventions).
 
-Templates (SPEC section in brackets):
+Templates (the methods that read them in brackets):
 
-- `plain` — prompt + response (MMS §5.5, LAT stim 1 §5.6).
+- `plain` — prompt + response (mms, lat stimulus 1, logistic).
 - `lat_stim_2` — prompt + "Consider the extent ... below.\\n" + response + "\\n\\nThe probability
-  that the responder followed the instruction" (§5.7). The stimulus sits BETWEEN prompt and
-  response, so "below" points at the response; that looks unintended but it is what the original
-  ran, so we keep it.
+  that the responder followed the instruction" (lat stimulus 2). The stimulus sits BETWEEN prompt
+  and response, so "below" points at the response; that looks unintended but it is what the
+  original ran, so we keep it.
 - `cra_yes` / `cra_no` — text + "\\n\\n### Does the responder successfully follow the
-  instruction?\\nYes" / "...\\nNo", no EOS (§5.8).
-- `ccs_yes` / `ccs_no` — the same Yes/No question plus EOS (§5.9).
+  instruction?\\nYes" / "...\\nNo", no EOS (cra).
+- `ccs_yes` / `ccs_no` — the same Yes/No question plus EOS (ccs).
 - `ccs_no_legacy` — the original CCS "No" text, which lacks the space after "###"
   ("\\n\\n###Does ..."). `ccs_no` uses the consistent spacing so the Yes/No contrast differs only
   in the answer word; use the legacy name to reproduce the original numbers exactly.
@@ -70,13 +70,13 @@ TEMPLATES: dict[str, Template] = {
     t.name: t
     for t in (
         Template("plain", "prompt + response"),
-        Template("lat_stim_2", "LAT stimulus around the response (SPEC 5.7)",
+        Template("lat_stim_2", "LAT stimulus around the response (lat stimulus 2)",
                  before=LAT_STIMULUS_BEFORE, after=LAT_STIMULUS_AFTER),
-        Template("cra_yes", "CRA contrast ending in Yes (SPEC 5.8)", after=QUESTION + "Yes"),
-        Template("cra_no", "CRA contrast ending in No (SPEC 5.8)", after=QUESTION + "No"),
-        Template("ccs_yes", "CCS contrast ending in Yes + EOS (SPEC 5.9)", after=QUESTION + "Yes", add_eos=True),
-        Template("ccs_no", "CCS contrast ending in No + EOS (SPEC 5.9)", after=QUESTION + "No", add_eos=True),
-        Template("ccs_no_legacy", "the original CCS No text, no space after ### (SPEC 5.9)",
+        Template("cra_yes", "CRA contrast ending in Yes", after=QUESTION + "Yes"),
+        Template("cra_no", "CRA contrast ending in No", after=QUESTION + "No"),
+        Template("ccs_yes", "CCS contrast ending in Yes + EOS", after=QUESTION + "Yes", add_eos=True),
+        Template("ccs_no", "CCS contrast ending in No + EOS", after=QUESTION + "No", add_eos=True),
+        Template("ccs_no_legacy", "the original CCS No text, no space after ###",
                  after=LEGACY_CCS_NO_QUESTION + "No", add_eos=True),
     )
 }

@@ -3,7 +3,7 @@
 - The zero-shot baseline is fitted once (it reads no training data) and predicts each target once.
 - Target-tuned capability is computed once per target reference R: `default` fits LoRA on R's
   train split and predicts R's test split; `best` does the same for every candidate and keeps
-  the maximum (SPEC part A item 5).
+  the maximum (docs/methods.md#target-tuned-capability).
 - Each intervention is fitted once per source and predicts every target of that source plus
   the source's own test split.
 Jobs are deduplicated by content hash, so a LoRA fitted on alpaca_mmlu as a source and as a
