@@ -21,7 +21,8 @@ from genies.report.build import figures_dir
 from genies.errors import GeniesError
 from genies.pipeline.run_dir import RunDirError, load_run
 from genies.report.load import ReportError, load_runs
-from genies.report.plots import reference_means, reliability_bins
+from genies.report.plots import reliability_bins
+from genies.report.published import compare_with_published
 from genies.report.reference import load_reference
 from genies.report.serve import make_server, served_files
 from genies.report.testing import write_run_dir
@@ -211,14 +212,13 @@ def test_reference_rows_are_deduplicated_and_renamed(tmp_path: Path) -> None:
 
 def test_reference_means_use_our_shifts_only(tmp_path: Path) -> None:
     run = write_run_dir(tmp_path / "run", n_shifts=1, interventions=("lora",), n_examples=2)
-    means = reference_means(load_runs([run]), load_reference(_reference_dir(tmp_path / "ref")))
-    published = [m for m in means if m["reference"]]
-    assert published == [
-        {"intervention": "lora", "source": "published llama-7b", "mean_de": 0.25, "n": 1, "reference": True}
-    ]
+    compared = compare_with_published(load_run(run), load_reference(_reference_dir(tmp_path / "ref")))
+    [c] = compared.comparisons
+    assert (c.intervention, c.model, c.n_shifts, c.published_mean_de) == ("lora", "llama-7b", 1, 0.25)
     out = build_report([run], tmp_path / "r.html", reference_dir=tmp_path / "ref")
     data, _ = page_data(out)
-    assert data["reference"]["rows"] == [{"m": "llama-7b", "i": "lora", "s": "source_0", "t": "target_0", "de": 0.25}]
+    assert data["reference"]["rows"] == [{"r": 0, "m": "llama-7b", "i": "lora", "p": "lora", "s": "source_0",
+                                          "t": "target_0", "de": 0.25, "printed": 0.25}]
     assert (figures_dir(out) / "reference.png").exists()
 
 

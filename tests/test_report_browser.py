@@ -105,7 +105,8 @@ def test_table_has_one_row_per_shift_and_filters(page: Page) -> None:
 
 def test_sorting_by_de(page: Page) -> None:
     page.page.click("#results-table th[data-key='de']")  # numbers sort descending first
-    values = [float(t) for t in page.page.locator("#results-table tbody tr td:nth-child(5)").all_inner_texts()]
+    cells = page.page.locator("#results-table tbody tr td:nth-child(5)").all_inner_texts()
+    values = [float(t.split()[0]) for t in cells]  # the DE, then its interval
     assert values == sorted(values, reverse=True) and len(values) == N_SHIFTS
 
 

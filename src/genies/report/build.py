@@ -23,7 +23,9 @@ from genies.pipeline.run_dir import EVALUATION_FIELDS, Evaluation
 from genies.report import plots
 from genies.report.load import Run, load_runs
 from genies.report.page import render_page, round_probabilities
-from genies.report.reference import ReferenceRow, load_reference
+from genies.report.published import PublishedComparisons, compare_with_published
+from genies.report.reference import load_reference
+from genies.report.support import comparison_sentence, run_support, signed
 
 # ResultRow field -> short key the page uses
 ROW_KEYS = {
@@ -34,6 +36,8 @@ ROW_KEYS = {
     "category": "category",
     "family": "family",
     "differential_elicitation": "de",
+    "de_ci_low": "de_lo",
+    "de_ci_high": "de_hi",
     "generalization_accuracy": "ga",
     "baseline_accuracy": "base",
     "target_tuned_capability": "att",
@@ -47,6 +51,8 @@ ROW_KEYS = {
     "accuracy_ci_high": "ci_hi",
     "length_cue_flag": "len_flag",
 }
+INFO_LIST_ITEMS = 8  # a method's reported list longer than this is summarised by its length
+BEYOND = ' class="beyond"'  # a comparison whose interval excludes 0, shown in bold
 EVAL_SHORT = dict(zip(EVALUATION_FIELDS, ("ev_t", "ev_s", "ev_b", "ev_r"), strict=True))
 
 
@@ -109,8 +115,8 @@ def _info_text(info: Mapping[str, Any]) -> str:
     def text(value: Any) -> str:
         if isinstance(value, Mapping):
             return ", ".join(f"{k} {text(v)}" for k, v in value.items())
-        if isinstance(value, list):
-            return ", ".join(text(v) for v in value)
+        if isinstance(value, list):  # a long list is data (ccs's legacy pairs), not something to read
+            return ", ".join(text(v) for v in value) if len(value) <= INFO_LIST_ITEMS else f"{len(value)} items"
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
     ordered = sorted(info.items(), key=lambda item: item[0] != "warning")
@@ -125,9 +131,12 @@ def _clean(value: Any) -> Any:
 
 
 def report_payload(
-    runs: Sequence[Run], reference: Sequence[ReferenceRow] | None
+    runs: Sequence[Run], compared: Sequence[PublishedComparisons] | None, models: Sequence[str] = ()
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The page's main JSON (runs, rows, aggregates, reference) and its lazily parsed blocks."""
+    """The page's main JSON (runs, rows, aggregates, published DE per shift) and its lazily parsed
+    blocks. `compared[k]` is run k's like-for-like comparison with the published `models`; only
+    its pairs reach the page, with the published DE as compared (recomputed with LoRA's A_tt for
+    a default-mode run)."""
     embed = _Embedder()
     rows: list[dict[str, Any]] = []
     for k, run in enumerate(runs):
@@ -161,22 +170,16 @@ def report_payload(
         "evals": embed.evals,
         "reference": None,
     }
-    if reference:
-        ours = {(r.source, r.target) for run in runs for r in run.rows}
+    if compared is not None:
         data["reference"] = {
-            "models": sorted({r.model for r in reference}),
+            "models": list(models),
             "rows": [
-                {
-                    "m": r.model,
-                    "i": r.intervention,
-                    "s": r.source,
-                    "t": r.target,
-                    "de": round(r.differential_elicitation, 4),
-                }
-                for r in reference
-                if (r.source, r.target) in ours
+                {"r": k, "m": c.model, "i": c.intervention, "p": c.published, "s": pair.source, "t": pair.target,
+                 "de": round(pair.published_de, 4), "printed": round(pair.published_de_as_printed, 4)}
+                for k, done in enumerate(compared)
+                for c in done.comparisons
+                for pair in c.shifts
             ],
-            "means": plots.reference_means(runs, reference),
         }
     return data, embed.blobs
 
@@ -225,7 +228,31 @@ def _overview(runs: Sequence[Run]) -> str:
             f'<details class="warn" id="failed-jobs"><summary>{len(failed)} job(s) failed; their rows are missing '
             f"from this report</summary>{items}</details>"
         )
-    return f'<div class="cards">{"".join(cards)}</div>{warn}{_method_reports(runs)}'
+    return f'{_support(runs)}<div class="cards">{"".join(cards)}</div>{warn}{_method_reports(runs)}'
+
+
+def _support(runs: Sequence[Run]) -> str:
+    """Per run, in plain words: whether any intervention beats another beyond noise and how wide
+    its mean-DE intervals are (`genies.report.support`); every paired comparison folded below."""
+    blocks = []
+    for k, run in enumerate(runs):
+        support = run_support(run.results)
+        title = "What this run can support" + (f" ({run.label})" if len(runs) > 1 else "")
+        listed = "".join(
+            f"<li{BEYOND if c.beyond_noise else ''}>{html.escape(comparison_sentence(c))}</li>"
+            for c in support.comparisons
+        )
+        folded = (
+            f"<details><summary>all {len(support.comparisons)} paired comparisons (difference of mean DE, "
+            f"its interval, the shifts both ran)</summary><ul>{listed}</ul></details>"
+            if support.comparisons else ""
+        )
+        blocks.append(
+            f'<div class="support" id="support-{k}"><div class="v">{html.escape(title)}</div>'
+            f"<p>{html.escape(support.verdict_sentence())}</p><p>{html.escape(support.widths_sentence())}</p>"
+            f"{folded}</div>"
+        )
+    return "".join(blocks)
 
 
 def _method_reports(runs: Sequence[Run]) -> str:
@@ -253,11 +280,49 @@ def _no_rows(runs: Sequence[Run]) -> str:
     return '<p class="empty">No data: no cell of this run could be computed (see the failed jobs above).</p>'
 
 
+def _published_section(runs: Sequence[Run], compared: Sequence[PublishedComparisons], figure: str | None) -> str:
+    """The like-for-like comparisons as a table, each with how A_tt was matched and its caveat
+    beside the numbers, then the interventions that have nothing comparable and why."""
+    several = len(runs) > 1
+    head = "".join(
+        f'<th class="{"t" if text else ""}">{html.escape(name)}</th>'
+        for name, text in [("run", True)] * several + [
+            ("ours", True), ("published", True), ("model", True), ("shifts", False), ("our mean DE", False),
+            ("published mean DE", False), ("A_tt", True), ("caveat", True)]
+    )
+    body = "".join(
+        "<tr>" + (f'<td class="t">{html.escape(runs[k].label)}</td>' if several else "")
+        + "".join(f'<td class="t">{html.escape(v)}</td>' for v in (c.intervention, c.published, c.model))
+        + f"<td>{c.n_shifts}</td><td>{signed(c.ours_mean_de)}</td><td>{signed(c.published_mean_de)}</td>"
+        + f'<td class="t">{html.escape(c.att_text)}</td><td class="t wrap">{html.escape(c.caveat or "")}</td></tr>'
+        for k, done in enumerate(compared)
+        for c in done.comparisons
+    )
+    table = (f'<div class="tablewrap fit"><table class="summary" id="published-table"><thead><tr>{head}</tr></thead>'
+             f"<tbody>{body}</tbody></table></div>" if body else "")
+    missing = "".join(
+        f"<li>{html.escape((runs[k].label + ' · ') if several else '')}<b>{html.escape(n.intervention)}</b>"
+        f"{html.escape(f' (published {n.model})' if n.model else '')}: {html.escape(n.reason)}</li>"
+        for k, done in enumerate(compared)
+        for n in done.not_compared
+    )
+    return (
+        (_figure(figure) if figure else "<p>No published result is comparable with these interventions and shifts.</p>")
+        + table
+        + (f'<div class="warn" id="not-compared"><b>Not compared</b><ul>{missing}</ul></div>' if missing else "")
+    )
+
+
 def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir: str | Path | None = None) -> Path:
     """Write the report HTML to `out` and its figures (PNG + SVG) to `<out stem>-figures/`."""
     out = Path(out)
     runs = load_runs(list(run_dirs))
     reference = load_reference(reference_dir) if reference_dir else None
+    models = sorted({r.model for r in reference}) if reference else []
+    compared = (
+        [compare_with_published(run.results, reference, evaluation=run.evaluation) for run in runs]
+        if reference else None
+    )
     figs = figures_dir(out)
     bars = plots.save_figure(plots.de_bars(runs), figs, "de_by_intervention")
     heatmaps = [
@@ -266,10 +331,10 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
     ]
     calibration = plots.save_figure(plots.reliability(runs), figs, "reliability")
     ref_svg = None
-    if reference:
-        ref_fig = plots.reference_bars(runs, reference)
+    if compared is not None:
+        ref_fig = plots.reference_bars(runs, compared)
         ref_svg = plots.save_figure(ref_fig, figs, "reference") if ref_fig is not None else None
-    data, blobs = report_payload(runs, reference)
+    data, blobs = report_payload(runs, compared, models)
 
     title = "genies report: " + " vs ".join(run.label for run in runs)
     nav = (
@@ -283,8 +348,8 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
             "Mean differential elicitation",
             "DE = (generalization accuracy − zero-shot accuracy on the target) / target-tuned capability. "
             "Positive: the intervention, trained on the source only, elicits more of the model's ability to judge the "
-            "target than zero-shot scoring does. Error bars and brackets are the run's bootstrap confidence intervals "
-            "over shifts; one panel for all shifts, then one per category.",
+            "target than zero-shot scoring does. Error bars and brackets are the run's 95 % bootstrap intervals, "
+            "resampling the shifts and the prompts within each; one panel for all shifts, then one per category.",
             _overview(runs),
             '<div id="summary-table" style="margin-top:14px"></div>',
             _figure(bars, f"Figure files: {figs.name}/de_by_intervention.png and .svg"),
@@ -301,7 +366,9 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
         _section(
             "heatmap",
             "DE by shift and intervention",
-            "Blue: the intervention generalized better than zero-shot; red: worse. Shifts are grouped by category.",
+            "Blue: the intervention generalized better than zero-shot; red: worse. Under each DE, its 95 % interval "
+            "from resampling the target's prompts (jointly for the intervention and zero-shot) and the reference's "
+            "(for the target-tuned capability). Shifts are grouped by category.",
             '<div class="figrow">' + "".join(_figure(svg) for svg in heatmaps) + "</div>",
         ),
         _section(
@@ -313,15 +380,18 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
             _figure(calibration),
         ),
     ]
-    if reference:
+    if compared is not None:
         sections.append(
             _section(
                 "reference",
                 "Published GENIES numbers",
-                f"Read from {html.escape(str(reference_dir))}. Means are over the shifts this report's runs cover, "
-                "so the bars compare models and code, not shift sets. The summary table above lists the same means; "
-                "the results table shows the published DE per shift.",
-                _figure(ref_svg) if ref_svg else "<p>No published result overlaps these interventions and shifts.</p>",
+                f"Read from {html.escape(str(reference_dir))}. Only like-for-like pairs are drawn: lat beside "
+                "lat_stim_1 or lat_stim_2 by its stimulus, ccs only in its legacy-oracle variant (both sides the "
+                "original's per-response figure), and for a run in the default target-tuned mode the published DE "
+                "recomputed with LoRA's target-tuned capability where the tables give it. Both means of a pair are "
+                "over the shifts both sides have. Hatched bars (starred labels) carry a caveat, given in the table; "
+                "the results table shows the published DE per shift, as compared.",
+                _published_section(runs, compared, ref_svg),
             )
         )
     sections.append(

@@ -1,4 +1,4 @@
-"""The report's figures (matplotlib, no pyplot state): DE bars, DE heatmap, reliability, reference.
+"""The report's figures (matplotlib, no pyplot state): DE bars, DE heatmap, reliability, published.
 
 Each builder returns a `Figure`; `save_figure` writes it as PNG and SVG for papers and returns
 the SVG text the HTML page inlines, so the page and the files always show the same plot.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,12 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from genies._io import write_atomic
 from genies.metrics import expected_calibration_error
 from genies.report.load import Run
-from genies.report.reference import ReferenceRow
+from genies.report.published import PublishedComparison, PublishedComparisons
 
 STYLE = {
     "svg.fonttype": "none",  # keep text as text: smaller files, selectable labels
@@ -155,18 +157,21 @@ def _shift_order(run: Run) -> list[tuple[str, str, str]]:
 
 
 def de_heatmap(run: Run) -> Figure:
-    """DE for every shift (rows, grouped by category) x intervention (columns) of one run."""
+    """DE for every shift (rows, grouped by category) x intervention (columns) of one run, each
+    cell with its prompt-level interval under the value, so a colour is read with its noise."""
     if not run.rows:
         return no_data(run.label)
     shifts = _shift_order(run)
     interventions = run.interventions
     values = np.full((len(shifts), len(interventions)), np.nan)
+    low, high = values.copy(), values.copy()
     index = {s[1:]: i for i, s in enumerate(shifts)}
     for r in run.rows:
-        values[index[(r.source, r.target)], interventions.index(r.intervention)] = r.differential_elicitation
+        cell = index[(r.source, r.target)], interventions.index(r.intervention)
+        values[cell], low[cell], high[cell] = r.differential_elicitation, r.de_ci_low, r.de_ci_high
     bound = max(0.05, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.05)
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = Figure(figsize=(4.6 + 0.62 * len(interventions), max(3.0, 1.6 + 0.2 * len(shifts))), layout="constrained")
+        fig = Figure(figsize=(4.6 + 0.85 * len(interventions), max(3.0, 1.6 + 0.3 * len(shifts))), layout="constrained")
         ax = fig.subplots()
         image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto", interpolation="nearest")
         ax.set_xticks(np.arange(len(interventions)), interventions, rotation=35, ha="right")
@@ -178,15 +183,11 @@ def de_heatmap(run: Run) -> Figure:
             for j in range(len(interventions)):
                 v = values[i, j]
                 if np.isfinite(v):
-                    ax.text(
-                        j,
-                        i,
-                        f"{v:+.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        color="white" if abs(v) > 0.6 * bound else "#222",
-                    )
+                    color = "white" if abs(v) > 0.6 * bound else "#222"
+                    ax.text(j, i - 0.14, f"{v:+.2f}", ha="center", va="center", fontsize=6, color=color)
+                    if np.isfinite(low[i, j]):
+                        ax.text(j, i + 0.22, f"[{low[i, j]:+.2f}, {high[i, j]:+.2f}]", ha="center", va="center",
+                                fontsize=4.5, color=color)
         # Category names on a right-hand axis, so the layout engine makes room for them before the colorbar.
         start, centers, names = 0, [], []
         for k, (cat, _, _) in enumerate(shifts + [("", "", "")]):
@@ -257,76 +258,50 @@ def reliability(runs: Sequence[Run], n_bins: int = 10) -> Figure:
     return fig
 
 
-def reference_means(runs: Sequence[Run], reference: Sequence[ReferenceRow]) -> list[dict[str, object]]:
-    """Mean DE per (intervention, source of numbers) over the shifts both our runs and the reference have.
-
-    Reference models are compared on the same shift set as each run, so the bars differ only in
-    the model and the code that produced them, not in which shifts were averaged.
-    """
-    ours = {(r.source, r.target) for run in runs for r in run.rows}
-    out: list[dict[str, object]] = []
-    for intervention in _interventions(runs):
-        for run in runs:
-            values = [
-                r.differential_elicitation
-                for r in run.rows
-                if r.intervention == intervention and math.isfinite(r.differential_elicitation)
-            ]
-            if values:
-                out.append(
-                    {
-                        "intervention": intervention,
-                        "source": run.label,
-                        "mean_de": float(np.mean(values)),
-                        "n": len(values),
-                        "reference": False,
-                    }
-                )
-        models = sorted({row.model for row in reference})
-        for model in models:
-            values = [
-                row.differential_elicitation
-                for row in reference
-                if row.model == model and row.intervention == intervention and (row.source, row.target) in ours
-            ]
-            if values:
-                out.append(
-                    {
-                        "intervention": intervention,
-                        "source": f"published {model}",
-                        "mean_de": float(np.mean(values)),
-                        "n": len(values),
-                        "reference": True,
-                    }
-                )
-    return out
-
-
-def reference_bars(runs: Sequence[Run], reference: Sequence[ReferenceRow]) -> Figure | None:
-    """Our mean DE beside the published models' on the same shifts (None when nothing overlaps)."""
-    means = reference_means(runs, reference)
-    interventions = [i for i in _interventions(runs) if any(m["intervention"] == i and m["reference"] for m in means)]
-    if not interventions:
+def reference_bars(runs: Sequence[Run], compared: Sequence[PublishedComparisons]) -> Figure | None:
+    """Our mean DE beside each published model's, one panel per (run, published model), drawn only
+    for the like-for-like pairs of `genies.report.published` (`compared[k]` belongs to `runs[k]`);
+    a published bar with a caveat is hatched and its label starred. None when nothing is comparable."""
+    panels = [
+        (k, model, [c for c in done.comparisons if c.model == model])
+        for k, done in enumerate(compared)
+        for model in dict.fromkeys(c.model for c in done.comparisons)
+    ]
+    if not panels:
         return None
-    sources = list(dict.fromkeys(str(m["source"]) for m in means if m["intervention"] in interventions))
-    colors = {s: RUN_COLORS[k % len(RUN_COLORS)] for k, s in enumerate(r.label for r in runs)}
-    refs = [s for s in sources if s not in colors]
-    colors.update({s: REFERENCE_COLORS[k % len(REFERENCE_COLORS)] for k, s in enumerate(refs)})
-    lookup = {(m["intervention"], m["source"]): m["mean_de"] for m in means}
+    widths = [max(2.0, 0.75 * len(group) + 0.5) for _, _, group in panels]
+    published = {"facecolor": REFERENCE_COLORS[1], "edgecolor": "#555", "linewidth": 0.5}
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(1.2 + 0.3 * len(sources) * len(interventions) + 1.5, 3.0), layout="constrained")
-        ax = fig.subplots()
-        bar = 0.85 / len(sources)
-        x = np.arange(len(interventions))
-        for k, source in enumerate(sources):
-            heights = [lookup.get((i, source), np.nan) for i in interventions]
-            ax.bar(x + (k - (len(sources) - 1) / 2) * bar, heights, bar * 0.92, color=colors[source], label=source)
-        ax.axhline(0, color="#555", linewidth=0.8)
-        ax.set_xticks(x, interventions)
-        ax.set_ylabel("mean differential elicitation")
-        ax.set_title("ours beside the published numbers (same shifts)", loc="left")
-        fig.legend(loc="outside right upper", fontsize=8)
+        fig = Figure(figsize=(max(sum(widths) + 0.8, 5.5), 3.8), layout="constrained")
+        axes = fig.subplots(1, len(panels), squeeze=False, sharey=True, width_ratios=widths).ravel()
+        for ax, (k, model, group) in zip(axes, panels, strict=True):
+            x = np.arange(len(group))
+            ax.bar(x - 0.2, [c.ours_mean_de for c in group], 0.38, color=RUN_COLORS[k % len(RUN_COLORS)])
+            for i, c in enumerate(group):
+                ax.bar(i + 0.2, c.published_mean_de, 0.38, hatch="///" if c.caveat else None, **published)
+            ax.axhline(0, color="#555", linewidth=0.8)
+            ax.set_xticks(x, [_reference_tick(c) for c in group], fontsize=7)
+            ax.set_xlim(-0.6, len(group) - 0.4)  # the same bar width in every panel
+            ax.set_title(model + (f" · {runs[k].label}" if len(runs) > 1 else ""), loc="left")
+        axes[0].set_ylabel("mean differential elicitation")
+        shown = dict.fromkeys(k for k, _, _ in panels)
+        handles = [Patch(color=RUN_COLORS[k % len(RUN_COLORS)]) for k in shown]
+        labels = [f"ours ({runs[k].label})" for k in shown]
+        handles.append(Patch(**published))
+        labels.append("published (panel title: the model)")
+        if any(c.caveat for _, _, group in panels for c in group):
+            handles.append(Patch(hatch="///", **published))
+            labels.append("* with a caveat (listed beside the figure)")
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     return fig
+
+
+def _reference_tick(c: PublishedComparison) -> str:
+    """`lat` / `as lat_stim_2` / `15 shifts`, starred when the comparison has a caveat."""
+    lines = [c.intervention + (" *" if c.caveat else "")]
+    if c.published != c.intervention:
+        lines += textwrap.wrap(f"as {c.published}", 16)
+    return "\n".join([*lines, f"{c.n_shifts} shifts"])
 
 
 def save_figure(fig: Figure, folder: Path, name: str) -> str:

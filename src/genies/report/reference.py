@@ -1,9 +1,11 @@
 """The published GENIES numbers (`generalization_metrics` layout) read for comparison with ours.
 
 Layout: DIR/<model>/<intervention>/{GENIES,all}.csv with the original columns. all.csv lists the
-13 unwanted-persona shifts twice (SPEC §3.3); rows are de-duplicated by (source, target) so a
-reference mean is over unique shifts, like ours. The original folder names differ from genies'
-intervention names for LoRA, so they are mapped.
+13 unwanted-persona shifts twice (docs/methods.md#56-unique-shifts-and-69-rows); rows are de-duplicated by (source, target) so a
+reference mean is over unique shifts, like ours. The original names LoRA differently (its folder
+`lora_fine_tuning`, its target-tuned winner `classify_lora`), so both are read as genies' `lora`;
+the other folders keep their names (`lat_stim_1`, `ccs`): which of ours they are comparable with
+is `genies.report.published`'s decision, not a renaming.
 """
 
 from __future__ import annotations
@@ -21,20 +23,25 @@ LISTS = ("GENIES", "all")
 
 @dataclass(frozen=True)
 class ReferenceRow:
-    """One published (model, intervention, shift) result."""
+    """One published (model, intervention, shift) result: what its DE was computed from, so a
+    comparison can recompute it with another target-tuned definition."""
 
     model: str
     intervention: str
     lists: tuple[str, ...]  # which of GENIES / all the shift appears in
     source: str
     target: str
+    target_reference: str
     differential_elicitation: float
     generalization_accuracy: float
     baseline_accuracy: float
     target_tuned_capability: float
+    target_tuned_capability_intervention: str  # the best-of winner on the reference (`lora` for classify_lora)
+    source_ID_accuracy: float  # the intervention trained on the source, evaluated on the source's test split
 
 
 def canonical_intervention(name: str) -> str:
+    """genies' name for an original folder or winner name (only LoRA's differ)."""
     return INTERVENTION_ALIASES.get(name, name)
 
 
@@ -43,6 +50,13 @@ def _float(path: Path, line: int, row: dict[str, str], key: str) -> float:
         return float(row[key])
     except (KeyError, ValueError, TypeError) as err:
         raise ReportError(path, f"line {line}: column {key!r} is not a number ({row.get(key)!r})") from err
+
+
+def _text(path: Path, line: int, row: dict[str, str], key: str) -> str:
+    value = row.get(key)
+    if not value:
+        raise ReportError(path, f"line {line}: column {key!r} is missing or empty")
+    return value
 
 
 def load_reference(directory: str | Path) -> list[ReferenceRow]:
@@ -70,10 +84,14 @@ def load_reference(directory: str | Path) -> list[ReferenceRow]:
                     lists=lists,
                     source=key[2],
                     target=key[3],
+                    target_reference=_text(csv_path, line, row, "target_reference"),
                     differential_elicitation=_float(csv_path, line, row, "differential_elicitation"),
                     generalization_accuracy=_float(csv_path, line, row, "generalization_accuracy"),
                     baseline_accuracy=_float(csv_path, line, row, "baseline_accuracy"),
                     target_tuned_capability=_float(csv_path, line, row, "target_tuned_capability"),
+                    target_tuned_capability_intervention=canonical_intervention(
+                        _text(csv_path, line, row, "target_tuned_capability_intervention")),
+                    source_ID_accuracy=_float(csv_path, line, row, "source_ID_accuracy"),
                 )
     if not found:
         raise ReportError(root, "no <model>/<intervention>/{GENIES,all}.csv files found")

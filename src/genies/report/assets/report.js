@@ -176,7 +176,8 @@
     const runs = DATA.runs; const rows = DATA.rows;
     rows.forEach((r, k) => { r.k = k; r.shift = shiftName(r.source, r.target); r.runLabel = runs[r.run].label; });
     const refModels = DATA.reference ? DATA.reference.models : [];
-    const refDE = new Map((DATA.reference ? DATA.reference.rows : []).map((x) => [x.m + "|" + x.i + "|" + x.s + "|" + x.t, x.de]));
+    // published DE per (run, model, our intervention, shift): like-for-like pairs only, as compared
+    const refDE = new Map((DATA.reference ? DATA.reference.rows : []).map((x) => [x.r + "|" + x.m + "|" + x.i + "|" + x.s + "|" + x.t, x]));
     const categories = uniq(rows.map((r) => r.category)); const families = uniq(rows.map((r) => r.family));
     const interventions = uniq(runs.flatMap((r) => r.interventions).concat(rows.map((r) => r.intervention)));
     // zero-shot is the baseline (DE 0 by construction): start on the first trained intervention
@@ -192,14 +193,14 @@
       { key: "shift", label: "shift (source → target)", text: true },
       { key: "category", label: "category", text: true },
       { key: "family", label: "family", text: true },
-      { key: "de", label: "DE", signed: true, title: "differential elicitation = (gen. acc − zero-shot acc) / target-tuned" },
-      { key: "ga", label: "gen. acc", title: "accuracy on the target after training on the source", ci: true },
+      { key: "de", label: "DE", signed: true, ci: ["de_lo", "de_hi"], title: "differential elicitation = (gen. acc − zero-shot acc) / target-tuned, with its 95 % interval (target and reference prompts resampled)" },
+      { key: "ga", label: "gen. acc", title: "accuracy on the target after training on the source", ci: ["ci_lo", "ci_hi"] },
       { key: "base", label: "zero-shot", title: "zero-shot baseline accuracy on the target" },
       { key: "att", label: "target-tuned", title: "target-tuned capability (upper reference)" },
       { key: "elic", label: "elicitation", title: "gen. acc / target-tuned" },
       { key: "src", label: "source ID", title: "accuracy on the source's own test split" },
       { key: "ece", label: "ECE" }, { key: "brier", label: "Brier" },
-      refModels.length && { key: "refde", label: "published DE", signed: true, title: "the published GENIES DE for this shift and intervention" },
+      refModels.length && { key: "refde", label: "published DE", signed: true, title: "the published GENIES DE of the comparable method for this shift, as compared (recomputed with LoRA's target-tuned capability for a default-mode run); empty where nothing is comparable" },
       { key: "flag", label: "length cue", text: true, title: "a length-only ranking already solves the target" },
     ].filter(Boolean);
     rows.forEach((r) => { r.flag = r.len_flag ? "yes" : ""; });
@@ -227,7 +228,11 @@
     const counter = document.getElementById("table-count");
 
     function drawTable() {
-      rows.forEach((r) => { r.refde = refDE.get(t.ref + "|" + r.intervention + "|" + r.source + "|" + r.target) ?? null; });
+      rows.forEach((r) => {
+        const x = refDE.get(r.run + "|" + t.ref + "|" + r.intervention + "|" + r.source + "|" + r.target);
+        r.refde = x ? x.de : null;
+        r.refnote = x ? `published ${x.p}; as printed ${signed(x.printed)}` : null;  // shown on hover
+      });
       let shown = rows.filter((r) => (t.run === "*" || String(r.run) === t.run) && (t.intervention === "*" || r.intervention === t.intervention)
         && (t.category === "*" || r.category === t.category) && (t.family === "*" || r.family === t.family) && (!t.q || r.shift.toLowerCase().includes(t.q)));
       if (t.sortKey) {
@@ -245,8 +250,9 @@
           const v = r[c.key];
           if (c.text) tr.append(h("td", { class: "t" }, c.key === "flag" && v ? h("span", { class: "pill flag", text: "length cue" }) : v));
           else {
-            const td = h("td", { class: c.signed && v != null ? (v < 0 ? "neg" : v > 0 ? "pos" : null) : null, text: c.signed ? signed(v) : fmt(v) });
-            if (c.ci && r.ci_lo != null) td.append(" ", h("span", { class: "ci", text: `[${fmt(r.ci_lo, 2)}, ${fmt(r.ci_hi, 2)}]` }));
+            const td = h("td", { class: c.signed && v != null ? (v < 0 ? "neg" : v > 0 ? "pos" : null) : null, text: c.signed ? signed(v) : fmt(v), title: c.key === "refde" ? r.refnote : null });
+            const [lo, hi] = c.ci ? [r[c.ci[0]], r[c.ci[1]]] : [null, null];
+            if (lo != null) td.append(" ", h("span", { class: "ci", text: c.signed ? `[${signed(lo, 2)}, ${signed(hi, 2)}]` : `[${fmt(lo, 2)}, ${fmt(hi, 2)}]` }));
             tr.append(td);
           }
         }
@@ -265,12 +271,9 @@
     const box = document.getElementById("summary-table");
     if (!box) return;
     const agg = new Map(DATA.aggregates.filter((a) => a.scope === "all").map((a) => [a.run + "|" + a.intervention, a]));
-    const refMeans = DATA.reference ? DATA.reference.means : [];
-    const refSources = uniq(refMeans.filter((m) => m.reference).map((m) => m.source));
     const table = h("table", { class: "summary" });
     const hr = h("tr", null, h("th", { class: "t", text: "intervention" }));
     runs.forEach((r) => hr.append(h("th", { text: "mean DE · " + r.label }), h("th", { text: "gen. acc" })));
-    refSources.forEach((s) => hr.append(h("th", { text: s, title: "mean published DE over the same shifts" })));
     table.append(h("thead", null, hr));
     const tb = h("tbody");
     for (const i of interventions) {
@@ -281,7 +284,6 @@
         if (a && a.ci_low != null) td.append(" ", h("span", { class: "ci", text: `[${signed(a.ci_low, 3)}, ${signed(a.ci_high, 3)}]` }));
         tr.append(td, h("td", { text: a ? fmt(a.mean_generalization_accuracy) : "–" }));
       });
-      refSources.forEach((s) => { const m = refMeans.find((x) => x.source === s && x.intervention === i); tr.append(h("td", { text: m ? signed(m.mean_de) : "–" })); });
       tb.append(tr);
     }
     table.append(tb);
