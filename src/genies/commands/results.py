@@ -28,6 +28,8 @@ from genies.commands._format import (
     to_json,
 )
 
+from genies.report.support import run_support
+
 if TYPE_CHECKING:
     from genies.pipeline.run_dir import ResultRow, RunResults
 
@@ -117,14 +119,7 @@ def print_comparisons(res: RunResults, console: Console) -> None:
         Column("A better on", lambda c: number(c.share_a_better), kind="number", drop=2),
     ]
     print_table(console, "Paired comparisons (the same shifts and prompts)", columns, list(res.comparisons))
-    beyond = [c for c in res.comparisons if c.beyond_noise]
-    if beyond:
-        said = "; ".join(f"{escape(c.a if c.mean_difference > 0 else c.b)} beats "
-                         f"{escape(c.b if c.mean_difference > 0 else c.a)}" for c in beyond)
-        console.print(f"Beyond noise (95% interval of the difference excludes 0): {said}.", highlight=False)
-    else:
-        console.print("No intervention beats another beyond noise: every 95% interval of a difference "
-                      "includes 0.", highlight=False)
+    console.print(escape(run_support(res).verdict_sentence()), highlight=False)  # the report's words
 
 
 def print_failures(res: RunResults, console: Console) -> None:
