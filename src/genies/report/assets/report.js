@@ -28,8 +28,8 @@
     }
     return e;
   }
-  const fmt = (v, d = 3) => (v == null || Number.isNaN(v) ? "–" : Number(v).toFixed(d));
-  const signed = (v, d = 3) => (v == null || Number.isNaN(v) ? "–" : (v > 0 ? "+" : "") + Number(v).toFixed(d));
+  const fmt = (v, d = 2) => (v == null || Number.isNaN(v) ? "–" : Number(v).toFixed(d));
+  const signed = (v, d = 2) => (v == null || Number.isNaN(v) ? "–" : (v > 0 ? "+" : "") + Number(v).toFixed(d));
   const shiftName = (s, t) => s + " → " + t;
   const uniq = (xs) => [...new Set(xs)];
 
@@ -281,7 +281,7 @@
       runs.forEach((r, k) => {
         const a = agg.get(k + "|" + i);
         const td = h("td", { class: a && a.mean_de < 0 ? "neg" : a && a.mean_de > 0 ? "pos" : null, text: a ? signed(a.mean_de) : "–" });
-        if (a && a.ci_low != null) td.append(" ", h("span", { class: "ci", text: `[${signed(a.ci_low, 3)}, ${signed(a.ci_high, 3)}]` }));
+        if (a && a.ci_low != null) td.append(" ", h("span", { class: "ci", text: `[${signed(a.ci_low)}, ${signed(a.ci_high)}]` }));
         tr.append(td, h("td", { text: a ? fmt(a.mean_generalization_accuracy) : "–" }));
       });
       tb.append(tr);
