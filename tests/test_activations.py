@@ -179,8 +179,15 @@ def test_cli_ls_du_clear(tmp_path, tiny_llama, monkeypatch):
     runner = CliRunner()
     listed = runner.invoke(app, ["ls"])
     assert listed.exit_code == 0 and "toy" in listed.output and "train" in listed.output
+    (tmp_path / "jobs" / "ab").mkdir(parents=True)
+    (tmp_path / "jobs" / "ab" / "predictions.json").write_bytes(b"x" * 3000)
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "models" / "m" / "model.safetensors").write_bytes(b"x" * 5000)
     du = runner.invoke(app, ["du"])
     assert du.exit_code == 0 and "1 entr" in du.output
+    # every cache genies keeps: activations, the job store and converted models, and their total
+    assert "jobs: 2.9 KiB in 1 files" in du.output and "converted models: 4.9 KiB in 1 files" in du.output
+    assert "total:" in du.output
     assert runner.invoke(app, ["clear", "--older-than", "7d", "--yes"]).exit_code == 0
     assert len(ActivationStore().entries()) == 1
     bad = runner.invoke(app, ["clear", "--older-than", "7 fortnights", "--yes"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -243,6 +244,11 @@ def test_report_command(run_dir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.html").is_file() and "figures" in result.output
+    # by default the report goes next to the run, so reporting another run never overwrites it
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    assert CliRunner().invoke(app, ["report", str(copy)]).exit_code == 0
+    assert (copy / "report.html").is_file() and (copy / "report-figures").is_dir()
     # A missing folder is a GeniesError naming it; `genies` prints it as one line (tests/test_cli.py).
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nope"), "--out", str(tmp_path / "x.html")])
     assert isinstance(result.exception, RunDirError)

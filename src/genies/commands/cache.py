@@ -1,4 +1,4 @@
-"""`genies cache ls | du | clear`: see and free the disk space the activation store uses.
+"""`genies cache ls | du | clear`: see the disk space genies' caches use, and free the activation store's.
 
 Entries are content-addressed, so clearing never changes results: a cleared entry is recomputed
 the next time a method needs it.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -89,9 +90,19 @@ def ls(fmt: OutputFormat = format_option()) -> None:
                 entries)
 
 
+def folder_size(folder: Path) -> tuple[int, int]:
+    """(bytes, files) under `folder`, links not followed; (0, 0) when it does not exist."""
+    sizes = [p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()] \
+        if folder.is_dir() else []
+    return sum(sizes), len(sizes)
+
+
 def du() -> None:
-    """Print the total disk use of the activation store, and per model."""
+    """Print the disk use of everything genies caches: the activation store (in total and per
+    model), the job store (fitted states and predictions) and the converted models."""
     from genies.models.activations import ActivationStore  # torch: imported only when used
+    from genies.models.catalog import models_cache_dir
+    from genies.pipeline.store import default_root
 
     store = ActivationStore()
     entries = store.entries()
@@ -99,9 +110,16 @@ def du() -> None:
     for e in entries:
         name = str(e.meta.get("model_name", e.meta.get("model")))
         per_model[name] = per_model.get(name, 0) + e.size_bytes
+    activations = store.total_size()
+    console.print(f"activations: {human_size(activations)} in {len(entries)} entries under {store.root}")
     for name, size in sorted(per_model.items(), key=lambda kv: -kv[1]):
         console.print(f"  {human_size(size):>10}  {escape(name)}")
-    console.print(f"{human_size(store.total_size())} in {len(entries)} entries under {store.root}")
+    total = activations
+    for label, folder in (("jobs", default_root()), ("converted models", models_cache_dir())):
+        size, files = folder_size(folder)
+        total += size
+        console.print(f"{label}: {human_size(size)} in {files} files under {folder}")
+    console.print(f"total: {human_size(total)}")
 
 
 def clear(

@@ -18,7 +18,8 @@ console = Console(soft_wrap=True)
 
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="One or more run folders written by `genies run`."),
-    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="The HTML file to write (default: report.html in "
+                                    "the run folder; compare-report.html in the first one for several runs)."),
     reference: Path | None = typer.Option(
         None,
         "--reference",
@@ -33,6 +34,8 @@ def report(
     """Write the HTML report (table, plots, calibration, sample browser) and its PNG/SVG figures."""
     # A run or reference folder that cannot be read raises a GeniesError naming the file, and so
     # does a file the system refuses to read or write: `genies` prints it as one line.
+    if out is None:  # next to the run, so reporting another run never overwrites this one
+        out = run_dirs[0] / ("report.html" if len(run_dirs) == 1 else "compare-report.html")
     with console.status(f"building the report for {len(run_dirs)} run(s)"):
         from genies.report.build import build_report, figures_dir  # matplotlib: only when used
         from genies.report.load import ReportError
