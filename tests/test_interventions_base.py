@@ -370,3 +370,22 @@ def test_cli_show_of_an_unknown_name_raises_the_one_line_error() -> None:
     missing = CliRunner().invoke(_app(), ["show", "mmss"])
     assert isinstance(missing.exception, UnknownNameError)  # genies.cli prints it as one line
     assert "did you mean 'mms'" in str(missing.exception)
+
+
+def test_builtin_names_are_the_registered_builtins_and_checked_without_torch():
+    """`genies run -i mmss` is refused before torch and transformers load (seconds on a laptop):
+    the names it checks against are exactly the built-in methods' registered names."""
+    import subprocess
+    import sys
+
+    from genies.interventions import registry
+
+    registry.available()
+    builtins = {name for name, cls in registry._REGISTRY.items()
+                if cls.__module__.removeprefix("genies.interventions.") in registry.builtin_modules()}
+    assert set(registry.BUILTIN_NAMES) == builtins
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom genies.cli import _build\n"
+            "result = CliRunner().invoke(_build(), ['run', '-i', 'mmss', '--out', 'x'])\n"
+            "assert result.exit_code == 2 and \"did you mean 'mms'\" in result.output, result.output\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

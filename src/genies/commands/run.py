@@ -62,6 +62,11 @@ def _parameters() -> list[inspect.Parameter]:
 
 def run_command(**options: Any) -> None:
     """Compute the GENIES metrics; rerunning the same command resumes and reuses finished jobs."""
+    from genies.interventions.registry import check_names
+
+    # a misspelt name is refused before torch and transformers load (seconds); folders written for
+    # the original GENIES are resolved later
+    check_names([name for name in options["interventions"] if not Path(name).expanduser().is_dir()])
     import transformers
     from rich.console import Console
 

@@ -45,6 +45,25 @@ def register(name: str, *, family: str, description: str) -> Any:
     return decorate
 
 
+# The built-in methods' registered names, so a name can be checked without importing the methods
+# (torch, transformers: seconds); tests/test_interventions_base.py keeps it equal to the registry.
+BUILTIN_NAMES = ("ccs", "cra", "few_shot", "full_fine_tune", "lat", "logistic", "lora", "mms", "prompt_tuning",
+                 "random", "zero_shot")
+LEGACY_HINT = " (or legacy:FOLDER for a folder written for the original GENIES)"
+
+
+def check_names(specs: list[str]) -> None:
+    """Refuse an unknown intervention name in well under a second, before anything heavy is
+    imported: built-in names, plugin entry points and classes registered at run time are known
+    by name alone (a spec's part before `:`; a legacy folder is given as `legacy:PATH`)."""
+    known = {*BUILTIN_NAMES, *_REGISTRY, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}
+    for spec in specs:
+        name = spec.partition(":")[0]
+        if name not in known:
+            listed = {*BUILTIN_NAMES, *(n for n, cls in _REGISTRY.items() if cls.listed)}
+            raise UnknownNameError("intervention", name, listed, LEGACY_HINT)
+
+
 def builtin_modules() -> list[str]:
     package = importlib.import_module("genies.interventions")
     return [m.name for m in pkgutil.iter_modules(package.__path__)
@@ -82,8 +101,7 @@ def get_intervention(name: str) -> type[Intervention]:
     if name not in _REGISTRY:
         _load_all()
     if name not in _REGISTRY:
-        raise UnknownNameError("intervention", name, available(),
-                               " (or legacy:FOLDER for a folder written for the original GENIES)")
+        raise UnknownNameError("intervention", name, available(), LEGACY_HINT)
     return _REGISTRY[name]
 
 

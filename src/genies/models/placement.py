@@ -17,16 +17,16 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from genies.errors import ConfigError, UnknownNameError
 from genies.provenance import package_versions
 
 DEVICES = ("auto", "cpu", "cuda")
-DTYPES: dict[str, torch.dtype | None] = {
-    "auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+# torch is imported only when a placement is resolved, so `genies run --help` and the checks of
+# names that come before any work stay fast.
+DTYPES: dict[str, str | None] = {
+    "auto": None, "float32": "float32", "bfloat16": "bfloat16", "float16": "float16",
 }
 QUANTIZATIONS = ("none", "8bit", "4bit")
 QUANTIZED_BYTES = {"8bit": 1.0, "4bit": 0.5}  # bytes per quantized weight (NF4 packs two in a byte)
@@ -34,6 +34,9 @@ QUANTIZED_BYTES = {"8bit": 1.0, "4bit": 0.5}  # bytes per quantized weight (NF4 
 # the CUDA context. A model above it on the first GPU is sharded when --gpus allows.
 WEIGHT_SHARE = 0.8
 GIB = 1 << 30
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Placement:
     @property
     def torch_device(self) -> torch.device:
         """The concrete device (the first GPU of a sharded model)."""
+        import torch
+
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
@@ -72,9 +77,11 @@ class Placement:
     @property
     def torch_dtype(self) -> torch.dtype:
         """fp32 on CPU (bf16 matmuls are slow there and less exact), bf16 on GPU, unless named."""
+        import torch
+
         named = DTYPES[self.dtype]
         if named is not None:
-            return named
+            return getattr(torch, named)
         return torch.bfloat16 if self.torch_device.type == "cuda" else torch.float32
 
     @property
@@ -88,6 +95,8 @@ class Placement:
 
     def check(self) -> None:
         """Refuse, before any loading, what this machine cannot do."""
+        import torch
+
         device = self.torch_device
         if device.type == "cuda":
             if not torch.cuda.is_available():
