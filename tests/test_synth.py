@@ -216,6 +216,7 @@ def test_cli_writes_the_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [str(tmp_path / "s"), "--size", "3", "--seed", "2"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "s" / "shifts.json").is_file() and "14 distributions" in result.output
+    assert f"GENIES_DATA_DIR={tmp_path / 's'}" in result.output  # how to use it, said where it is written
     assert _files(tmp_path / "s") == _files(write_synthetic(tmp_path / "t", 3, 2))
     result = CliRunner().invoke(app, [str(tmp_path / "u"), "--size", "0"])
     assert result.exit_code == 2 and "Traceback" not in result.output

@@ -36,3 +36,6 @@ def synth_command(
     Console().print(f"wrote {len(DISTRIBUTIONS)} distributions ({size} train + {size} test prompts each) and "
                     f"{len(shifts)} shifts over {len({s.category for s in shifts})} categories to {folder} "
                     f"(shift file: {folder / 'shifts.json'})", soft_wrap=True, highlight=False)
+    Console().print(f"use it: genies run --shifts {folder / 'shifts.json'} ... (its distributions are found "
+                    f"beside it), or export GENIES_DATA_DIR={folder} to make it the data root",
+                    soft_wrap=True, highlight=False)
