@@ -160,6 +160,11 @@ def test_several_runs_get_distinct_labels(tmp_path: Path) -> None:
     data, _ = page_data(build_report([a, b], tmp_path / "r.html"))
     assert {row["run"] for row in data["rows"]} == {0, 1}
     assert (figures_dir(tmp_path / "r.html") / "de_heatmap_2.svg").exists()
+    assert 'id="shift-mismatch"' not in (tmp_path / "r.html").read_text()  # the same shifts: no warning
+    c = write_run_dir(tmp_path / "c", n_shifts=3, interventions=("lora",), n_examples=3)
+    html_text = build_report([a, c], tmp_path / "rc.html").read_text()
+    assert 'id="shift-mismatch"' in html_text and "different shifts" in html_text
+    assert "(a): 2, tiny-random · test (c): 3; 2 shared" in html_text
 
 
 def test_bad_run_dirs_name_the_file_and_row(tmp_path: Path) -> None:

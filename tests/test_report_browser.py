@@ -33,7 +33,7 @@ def browser(chromium_executable: Path) -> Iterator[object]:
 class Page:
     """A loaded page plus everything it logged or requested, for assertions."""
 
-    def __init__(self, browser: object, path: Path, width: int = 1400) -> None:
+    def __init__(self, browser: object, path: Path, width: int = 1400, fragment: str = "") -> None:
         self.page = browser.new_page(viewport={"width": width, "height": 1000})  # type: ignore[attr-defined]
         self.errors: list[str] = []
         self.requests: list[str] = []
@@ -41,7 +41,7 @@ class Page:
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("request", lambda r: self.requests.append(r.url))
         start = time.perf_counter()
-        self.page.goto(path.as_uri())
+        self.page.goto(path.as_uri() + fragment)
         self.page.wait_for_selector("body[data-ready='1']", timeout=30_000)
         self.load_seconds = time.perf_counter() - start
 
@@ -153,6 +153,30 @@ def test_paging_moves_through_examples(page: Page) -> None:
     page.page.click("#b-next")
     assert page.page.locator("#ex-list .ex").first.get_attribute("data-index") == "10"
     assert page.page.locator("#b-page").inner_text() == "page 2 / 3"
+
+
+def test_the_sample_browser_state_is_in_the_link(browser: object, report: Path) -> None:
+    """Choices in the sample browser are written to the URL fragment, and a page opened at that
+    link shows the same examples (a colleague can be sent "this error on this shift")."""
+    first = Page(browser, report)
+    first.page.select_option("#b-int", "mms")
+    first.page.select_option("#b-shift", "source_2 → target_2")
+    first.page.click("#b-filter button[data-v='errors']")
+    if first.count("#b-next:not([disabled])"):
+        first.page.click("#b-next")
+    link = first.page.evaluate("location.hash")
+    assert link.startswith("#samples/") and "intervention=mms" in link and "filter=errors" in link
+    shown = first.page.locator("#ex-list .ex").evaluate_all("els => els.map(e => e.dataset.index)")
+    first.page.close()
+    second = Page(browser, report, fragment=link)
+    assert second.page.locator("#b-int").input_value() == "mms"
+    assert second.page.locator("#b-shift").input_value() == "source_2 → target_2"
+    assert second.page.locator("#ex-list .ex").evaluate_all("els => els.map(e => e.dataset.index)") == shown
+    assert second.errors == []
+    second.page.close()
+    plain = Page(browser, report, fragment="#results")  # an ordinary anchor is left as it is
+    assert plain.page.evaluate("location.hash") == "#results"
+    plain.page.close()
 
 
 def test_screenshots(page: Page) -> None:

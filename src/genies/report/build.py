@@ -228,7 +228,25 @@ def _overview(runs: Sequence[Run]) -> str:
             f'<details class="warn" id="failed-jobs"><summary>{len(failed)} job(s) failed; their rows are missing '
             f"from this report</summary>{items}</details>"
         )
-    return f'{_support(runs)}<div class="cards">{"".join(cards)}</div>{warn}{_method_reports(runs)}'
+    return (f'{_support(runs)}<div class="cards">{"".join(cards)}</div>{_shift_mismatch(runs)}{warn}'
+            f"{_method_reports(runs)}")
+
+
+def shift_mismatch(runs: Sequence[Run]) -> str | None:
+    """A warning when compared runs cover different shifts: their mean DEs then average different
+    things, and side by side they would read as a comparison of models or presets alone."""
+    sets = [set(run.shifts) for run in runs]
+    if len(runs) < 2 or all(s == sets[0] for s in sets):
+        return None
+    shared = set.intersection(*sets)
+    counts = ", ".join(f"{run.label}: {len(s)}" for run, s in zip(runs, sets, strict=True))
+    return (f"These runs cover different shifts ({counts}; {len(shared)} shared): their mean DEs are over "
+            "different shift lists, so compare them per shift (the results table and heatmaps) rather than by mean.")
+
+
+def _shift_mismatch(runs: Sequence[Run]) -> str:
+    text = shift_mismatch(runs)
+    return f'<p class="warn" id="shift-mismatch">{html.escape(text)}</p>' if text else ""
 
 
 def _support(runs: Sequence[Run]) -> str:

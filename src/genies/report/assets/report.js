@@ -319,7 +319,7 @@
       const shiftSel = controls.querySelector("#b-shift");
       if (shiftSel.value !== st.shift) st.shift = shiftSel.value;
     }
-    function draw() {
+    let draw = function () {
       const row = rows.find((r) => String(r.run) === st.run && r.intervention === st.intervention && r.shift === st.shift);
       const evId = row ? row[st.which] : null;
       if (evId == null || !DATA.evals[evId]) {
@@ -338,7 +338,25 @@
         pager(st, shown.length, draw));
       list.replaceChildren(...(page.length ? page.map((it) => exampleCard(it, st.q)) : [h("div", { class: "empty", text: "No example matches." })]));
     }
+    // The browser's state lives in the URL fragment (#samples/run=0&intervention=lora&shift=...),
+    // so a link shows the same examples; written after each change, never on the first draw, so
+    // opening the page at #results keeps its anchor.
+    const HASH = "#samples/";
+    const KEYS = ["run", "intervention", "shift", "which", "filter", "sort", "q", "page"];
+    let restored = false;
+    if (location.hash.startsWith(HASH)) {
+      const saved = new URLSearchParams(location.hash.slice(HASH.length));
+      for (const k of KEYS) if (saved.has(k)) st[k] = k === "page" ? Math.max(0, parseInt(saved.get(k), 10) || 0) : saved.get(k);
+      restored = true;
+    }
+    let draws = 0;
+    const drawAndRemember = draw;
+    draw = function () {
+      drawAndRemember();
+      if (draws++ > 0) history.replaceState(null, "", HASH + new URLSearchParams(KEYS.map((k) => [k, String(st[k])])).toString());
+    };
     drawControls(); draw();
+    if (restored) root.scrollIntoView({ behavior: "instant", block: "start" });
     return {
       open(r) {
         Object.assign(st, { run: String(r.run), intervention: r.intervention, shift: r.shift, page: 0 });
