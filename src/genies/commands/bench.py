@@ -77,5 +77,34 @@ def scoring(
         typer.echo(json.dumps(result.to_dict()))
 
 
+def executor(
+    model: str = typer.Option("default", "--model", "-m", help="Model name (see `genies models list`)."),
+    intervention: list[str] = typer.Option(None, "--intervention", "-i", help="Intervention; repeatable "
+                                           "(default: mms). They are the target-tuned candidates too."),
+    max_train: int = typer.Option(8, "--max-train", help="Train examples per distribution."),
+    max_eval: int = typer.Option(8, "--max-eval", help="Test examples per distribution."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line of all numbers."),
+) -> None:
+    """The synthetic suite run locally and on Ray (two single-CPU workers on a loopback-only cluster)."""
+    from genies.bench.executor import run_executor_bench
+    from genies.models.loading import resolve_model_folder
+
+    result = run_executor_bench(resolve_model_folder(model), intervention or ["mms"], max_train, max_eval)
+    table = Table(title=f"executor benchmark: synthetic suite, {', '.join(result.interventions)}, "
+                        f"{result.jobs} jobs, {escape(model)}")
+    table.add_column("")
+    table.add_column("local", justify="right")
+    table.add_column("ray (2 workers)", justify="right")
+    table.add_row("seconds", f"{result.local_seconds:.1f}", f"{result.ray_seconds:.1f}")
+    table.add_row("job seconds, summed", f"{result.local_job_seconds:.1f}", f"{result.ray_job_seconds:.1f}")
+    Console().print(table)
+    Console().print(f"ray / local {result.ratio:.3f} ({result.overhead_percent:+.1f} %); cluster start "
+                    f"{result.cluster_start_seconds:.1f} s (not counted); results.csv identical: "
+                    f"{result.identical_results}\n{escape(result.machine)}", highlight=False)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+
+
 def register(app: typer.Typer) -> None:
     app.command("scoring")(scoring)
+    app.command("executor")(executor)

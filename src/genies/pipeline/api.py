@@ -19,7 +19,7 @@ from genies.data.home import DataNotFoundError, find_data_root, genies_home
 from genies.data.schema import Distribution
 from genies.data.shift import Shift
 from genies.models.base import LoadedModel
-from genies.pipeline.executor import JobEnv, LocalExecutor, RayExecutor, RunLog
+from genies.pipeline.executor import JobEnv, LocalExecutor, RunLog
 from genies._io import write_atomic
 from genies.errors import ConfigError, UnknownNameError
 from genies.pipeline.config import RunConfig
@@ -171,6 +171,13 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
                       model_fingerprint=fingerprint, precision=precision, data_hash=lambda n, s: data_hashes[n][s],
                       baseline=config.baseline, target_tuned=candidates)
 
+    runner = executor or LocalExecutor()
+    if config.executor == "ray":  # joins (or starts) the cluster now: an unreachable one leaves nothing written
+        from genies.pipeline.ray_executor import ModelRecipe, RayExecutor
+
+        recipe = (ModelRecipe.of(lm) if lm is not None else
+                  ModelRecipe.for_run(folder, model_name, config.trust_remote_code, placement, fingerprint))
+        runner = RayExecutor(recipe, config.ray_address, plain=runner.plain, console=runner.console)
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     store = JobStore(config.cache_dir)
@@ -180,10 +187,7 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
     env = JobEnv(load_model=load, distribution=distribution, store=store, seed=config.seed,
                  activation_store=_activation_store())
     try:
-        if config.executor == "ray":
-            records = RayExecutor(lambda: env).execute(plan, env, log)
-        else:
-            records = (executor or LocalExecutor()).execute(plan, env, log)
+        records = runner.execute(plan, env, log)
     except KeyboardInterrupt:
         log.write("interrupted: finished jobs are kept; rerun the same command to resume")
         raise

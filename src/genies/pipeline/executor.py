@@ -1,10 +1,12 @@
-"""Run a plan's jobs: locally with rich progress (default), or on Ray when asked and installed.
+"""Run a plan's jobs locally, and what every executor shares: running a group, the log, the display.
 
 Jobs run in groups: one fit and every prediction made with its state. A group whose outputs are
 all in the store costs nothing. A fitted state is always reloaded from the store before it
 predicts, so a fresh run and a resumed run predict from byte-identical states. A failing job
 writes its traceback to the run's log and the executor goes on; the predictions of a failed fit
 are reported as failed too, and since nothing of theirs was stored, a rerun retries exactly them.
+The Ray executor (`genies.pipeline.ray_executor`) runs the same `run_group` on its workers and
+shows the same `JobDisplay`.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _groups(plan: Plan) -> list[tuple[FitJob, list[PredictJob]]]:
+def groups(plan: Plan) -> list[tuple[FitJob, list[PredictJob]]]:
     return [(fit, plan.predicts_of(fit)) for fit in plan.fits.values()]
 
 
@@ -102,17 +104,28 @@ class RunLog:
             self.write(traceback_text.rstrip())
 
 
+def cached_group(fit: FitJob, predicts: list[PredictJob], store: JobStore) -> list[JobRecord] | None:
+    """The group's records when every output it would write is stored already, else None: a
+    cached group costs nothing (no model load), wherever the executor runs it."""
+    if all(store.has_predictions(p.key) for p in predicts) and (predicts or store.has_fit(fit.key)):
+        return [JobRecord(fit.key, "fit", fit.label, "cached"),
+                *(JobRecord(p.key, "predict", p.label, "cached") for p in predicts)]
+    return None
+
+
 def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
               on_start: Callable[[str], None] | None = None) -> Iterable[tuple[JobRecord, str | None]]:
-    """Yield one (record, traceback) per job of the group as it finishes.
+    """Yield one (record, traceback) per job of the group as it finishes: always the fit first,
+    then each prediction in order, whatever ran, was cached or failed (a retried Ray call relies
+    on the n-th item being the n-th job's).
 
     The fitted state is read back from the store (so a fresh and a resumed run predict from the
     same bytes) and prepared once (`Intervention.scorer`) for every prediction of the group."""
     store = env.store
-    if all(store.has_predictions(p.key) for p in predicts) and (predicts or store.has_fit(fit.key)):
-        yield JobRecord(fit.key, "fit", fit.label, "cached"), None
-        for p in predicts:
-            yield JobRecord(p.key, "predict", p.label, "cached"), None
+    cached = cached_group(fit, predicts, store)
+    if cached is not None:
+        for rec in cached:
+            yield rec, None
         return
     ctx = FitContext(seed=env.seed, activation_store=env.activation_store, progress=on_start)
     started = time.perf_counter()
@@ -130,7 +143,7 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
         ctx.state_dir = store.fit_dir(fit.key)
     except Exception as err:  # noqa: BLE001 - one failing job must not stop the others
         tb = traceback.format_exc()
-        yield JobRecord(fit.key, "fit", fit.label, "failed", time.perf_counter() - started, _one_line(err)), tb
+        yield JobRecord(fit.key, "fit", fit.label, "failed", time.perf_counter() - started, one_line(err)), tb
         for p in predicts:
             yield JobRecord(p.key, "predict", p.label, "failed", 0.0, f"not run: {fit.label} failed"), None
         return
@@ -152,7 +165,7 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
                                    on_start)
             yield JobRecord(p.key, "predict", p.label, status, time.perf_counter() - started), None
         except Exception as err:  # noqa: BLE001
-            yield (JobRecord(p.key, "predict", p.label, "failed", time.perf_counter() - started, _one_line(err)),
+            yield (JobRecord(p.key, "predict", p.label, "failed", time.perf_counter() - started, one_line(err)),
                    traceback.format_exc())
 
 
@@ -170,86 +183,73 @@ def _compute_once(store: JobStore, key: str, label: str, stored: Callable[[str],
         return "done"
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}".splitlines()[0][:500]
 
 
 _STYLE = {"done": "green", "cached": "dim", "failed": "red"}
 
 
-class LocalExecutor:
-    """Runs groups one after another in this process, showing progress.
+class JobDisplay:
+    """What a run shows while its jobs finish, the same for every executor: with `plain`, exactly
+    one line per job (for cluster logs); otherwise a rich progress bar with elapsed time and ETA
+    under one line per job that ran or failed. Every record also goes to the run's log.
 
-    `plain=True` prints exactly one line per job (for cluster logs); otherwise a rich progress
-    bar with elapsed time and ETA sits under per-job lines.
-    """
+    Use as a context manager; `on_start` (None when plain) names the job now running, and
+    `finished` takes each record as it arrives and keeps it in `records`."""
+
+    def __init__(self, total: int, log: RunLog, plain: bool, console: Console) -> None:
+        self.total, self.log, self.plain, self.console = total, log, plain, console
+        self.records: list[JobRecord] = []
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> JobDisplay:
+        if not self.plain:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+            self._progress = Progress(*columns, console=self.console, transient=False)
+            self._progress.__enter__()
+            self._task = self._progress.add_task("jobs", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description="jobs")
+            self._progress.__exit__(*exc)
+
+    @property
+    def on_start(self) -> Callable[[str], None] | None:
+        return None if self._progress is None else self.started
+
+    def started(self, label: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=label[:70])
+
+    def finished(self, rec: JobRecord, traceback_text: str | None) -> None:
+        self.records.append(rec)
+        self.log.record(rec, traceback_text)
+        if self._progress is None:
+            err = f"  {rec.error}" if rec.error else ""
+            print(f"[{len(self.records)}/{self.total}] {rec.status} {rec.seconds:.1f}s {rec.label}{err}", flush=True)
+            return
+        if rec.status != "cached":
+            err = f" - {escape(rec.error)}" if rec.error else ""
+            self._progress.console.print(f"[{_STYLE[rec.status]}]{rec.status:>6}[/] {rec.seconds:6.1f}s "
+                                         f"{escape(rec.label)}{err}", markup=True, highlight=False)
+        self._progress.advance(self._task)
+
+
+class LocalExecutor:
+    """Runs groups one after another in this process, showing a `JobDisplay`."""
 
     def __init__(self, plain: bool = False, console: Console | None = None) -> None:
         self.plain = plain
         self.console = console or Console(stderr=True)
 
     def execute(self, plan: Plan, env: JobEnv, log: RunLog) -> list[JobRecord]:
-        groups = _groups(plan)
-        total = sum(1 + len(p) for _, p in groups)
-        records: list[JobRecord] = []
-        if self.plain:
-            for fit, predicts in groups:
-                for rec, tb in run_group(fit, predicts, env):
-                    records.append(rec)
-                    log.record(rec, tb)
-                    err = f"  {rec.error}" if rec.error else ""
-                    print(f"[{len(records)}/{total}] {rec.status} {rec.seconds:.1f}s {rec.label}{err}", flush=True)
-            return records
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-        with Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task("jobs", total=total)
-
-            def started(label: str) -> None:
-                progress.update(task, description=label[:70])
-
-            for fit, predicts in groups:
-                for rec, tb in run_group(fit, predicts, env, started):
-                    records.append(rec)
-                    log.record(rec, tb)
-                    if rec.status != "cached":
-                        style = _STYLE[rec.status]
-                        err = f" - {escape(rec.error)}" if rec.error else ""
-                        progress.console.print(f"[{style}]{rec.status:>6}[/] {rec.seconds:6.1f}s {escape(rec.label)}{err}",
-                                               markup=True, highlight=False)
-                    progress.advance(task)
-            progress.update(task, description="jobs")
-        return records
-
-
-class RayExecutor:
-    """Runs each group as a Ray task (one model copy per worker). Used only when requested and
-    `ray` is importable; `env_factory` must be picklable and build a `JobEnv` on the worker."""
-
-    def __init__(self, env_factory: Callable[[], JobEnv], num_gpus: float = 0.0) -> None:
-        try:
-            import ray
-        except ImportError as err:
-            raise RuntimeError("the Ray executor needs `pip install genies[ray]`") from err
-        self.ray = ray
-        self.env_factory = env_factory
-        self.num_gpus = num_gpus
-
-    def execute(self, plan: Plan, env: JobEnv, log: RunLog) -> list[JobRecord]:
-        ray = self.ray
-        if not ray.is_initialized():
-            ray.init()
-        factory = self.env_factory
-
-        @ray.remote(num_gpus=self.num_gpus)
-        def remote_group(fit: FitJob, predicts: list[PredictJob]) -> list[tuple[JobRecord, str | None]]:
-            return list(run_group(fit, predicts, factory()))
-
-        futures = [remote_group.remote(fit, predicts) for fit, predicts in _groups(plan)]
-        records = []
-        for result in ray.get(futures):
-            for rec, tb in result:
-                records.append(rec)
-                log.record(rec, tb)
-                print(f"[{len(records)}] {rec.status} {rec.seconds:.1f}s {rec.label}", flush=True)
-        return records
+        with JobDisplay(plan.n_jobs, log, self.plain, self.console) as display:
+            for fit, predicts in groups(plan):
+                for rec, tb in run_group(fit, predicts, env, display.on_start):
+                    display.finished(rec, tb)
+        return display.records
