@@ -105,6 +105,51 @@ def executor(
         typer.echo(json.dumps(result.to_dict()))
 
 
+def judge(
+    model: str = typer.Argument(..., help="The reward model: a folder or a cached hub id (an rm: prefix is allowed)."),
+    dist: list[str] = typer.Option(None, "--dist", "-d", help="Distribution name or path; repeatable. "
+                                   "Default: the 15 targets of the GENIES shifts."),
+    n: int = typer.Option(8, "-n", help="Test examples per distribution (the first N)."),
+    batch_tokens: int = typer.Option(None, "--batch-tokens", help="Tokens per forward pass (default: rm:'s)."),
+    random_head: bool = typer.Option(False, "--random-head", help="Bench a causal LM as a reward model with a "
+                                     "seeded random head (speed only: its rewards mean nothing)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the checkpoint."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Also load pickled (.bin) weights."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line of all numbers."),
+) -> None:
+    """Score the same responses with rm:'s packed rows and one sequence per response (reward-bench's way)."""
+    from genies.bench.judge import run_judge_bench
+    from genies.data.loading import load_distribution
+    from genies.interventions._external import resolve
+    from genies.interventions._rm_judge import RewardModelJudge, load_reward_model
+
+    method = RewardModelJudge.configure(None, **RewardModelJudge.spec_overrides(model.removeprefix("rm:")),
+                                        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                                        batch_tokens=batch_tokens)
+    rm = load_reward_model(resolve(method.model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle),
+                           method.placement(), template=method.template, trust_remote_code=trust_remote_code,
+                           allow_pickle=allow_pickle, random_head=random_head)
+    datasets = [(name, load_distribution(name).test[:n]) for name in dist or _default_distributions()]
+    with console.status("scoring") as status:
+        result = run_judge_bench(rm, datasets, budget=method.budget(),
+                                 on_step=lambda name, path: status.update(f"{path} {name}"))
+    table = Table(title=f"reward-model benchmark: {escape(result.model)}, {result.examples} examples, "
+                        f"{result.responses} responses")
+    table.add_column("")
+    table.add_column(f"rm: ({result.forward})", justify="right")
+    table.add_column("one per response", justify="right")
+    table.add_row("seconds", f"{result.packed_seconds:.1f}", f"{result.naive_seconds:.1f}")
+    table.add_row("responses/s", f"{result.packed_responses_per_s:.2f}", f"{result.naive_responses_per_s:.2f}")
+    table.add_row("tokens computed", f"{result.packed_tokens:,}", f"{result.naive_tokens:,}")
+    Console().print(table)
+    Console().print(f"speedup vs one sequence per response {result.speedup_vs_naive:.2f}x; max |packed - naive| "
+                    f"{result.max_abs_diff:.1e}; fast path: {result.forward}; {result.batch_tokens} tokens per pass; "
+                    f"peak RSS {result.peak_rss_mib:,.0f} MiB\n{escape(result.machine)}")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+
+
 def register(app: typer.Typer) -> None:
     app.command("scoring")(scoring)
     app.command("executor")(executor)
+    app.command("judge")(judge)

@@ -1,0 +1,287 @@
+"""`genies judge`: one external judge (`rm:`, `dpo:`, `judge:`) on the test split of every chosen
+distribution, reward-bench style, and how its accuracy moves across the GENIES shifts.
+
+For each distribution: the judge's pair accuracy (exact ties settled by the run's seeded coin,
+as everywhere in genies) with a 95 % bootstrap interval over prompts, the length-only baselines
+beside it (prefer the longer / the shorter response), and for `judge:` its position bias. Per
+scope (all, each category and each family of the shifts the distributions belong to): the mean
+accuracy over those distributions with a bootstrap interval over distributions. Per shift whose
+source and target were both judged: the accuracy on the source, on the target, and the change -
+with nothing fitted, that change is the judge's generalization across the shift.
+
+Predictions go to the shared job store under a key of the judge's checkpoint fingerprints and
+result-affecting settings and the split's content, so an interrupted `genies judge` resumes and a
+second one over the same data is instant. The results are written to the output folder as
+`judge.json` (everything) and `judge.csv` (one row per distribution); the same values give the
+same bytes. docs/judges.md describes both files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genies import metrics
+from genies._io import write_atomic
+from genies.data.schema import Distribution, eval_pairs
+from genies.data.shift import CATEGORIES, FAMILIES, Shift
+from genies.errors import ConfigError, GeniesError
+from genies.interventions._external import NO_TRAINING_DATA, ExternalJudge
+from genies.interventions.base import Intervention, Scorer
+from genies.interventions.context import FitContext
+from genies.interventions.scores import Predictions, pair_with_labels
+
+JUDGE_SCHEMA = 1
+JSON_FILE = "judge.json"
+CSV_FILE = "judge.csv"
+SHIFT_LISTS = ("genies", "all", *FAMILIES, *CATEGORIES)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The distributions to judge, in order, and the shifts among them (for categories,
+    families and the per-shift table)."""
+
+    distributions: tuple[str, ...]
+    shifts: tuple[Shift, ...]
+
+
+def select(selectors: Sequence[str], available: Callable[[], list[str]]) -> Selection:
+    """`genies`, `all`, `extreme`, `probing` or a category: the sources and targets of those
+    shifts (`all`: also every other distribution `available()` lists); anything else names a
+    distribution (a name under the data root or a folder). Named distributions take the built-in
+    shifts whose source and target are both named."""
+    from genies.data.shifts import get_shifts
+
+    names: list[str] = []
+    shifts: list[Shift] = []
+    plain: list[str] = []
+    for selector in selectors:
+        if selector in SHIFT_LISTS:
+            listed = get_shifts(selector)
+            shifts.extend(listed)
+            names.extend(n for s in listed for n in (s.source, s.target))
+            if selector == "all":
+                names.extend(available())
+        else:
+            plain.append(selector)
+    if plain:
+        names.extend(plain)
+        named = set(plain)
+        shifts.extend(s for s in get_shifts("all") if s.source in named and s.target in named)
+    if not names:
+        raise ConfigError("genies judge: no distributions selected; use --dists genies, all, a category or names")
+    return Selection(tuple(dict.fromkeys(names)), tuple(dict.fromkeys(shifts)))
+
+
+@dataclass(frozen=True)
+class DistributionResult:
+    """The judge on one distribution's test split (`judge.csv` has one row per instance)."""
+
+    distribution: str
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    pairs: int
+    prompts: int
+    length_longer_accuracy: float
+    length_shorter_accuracy: float
+    length_cue_flag: bool
+    position_bias: float | None
+    categories: tuple[str, ...]
+    families: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScopeResult:
+    """Mean accuracy over the distributions of a scope (`all`, `category:NAME`, `family:NAME`),
+    its 95 % bootstrap interval over those distributions, and the mean length baselines."""
+
+    scope: str
+    distributions: int
+    mean_accuracy: float
+    ci_low: float
+    ci_high: float
+    mean_length_longer_accuracy: float
+    mean_length_shorter_accuracy: float
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    """The judge's accuracy on a shift's source and target test splits; `change` = target - source."""
+
+    source: str
+    target: str
+    category: str
+    family: str
+    source_accuracy: float
+    target_accuracy: float
+    change: float
+
+
+@dataclass(frozen=True)
+class FailedDistribution:
+    distribution: str
+    error: str
+
+
+@dataclass(frozen=True)
+class JudgeResults:
+    """Everything `genies judge` computed; `to_json` is judge.json."""
+
+    judge: str
+    spec: str
+    hyperparameters: Mapping[str, Any]
+    models: tuple[Mapping[str, str], ...]
+    seed: int
+    max_eval: int | None
+    distributions: tuple[DistributionResult, ...]
+    scopes: tuple[ScopeResult, ...]
+    shifts: tuple[ShiftResult, ...]
+    failed: tuple[FailedDistribution, ...] = ()
+    position_bias: float | None = None
+    versions: Mapping[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        return {"schema": JUDGE_SCHEMA, **doc}
+
+
+def external_method(spec: str, overrides: Mapping[str, Any]) -> ExternalJudge:
+    """The judge a spec names, configured; anything but an external judge is one line."""
+    from genies.interventions.registry import load_intervention
+
+    method = load_intervention(spec, None, **dict(overrides))
+    if not isinstance(method, ExternalJudge):
+        raise ConfigError(f"genies judge: {spec!r} is not an external judge; give rm:MODEL, dpo:POLICY[,REF] or "
+                          "judge:MODEL (genies run evaluates the methods it trains)")
+    return method
+
+
+def _prediction_key(method: Intervention, dist: Distribution) -> str:
+    from genies.pipeline.jobs import content_hash
+    from genies.provenance import package_versions
+
+    return content_hash("judge", method.name, method.code_version(), method.key_hparams(),
+                        f"{dist.id}:{dist.content_hash('test')}", "test", package_versions())
+
+
+def run_judge(spec: str, selectors: Sequence[str], *, data_root: Path | None = None, max_eval: int | None = None,
+              seed: int = 0, overrides: Mapping[str, Any] | None = None, cache_dir: Path | None = None,
+              on_distribution: Callable[[str, str], None] | None = None) -> JudgeResults:
+    """Judge every selected distribution's test split (the first `max_eval` examples of a seeded
+    random subset when set, as `genies run --max-eval` keeps them). A distribution that cannot be
+    loaded or scored is listed in `failed` and the others go on; a judge that cannot be built
+    (no such model, a model of the wrong kind) stops before anything is scored.
+    `on_distribution(name, status)` reports progress ("scoring", "cached", "done", "failed")."""
+    from genies.data.home import find_data_root
+    from genies.data.loading import list_distributions, load_distribution
+    from genies.pipeline.store import JobStore
+    from genies.provenance import package_versions
+
+    method = external_method(spec, overrides or {})
+    method.check_placement(method.placement())  # the checkpoints' kind and fingerprints, before anything is scored
+    models = method.resolved()
+    root = Path(data_root) if data_root is not None else find_data_root()
+    selection = select(selectors, lambda: list_distributions(root))
+    store = JobStore(cache_dir)
+    ctx = FitContext(seed=seed)
+    scorer: Scorer | None = None
+    report = on_distribution or (lambda name, status: None)
+    results: list[DistributionResult] = []
+    failed: list[FailedDistribution] = []
+    biases: list[tuple[float, int]] = []
+    for name in selection.distributions:
+        try:
+            full = load_distribution(name, root)  # only its test split is read
+            dist = Distribution.from_examples(full.id, [], [full.test[i] for i in
+                                                            full.kept_indices("test", max_eval, seed)], full.metadata)
+            key = _prediction_key(method, dist)
+            if store.has_predictions(key):
+                report(name, "cached")
+                pred = store.load_predictions(key)
+            else:
+                report(name, "scoring")
+                if scorer is None:
+                    scorer = method.scorer(None, method.fit(None, NO_TRAINING_DATA, ctx), ctx)
+                pred = pair_with_labels(scorer(dist.eval_set("test")), dist.test, f"{name}/test")
+                store.save_predictions(key, pred)
+                report(name, "done")
+        except GeniesError as err:
+            failed.append(FailedDistribution(name, str(err).splitlines()[0]))
+            report(name, "failed")
+            continue
+        results.append(_distribution_result(dist, pred, selection.shifts, seed))
+        if pred.info.get("position_bias") is not None:
+            biases.append((float(pred.info["position_bias"]), int(pred.info.get("presentations", 0))))
+    accuracy = {r.distribution: r.accuracy for r in results}
+    shifts = tuple(ShiftResult(s.source, s.target, s.category, s.family, accuracy[s.source], accuracy[s.target],
+                               accuracy[s.target] - accuracy[s.source])
+                   for s in selection.shifts if s.source in accuracy and s.target in accuracy)
+    total = sum(n for _, n in biases)
+    return JudgeResults(
+        judge=method.label, spec=spec, hyperparameters=method.hparams(),
+        models=tuple({"model": m.spec, "fingerprint": m.fingerprint} for m in models), seed=seed, max_eval=max_eval,
+        distributions=tuple(results), scopes=scopes(results, seed), shifts=shifts, failed=tuple(failed),
+        position_bias=sum(b * n for b, n in biases) / total if total else None,
+        versions=package_versions(("genies", "torch", "transformers")))
+
+
+def _distribution_result(dist: Distribution, pred: Predictions, shifts: Sequence[Shift], seed: int
+                         ) -> DistributionResult:
+    p = np.asarray(pred.p_preferred, dtype=np.float64)
+    low, high = metrics.bootstrap_accuracy_ci(p, seed, groups=pred.example_index)
+    lengths = metrics.length_baselines([(x.preferred, x.dispreferred) for x in eval_pairs(dist.test)], seed)
+    mine = [s for s in shifts if dist.id in (s.source, s.target)]
+    bias = pred.info.get("position_bias")
+    return DistributionResult(
+        distribution=dist.id, accuracy=metrics.accuracy(p, seed), ci_low=low, ci_high=high, pairs=len(p),
+        prompts=len(dist.test), length_longer_accuracy=lengths.longer, length_shorter_accuracy=lengths.shorter,
+        length_cue_flag=lengths.flagged, position_bias=None if bias is None else float(bias),
+        categories=tuple(sorted({s.category for s in mine})), families=tuple(sorted({s.family for s in mine})))
+
+
+def scopes(results: Sequence[DistributionResult], seed: int) -> tuple[ScopeResult, ...]:
+    """Mean accuracy over all distributions, then per category and per family of their shifts."""
+    members: dict[str, list[DistributionResult]] = {}
+    for r in results:
+        for scope in ("all", *(f"category:{c}" for c in r.categories), *(f"family:{f}" for f in r.families)):
+            members.setdefault(scope, []).append(r)
+    order = {"all": 0, "category": 1, "family": 2}
+    out = []
+    for scope in sorted(members, key=lambda s: (order[s.split(":")[0]], s)):
+        group = members[scope]
+        mean, low, high = metrics.mean_with_ci([r.accuracy for r in group], seed)
+        out.append(ScopeResult(scope, len(group), mean, low, high,
+                               float(np.mean([r.length_longer_accuracy for r in group])),
+                               float(np.mean([r.length_shorter_accuracy for r in group]))))
+    return tuple(out)
+
+
+def csv_rows(results: JudgeResults) -> list[dict[str, Any]]:
+    """judge.csv's rows: one per distribution, lists joined with ';'."""
+    return [{**asdict(r), "categories": ";".join(r.categories), "families": ";".join(r.families)}
+            for r in results.distributions]
+
+
+def write_results(results: JudgeResults, out: Path) -> None:
+    """judge.json (strict JSON: NaN as null) and judge.csv in `out` (created), each written atomically."""
+    import csv
+    import io
+    import json
+
+    from genies.pipeline.run_dir import plain_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / JSON_FILE, json.dumps(plain_json(results.to_json()), indent=1) + "\n")
+    buffer = io.StringIO()
+    rows = csv_rows(results)
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(plain_json(rows))
+    write_atomic(out / CSV_FILE, buffer.getvalue())
