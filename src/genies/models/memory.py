@@ -411,9 +411,11 @@ GPUS: dict[str, GpuSpec] = {spec.name: spec for spec in (
 # these GPUs at the planner's batch sizes: an assumption, not measured here (no GPU); it scales
 # every GPU time estimate, so a measured value replaces it here.
 GPU_EFFICIENCY = 0.35
-# Share of the measured 2048 x 2048 float32 matmul rate a plain forward reaches on CPU: about
-# 65 % on the 2-core machines of ../shared/docs/NOTES.md (500 tokens/s vs 780 matmul-bound).
-CPU_EFFICIENCY = 0.65
+# Share of the measured 2048 x 2048 float32 matmul rate (MatmulProbe) a plain batched forward
+# reaches on CPU: the embedded model's decoder on 8 x 256 tokens ran at 0.45-0.50 of it, probe
+# and forward interleaved (3 runs on the shared 2-core machine at load 6-7, 2026-11-26). The
+# scoring engine does better (0.81-0.89 on a quiet machine, docs/PERFORMANCE.md).
+CPU_EFFICIENCY = 0.5
 
 
 def gpu_spec(name: str) -> GpuSpec:

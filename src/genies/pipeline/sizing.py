@@ -119,7 +119,7 @@ class DataShape:
         return self.prompt_tokens + 2 * self.response_tokens
 
 
-# Measured over all 66 GENIES distributions (../shared/genies/distributions) with the embedded
+# Measured over all 66 GENIES distributions (the published data) with the embedded
 # model's tokenizer: mean train and test examples per distribution, mean prompt and response
 # (+ EOS) tokens, mean responses per example, and the longest training row and query of all.
 TYPICAL_DATA = DataShape(train=685, test=288, prompt_tokens=98, response_tokens=44, responses=3.2,
