@@ -322,9 +322,9 @@ def test_estimates_are_within_30_percent_of_measured_peaks_on_the_embedded_model
     freed tensors leave the RSS at once (by default it grows to 32 MB and freed buffers stay
     in the heap), which makes the RSS peak the peak of live memory, as GPU allocator stats are.
 
-    Measured 2026-11-26 (2 cores, float32): scoring 67.5 MB (the estimate 57.7 MB: a second call
+    Measured 2026-11-26 (2 cores, float32): scoring 67.4 MB (the estimate 57.7 MB: a second call
     at the same size peaks at 57.2 MB; the first call's extra 10 MB are one-time buffers the
-    estimate leaves to the headroom), extraction 49.9 MB (53.3), lora 725.6 MB (682.3)."""
+    estimate leaves to the headroom), extraction 50.0 MB (53.3), lora 727.1 MB (682.3)."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
