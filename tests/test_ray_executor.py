@@ -154,7 +154,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("ray-session")
     (work / "driver.py").write_text(DRIVER)
     done = run_in_loopback_cluster([sys.executable, str(work / "driver.py"), str(work), f"127.0.0.1:{PORT}"], work,
-                                   timeout_s=900, env={"GENIES_HOME": str(work / "head-home")},
+                                   timeout_s=600, env={"GENIES_HOME": str(work / "head-home")},
                                    second_node_env={"GENIES_RAY_SHARED_FS": "0",
                                                     "GENIES_HOME": str(work / "node2-home")})
     output = done.stdout + done.stderr

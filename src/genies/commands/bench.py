@@ -98,7 +98,8 @@ def executor(
     table.add_row("seconds", f"{result.local_seconds:.1f}", f"{result.ray_seconds:.1f}")
     table.add_row("job seconds, summed", f"{result.local_job_seconds:.1f}", f"{result.ray_job_seconds:.1f}")
     Console().print(table)
-    Console().print(f"ray / local {result.ratio:.3f} ({result.overhead_percent:+.1f} %); cluster start "
+    Console().print(f"ray / local {result.ratio:.3f} ({result.overhead_percent:+.1f} %); ray beyond its jobs "
+                    f"{result.ray_beyond_jobs_seconds:.1f} s; cluster start "
                     f"{result.cluster_start_seconds:.1f} s (not counted); results.csv identical: "
                     f"{result.identical_results}\n{escape(result.machine)}", highlight=False)
     if as_json:
