@@ -606,8 +606,14 @@ def check_run(plan: Plan, config: Any, folder: Path,
     hardware, precision = hardware_for(device=config.device, gpus=config.gpus, gpu_memory=config.gpu_memory,
                                        dtype=config.dtype, quantize=config.quantize, rate=False)
     caps = config.example_budget
-    data = ((lambda name: DataShape.of(distribution(name))) if distribution is not None
-            else (lambda _: TYPICAL_DATA.capped(caps.max_train, caps.max_eval)))
+    shapes: dict[str, DataShape] = {}
+
+    def data(name: str) -> DataShape:
+        if name not in shapes:
+            shapes[name] = (DataShape.of(distribution(name)) if distribution is not None
+                            else TYPICAL_DATA.capped(caps.max_train, caps.max_eval))
+        return shapes[name]
+
     sizes = size_plan(plan, Sizer(shape, precision, hardware.gpu, data), hardware)
     check_fits(sizes, hardware)
     return sizes
