@@ -216,6 +216,40 @@ def test_a_cached_rerun_by_model_name_never_loads_the_weights(tmp_path, tiny_lla
     assert set(statuses(tmp_path / "run")) == {"cached"} and len(loads) == 1
 
 
+@register("pt_own_models", family="external", description="test stand-in: brings its own model")
+@dataclass
+class OwnModels(PreferShorter):
+    uses_run_model = False
+
+    def fit(self, lm, train, ctx) -> Unfitted:
+        assert lm is None, "a method with its own models must not be handed (or load) the run's"
+        return Unfitted()
+
+    def scorer(self, lm, fitted: Unfitted, ctx) -> Scorer:
+        assert lm is None
+        return super().scorer(lm, fitted, ctx)
+
+
+def test_a_method_with_its_own_models_never_loads_the_runs(tmp_path, tiny_llama, monkeypatch):
+    """External judges: the run's model is not loaded for them, and their keys do not name it."""
+    from genies.models import loading
+
+    loads = []
+    real = loading.load_folder
+    monkeypatch.setattr(loading, "load_folder", lambda *a, **k: loads.append(1) or real(*a, **k))
+    res = run(str(tiny_llama.path), ["pt_own_models"], **run_kwargs(tmp_path, baseline="pt_own_models",
+                                                                     target_tuned_interventions=("pt_own_models",)))
+    assert loads == [] and len(res.rows) == 2 and set(statuses(tmp_path / "run")) == {"done"}
+    from genies.pipeline.plan import build_plan, configure_methods
+
+    methods = configure_methods(["pt_own_models"], None)
+    keys = [set(build_plan(interventions=["pt_own_models"], shifts=SHIFTS, methods=methods, seed=0,
+                           model_fingerprint=fp, precision={"dtype": dtype, "quantize": "none"},
+                           data_hash=lambda n, s: "h", baseline="pt_own_models",
+                           target_tuned=("pt_own_models",)).fits) for fp, dtype in (("a", "float32"), ("b", "bfloat16"))]
+    assert keys[0] == keys[1]
+
+
 def test_failing_job_is_isolated_and_retried(tmp_path, tiny_llama, monkeypatch):
     marker = tmp_path / "fail"
     marker.touch()

@@ -52,6 +52,9 @@ class Intervention(ABC, Generic[F]):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     needs_training_data: ClassVar[bool] = True
     listed: ClassVar[bool] = True  # False for adapters that mean something only with an argument
+    # False for methods that bring their own models (external judges): `fit` and `scorer` then get
+    # lm=None, the run's model is never loaded for them and their job keys do not name it.
+    uses_run_model: ClassVar[bool] = True
 
     # -- configuration ------------------------------------------------------------------------
     @classmethod

@@ -167,9 +167,23 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
         def load() -> LoadedModel:
             return load_folder(folder, name=model_name, trust_remote_code=config.trust_remote_code,
                                placement=placement)
-    plan = build_plan(interventions=specs, shifts=data.shifts, methods=methods, seed=config.seed,
-                      model_fingerprint=fingerprint, precision=precision, data_hash=lambda n, s: data_hashes[n][s],
-                      baseline=config.baseline, target_tuned=candidates)
+    def plan_with(configured: Mapping[str, Any]) -> Plan:
+        return build_plan(interventions=specs, shifts=data.shifts, methods=configured, seed=config.seed,
+                          model_fingerprint=fingerprint, precision=precision,
+                          data_hash=lambda n, s: data_hashes[n][s], baseline=config.baseline, target_tuned=candidates)
+
+    plan = plan_with(methods)
+    if lm is None:  # a job that cannot fit the run's memory is refused now, in one line, not mid-run
+        from genies.pipeline.sizing import check_run, checkpointing_overrides
+
+        recommended = checkpointing_overrides(check_run(plan, config, folder, distribution))
+        hparams = {name: dict(values) for name, values in config.hparams.items()}
+        for name, values in recommended.items():  # the user's own --set wins over the planner's advice
+            for param, value in values.items():
+                hparams.setdefault(name, {}).setdefault(param, value)
+        if hparams != config.hparams:  # an execution setting: the rebuilt plan has the same job keys
+            methods = configure_methods([*specs, config.baseline, *candidates], config.preset, hparams)
+            plan = plan_with(methods)
 
     runner = executor or LocalExecutor()
     if config.executor == "ray":  # joins (or starts) the cluster now: an unreachable one leaves nothing written

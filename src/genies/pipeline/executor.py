@@ -131,12 +131,14 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
     started = time.perf_counter()
     try:
         method = fit.method()
+        # a method that brings its own models (an external judge) never loads the run's
+        run_model = env.model if method.uses_run_model else (lambda: None)
 
         def fit_and_save() -> None:
             source = env.distribution(fit.source).train_only() if fit.source else NO_TRAINING_DATA
             with store.publish_fit(fit.key) as staging:
                 ctx.state_dir = staging
-                save_fitted(method.fit(env.model(), source, ctx), staging, intervention=fit.intervention)
+                save_fitted(method.fit(run_model(), source, ctx), staging, intervention=fit.intervention)
 
         status = _compute_once(store, fit.key, fit.label, store.has_fit, fit_and_save, env.seed, on_start)
         fitted = store.load_fitted(fit.key, method.fitted_type())
@@ -155,7 +157,7 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
             def predict_and_save(p: PredictJob = p) -> None:
                 nonlocal scorer
                 if scorer is None:
-                    scorer = method.scorer(env.model(), fitted, ctx)
+                    scorer = method.scorer(run_model(), fitted, ctx)
                 dist = env.distribution(p.distribution)
                 scores = scorer(dist.eval_set(p.split, with_labels=method.reads_eval_labels))
                 where = f"{fit.label} on {p.distribution}/{p.split}"

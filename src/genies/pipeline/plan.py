@@ -93,7 +93,9 @@ def build_plan(
         method = methods[spec]
         plan.hparams.setdefault(method.label, method.hparams())
         src = source if method.needs_training_data else None
-        key = fit_key(method=method, model_fingerprint=model_fingerprint, precision=dict(precision), seed=seed,
+        own_models = not method.uses_run_model  # an external judge: its code_version names its models
+        key = fit_key(method=method, model_fingerprint="" if own_models else model_fingerprint,
+                      precision={} if own_models else dict(precision), seed=seed,
                       source_hash=None if src is None else f"{src}:{data_hash(src, 'train')}")
         return plan.fits.setdefault(key, FitJob(method.label, method.name, stable_json(method.hparams()), src, key))
 
