@@ -5,6 +5,7 @@ determinism and failure isolation."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -435,3 +436,19 @@ def test_target_tuned_none_skips_the_reference_and_leaves_de_empty(tmp_path, tin
     from genies.report.build import build_report
 
     assert build_report([tmp_path / "run"], tmp_path / "report.html").is_file()
+
+
+def test_the_eta_counts_only_jobs_that_ran(tmp_path):
+    """Cached jobs are instant: an ETA from the rate of recent completions read a second during a
+    30 s fit after a cached stretch. Remaining jobs times the mean time of jobs that ran does not."""
+    from rich.console import Console
+
+    from genies.pipeline.executor import JobDisplay, JobRecord, RunLog
+
+    with JobDisplay(6, RunLog(tmp_path / "log.txt"), plain=False, console=Console(file=io.StringIO())) as display:
+        for k in range(3):
+            display.finished(JobRecord(f"c{k}", "predict", "cached job", "cached"), None)
+        task = display._progress.tasks[0]
+        assert task.fields["eta"] == "-:--:--"  # nothing has run yet: no estimate
+        display.finished(JobRecord("d", "fit", "fit lora", "done", seconds=30.0), None)
+        assert task.fields["eta"] == "0:01:00"  # 2 jobs left x 30 s

@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 from genies.data.schema import Distribution
@@ -205,14 +204,16 @@ class JobDisplay:
         self.records: list[JobRecord] = []
         self._progress: Progress | None = None
         self._task: Any = None
+        self._computed_seconds = 0.0  # of jobs that ran (cached jobs take no time and say nothing)
+        self._computed = 0
 
     def __enter__(self) -> JobDisplay:
         if not self.plain:
             columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+                       TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"))
             self._progress = Progress(*columns, console=self.console, transient=False)
             self._progress.__enter__()
-            self._task = self._progress.add_task("jobs", total=self.total)
+            self._task = self._progress.add_task("jobs", total=self.total, eta="-:--:--")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -239,7 +240,19 @@ class JobDisplay:
             err = f" - {escape(rec.error)}" if rec.error else ""
             self._progress.console.print(f"[{_STYLE[rec.status]}]{rec.status:>6}[/] {rec.seconds:6.1f}s "
                                          f"{escape(rec.label)}{err}", markup=True, highlight=False)
-        self._progress.advance(self._task)
+        self._progress.advance(self._task, 1)
+        self._progress.update(self._task, eta=self._eta(rec))
+
+    def _eta(self, rec: JobRecord) -> str:
+        """Remaining jobs times the mean time of the jobs that ran: rich's own estimate is a rate
+        over recent completions, which cached jobs (instant) push to seconds while a long fit runs."""
+        if rec.status != "cached":
+            self._computed += 1
+            self._computed_seconds += rec.seconds
+        if not self._computed:
+            return "-:--:--"
+        remaining = max(self.total - len(self.records), 0) * self._computed_seconds / self._computed
+        return str(timedelta(seconds=round(remaining)))
 
 
 class LocalExecutor:
