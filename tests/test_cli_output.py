@@ -261,12 +261,13 @@ def test_third_party_progress_bars_are_off_unless_verbose(monkeypatch: pytest.Mo
     from genies.cli import quiet_third_party
 
     monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     transformers.logging.enable_progress_bar()
     quiet_third_party(verbose=True)
     assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
     assert transformers.utils.logging.is_progress_bar_enabled()
     _invoke(["interventions", "list"])  # no --verbose
-    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and os.environ["TQDM_DISABLE"] == "1"
     assert not transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.enable_progress_bar()
     assert "--verbose" in _invoke(["-h"])
