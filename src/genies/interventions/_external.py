@@ -30,14 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import numpy as np
+import torch
+from torch import nn
+
 from genies.data.schema import Distribution
 from genies.errors import ConfigError
 from genies.interventions.base import Intervention
 from genies.interventions.context import FitContext
 from genies.interventions.hparams import hparam
-import torch
-from torch import nn
-
 from genies.models.placement import DTYPES, QUANTIZATIONS, Placement
 
 if TYPE_CHECKING:
@@ -184,6 +185,15 @@ def chat_text(tokenizer: PreTrainedTokenizerBase, user: str, assistant: str | No
     if assistant is not None:
         messages.append({"role": "assistant", "content": assistant})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=assistant is None)
+
+
+def scatter_per_query(out: list[np.ndarray], batch: Sequence[int], values: torch.Tensor,
+                      per_query: Sequence[Sequence[object]]) -> None:
+    """Split a batch's stacked values (one row per sequence, the batch's queries in order) into
+    `out[i]`, one array of len(per_query[i]) rows per query i of the batch, as float64."""
+    cuts = np.cumsum([len(per_query[i]) for i in batch])[:-1]
+    for i, chunk in zip(batch, np.split(values.detach().cpu().numpy().astype(np.float64), cuts)):
+        out[i] = chunk
 
 
 def token_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:

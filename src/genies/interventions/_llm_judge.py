@@ -37,6 +37,7 @@ from genies.data.schema import EvalSet, Query
 from genies.errors import ConfigError, JobError
 from genies.interventions._external import (
     TEMPLATES,
+    scatter_per_query,
     ExternalFit,
     ExternalJudge,
     PrefixTree,
@@ -193,9 +194,7 @@ def answer_logits(judge: JudgeModel, per_query: Sequence[Sequence[list[int]]], b
     forward = choose_forward(judge) if forward == "auto" else forward
 
     def keep(batch: Sequence[int], values: torch.Tensor) -> None:
-        cuts = np.cumsum([len(per_query[i]) for i in batch])[:-1]
-        for i, chunk in zip(batch, np.split(values.cpu().numpy().astype(np.float64), cuts)):
-            out[i] = chunk
+        scatter_per_query(out, batch, values, per_query)
         advance(len(batch))
 
     with torch.inference_mode():

@@ -46,6 +46,7 @@ from genies.data.schema import EvalSet, Query
 from genies.errors import ConfigError, JobError
 from genies.interventions._external import (
     TEMPLATES,
+    scatter_per_query,
     ExternalFit,
     ExternalJudge,
     ExternalModel,
@@ -329,9 +330,7 @@ def packed_query_rewards(rm: RewardModel, per_query: Sequence[Sequence[list[int]
     out: list[np.ndarray] = [np.zeros(0)] * len(per_query)
 
     def keep(batch: Sequence[int], values: torch.Tensor) -> None:
-        cuts = np.cumsum([len(per_query[i]) for i in batch])[:-1]
-        for i, chunk in zip(batch, np.split(values.cpu().numpy(), cuts)):
-            out[i] = chunk
+        scatter_per_query(out, batch, values, per_query)
         advance(len(batch))
 
     with torch.inference_mode():
