@@ -17,6 +17,7 @@ two intervals side by side. The target-tuned winner is the one chosen on the ful
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
@@ -50,11 +51,15 @@ class PromptHits:
             return self.hits[draws].sum(axis=1) / self.sizes[draws].sum(axis=1)
 
 
+@functools.lru_cache(maxsize=64)
 def prompt_draws(n_prompts: int, seed: int, distribution: str, split: str, n_boot: int = N_BOOT) -> np.ndarray:
-    """[n_boot, n_prompts] prompt indices drawn with replacement, the same for every method."""
+    """[n_boot, n_prompts] prompt indices drawn with replacement, the same for every method
+    (cached and read-only: every row of a run on the same target reads the same draws)."""
     digest = hashlib.sha256(f"{distribution}/{split}".encode()).digest()
     rng = np.random.default_rng([seed, int.from_bytes(digest[:8], "big")])
-    return rng.integers(0, n_prompts, size=(n_boot, n_prompts))
+    draws = rng.integers(0, n_prompts, size=(n_boot, n_prompts))
+    draws.flags.writeable = False
+    return draws
 
 
 def de_replicates(generalization: PromptHits, baseline: PromptHits, target_tuned: PromptHits,
