@@ -27,7 +27,8 @@ from genies.data.shift import Shift
 from genies.errors import ConfigError, GeniesError
 from genies.interventions import FitContext, available, get_intervention, load_intervention
 from genies.interventions import _external, _llm_judge
-from genies.interventions._external import NO_TRAINING_DATA, PrefixTree, resolve
+from genies.data.schema import NO_TRAINING_DATA
+from genies.interventions._external import PrefixTree, resolve
 from genies.interventions._rm_judge import choose_forward, load_reward_model, score_queries, unpacked_rewards
 from genies.interventions.scores import pair_with_labels
 from genies.models.placement import Placement

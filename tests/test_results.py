@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ class Fit:
     intervention: str
     source: str | None
 
+    @property
+    def trained_on(self) -> str | None:
+        return self.source
+
 
 @dataclass(frozen=True)
 class Job:
@@ -51,6 +56,9 @@ class Job:
     distribution: str
     split: str
     key: str
+
+    def data(self, load: Callable[[str], Distribution]) -> Distribution:
+        return load(self.distribution)
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ import numpy as np
 
 from genies import metrics
 from genies._io import write_atomic
-from genies.data.schema import Distribution, eval_pairs
+from genies.data.schema import NO_TRAINING_DATA, Distribution, eval_pairs
 from genies.data.shift import CATEGORIES, FAMILIES, Shift
 from genies.errors import ConfigError, GeniesError
-from genies.interventions._external import NO_TRAINING_DATA, ExternalJudge
+from genies.interventions._external import ExternalJudge
 from genies.interventions.base import Intervention, Scorer
 from genies.interventions.context import FitContext
 from genies.interventions.scores import Predictions, pair_with_labels

@@ -232,3 +232,7 @@ class Distribution:
 
     def __repr__(self) -> str:
         return f"Distribution({self.id!r})"
+
+
+# The stand-in "source" handed to methods that need no training data (zero-shot, external judges).
+NO_TRAINING_DATA = Distribution.from_examples("(none)", [], [])

@@ -288,9 +288,6 @@ def tree_hidden(model: nn.Module, decoder: nn.Module, tree: PrefixTree, device: 
     return hidden[0, ends.to(hidden.device)]
 
 
-NO_TRAINING_DATA = Distribution.from_examples("(none)", [], [])
-
-
 @dataclass(frozen=True)
 class ExternalFit:
     """What fitting an external judge records (it learns nothing): the checkpoints it judges

@@ -43,9 +43,6 @@ from genies.pipeline.jobs import FitJob, PredictJob
 from genies.pipeline.plan import Plan
 from genies.pipeline.store import JobStore
 
-# The stand-in "source" handed to methods that need no training data (zero-shot).
-NO_TRAINING_DATA = Distribution.from_examples("(none)", [], [])
-
 
 @dataclass
 class JobEnv:
@@ -134,7 +131,7 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
         run_model = env.model if method.uses_run_model else (lambda: None)
 
         def fit_and_save() -> None:
-            source = env.distribution(fit.source).train_only() if fit.source else NO_TRAINING_DATA
+            source = fit.train_data(env.distribution)
             with store.publish_fit(fit.key) as staging:
                 ctx.state_dir = staging
                 save_fitted(method.fit(run_model(), source, ctx), staging, intervention=fit.intervention)
@@ -157,7 +154,7 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
                 nonlocal scorer
                 if scorer is None:
                     scorer = method.scorer(run_model(), fitted, ctx)
-                dist = env.distribution(p.distribution)
+                dist = p.data(env.distribution)
                 scores = scorer(dist.eval_set(p.split, with_labels=method.reads_eval_labels))
                 where = f"{fit.label} on {p.distribution}/{p.split}"
                 store.save_predictions(p.key, pair_with_labels(scores, dist.split(p.split), where))

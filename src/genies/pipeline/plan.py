@@ -20,6 +20,7 @@ from genies.data.shift import Shift
 from genies.interventions.base import Intervention
 from genies.interventions.registry import load_intervention
 from genies.pipeline.jobs import FitJob, PredictJob, fit_key, predict_key, stable_json
+from genies.pipeline.views import Part, TrainView
 
 TARGET_TUNED_DEFAULT = ("lora",)
 TARGET_TUNED_BEST = ("lora", "prompt_tuning", "mms", "few_shot", "zero_shot")
@@ -72,6 +73,47 @@ def configure_methods(specs: Sequence[str], preset: str | None,
     return methods
 
 
+class PlanBuilder:
+    """Adds fit and predict jobs to a `Plan`, each once by content hash. `build_plan` uses it for
+    `genies run`; sweeps and other experiments use it for their own jobs (a fit on part of a
+    source, a prediction on a held-out part) so they share keys, store and executors with runs.
+
+    `data_hash(distribution, split)` gives a split's content hash (after any example caps), so the
+    keys change when the data does; `precision` is the model's (`Placement.precision_key()`)."""
+
+    def __init__(self, methods: Mapping[str, Intervention], *, seed: int, model_fingerprint: str,
+                 precision: Mapping[str, Any], data_hash: Callable[[str, str], str]) -> None:
+        self.plan = Plan()
+        self.methods, self.seed, self.data_hash = methods, seed, data_hash
+        self.model_fingerprint, self.precision = model_fingerprint, dict(precision)
+
+    def fit(self, spec: str, source: str, view: TrainView | None = None) -> FitJob:
+        """Fit method `spec` on `source`'s train split, or on the data `view` derives from it."""
+        method = self.methods[spec]
+        self.plan.hparams.setdefault(method.label, method.hparams())
+        src = source if method.needs_training_data else None
+        view = view if src is not None else None  # a method that reads no data ignores what it would read
+        own_models = not method.uses_run_model  # an external judge: its code_version names its models
+        key = fit_key(method=method, model_fingerprint="" if own_models else self.model_fingerprint,
+                      precision={} if own_models else self.precision, seed=self.seed,
+                      source_hash=None if src is None else self._train_hash(src, view))
+        return self.plan.fits.setdefault(key, FitJob(method.label, method.name, stable_json(method.hparams()), src,
+                                                     key, view))
+
+    def predict(self, job: FitJob, distribution: str, split: str = "test", part: Part | None = None) -> PredictJob:
+        """Score `distribution`'s `split` (or a seeded `part` of it) with the state `job` fits."""
+        key = predict_key(fit=job, distribution_hash=f"{distribution}:{self.data_hash(distribution, split)}",
+                          split=split, part=part)
+        return self.plan.predicts.setdefault(key, PredictJob(job, distribution, split, key, part))
+
+    def _train_hash(self, source: str, view: TrainView | None) -> str:
+        plain = f"{source}:{self.data_hash(source, 'train')}"  # the hash every whole-split fit has had
+        if view is None:
+            return plain
+        read = {name: self.data_hash(name, "train") for name in view.distributions()}
+        return f"{plain}:{stable_json([view.key(), read])}"
+
+
 def build_plan(
     *,
     interventions: Sequence[str],
@@ -84,32 +126,16 @@ def build_plan(
     baseline: str = BASELINE,
     target_tuned: Sequence[str] = TARGET_TUNED_DEFAULT,
 ) -> Plan:
-    """Build the plan from configured `methods` (by spec, as `configure_methods` returns them).
-    `data_hash(distribution, split)` gives a split's content hash (after any example caps), so the
-    keys change when the data does; `precision` is the model's (`Placement.precision_key()`)."""
-    plan = Plan()
-
-    def fit(spec: str, source: str) -> FitJob:
-        method = methods[spec]
-        plan.hparams.setdefault(method.label, method.hparams())
-        src = source if method.needs_training_data else None
-        own_models = not method.uses_run_model  # an external judge: its code_version names its models
-        key = fit_key(method=method, model_fingerprint="" if own_models else model_fingerprint,
-                      precision={} if own_models else dict(precision), seed=seed,
-                      source_hash=None if src is None else f"{src}:{data_hash(src, 'train')}")
-        return plan.fits.setdefault(key, FitJob(method.label, method.name, stable_json(method.hparams()), src, key))
-
-    def predict(job: FitJob, distribution: str, split: str = "test") -> PredictJob:
-        key = predict_key(fit=job, distribution_hash=f"{distribution}:{data_hash(distribution, split)}",
-                          split=split)
-        return plan.predicts.setdefault(key, PredictJob(job, distribution, split, key))
-
+    """Build the plan from configured `methods` (by spec, as `configure_methods` returns them);
+    the other arguments are `PlanBuilder`'s."""
+    jobs = PlanBuilder(methods, seed=seed, model_fingerprint=model_fingerprint, precision=precision,
+                       data_hash=data_hash)
     for shift in shifts:
-        base = predict(fit(baseline, shift.target), shift.target)
-        reference = tuple(predict(fit(name, shift.target_reference), shift.target_reference)
+        base = jobs.predict(jobs.fit(baseline, shift.target), shift.target)
+        reference = tuple(jobs.predict(jobs.fit(name, shift.target_reference), shift.target_reference)
                           for name in target_tuned)
         for spec in interventions:
-            trained = fit(spec, shift.source)
-            plan.cells.append(Cell(methods[spec].label, shift, predict(trained, shift.target),
-                                   predict(trained, shift.source), base, reference))
-    return plan
+            trained = jobs.fit(spec, shift.source)
+            jobs.plan.cells.append(Cell(methods[spec].label, shift, jobs.predict(trained, shift.target),
+                                        jobs.predict(trained, shift.source), base, reference))
+    return jobs.plan

@@ -404,6 +404,7 @@ class RayExecutor:
 
         names = {fit.source for fit in plan.fits.values() if fit.source} | {p.distribution
                                                                             for p in plan.predicts.values()}
+        names |= {name for fit in plan.fits.values() if fit.view for name in fit.view.distributions()}
         activations = getattr(env.activation_store, "root", None)
         return JobRecipe(model=self.model, distributions={n: ray.put(env.distribution(n)) for n in sorted(names)},
                          store_root=env.store.root.resolve(),

@@ -64,7 +64,7 @@ def compute_results(plan: Plan, store: JobStore, distribution: Callable[[str], D
 
     def evaluation(job: PredictJob) -> Evaluation:
         if job.key not in evaluations:
-            evaluations[job.key] = _evaluation(job, distribution(job.distribution), store.load_predictions(job.key),
+            evaluations[job.key] = _evaluation(job, job.data(distribution), store.load_predictions(job.key),
                                                seed)
         return evaluations[job.key]
 
@@ -96,7 +96,7 @@ def _evaluation(job: PredictJob, dist: Distribution, pred: StoredPredictions, se
     scores = pred.response_scores
     return Evaluation(
         intervention=job.fit.intervention,
-        trained_on=job.fit.source,
+        trained_on=job.fit.trained_on,
         distribution=dist.id,
         split=job.split,
         accuracy=metrics.accuracy(p, seed),
