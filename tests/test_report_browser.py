@@ -299,3 +299,25 @@ def test_the_browser_shows_what_the_method_reported(browser: object, tmp_path: P
     status = loaded.page.locator("#b-status .reported").inner_text()
     assert status == "reported by the method: warning: scores are eval.py's own"
     loaded.page.close()
+
+
+def test_judge_leaderboard_opens_without_errors_and_sorts(browser: object, tmp_path: Path) -> None:
+    """The `genies report JUDGE1 JUDGE2` page (its own small script): no console error, offline,
+    and a column header click sorts the table."""
+    from judge_runs import write_judge  # tests/judge_runs.py
+
+    from genies.report.judge_page import build_leaderboard
+
+    folders = [write_judge(tmp_path / k, f"rm:{k}", {"code": hits, "alpaca_easy": hits[:10]}, failed=failed)
+               for k, hits, failed in (("low", [0, 1] * 20, ()), ("high", [1] * 40, ("alpaca_hard",)))]
+    loaded = Page(browser, build_leaderboard(folders, tmp_path / "leaderboard.html"))
+    assert loaded.errors == []
+    assert all(url.startswith(("file:", "data:", "about:")) for url in loaded.requests), loaded.requests
+    judges = "#leaderboard-table tbody td:nth-child(2)"
+    assert loaded.page.locator(judges).all_inner_texts() == ["rm:high", "rm:low"]
+    loaded.page.click("#leaderboard-table th:nth-child(2)")  # text: ascending first
+    assert loaded.page.locator(judges).all_inner_texts() == ["rm:high", "rm:low"]
+    loaded.page.click("#leaderboard-table th:nth-child(3)")  # numbers: descending first
+    loaded.page.click("#leaderboard-table th:nth-child(3)")
+    assert loaded.page.locator(judges).all_inner_texts() == ["rm:low", "rm:high"]
+    loaded.page.close()

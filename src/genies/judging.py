@@ -13,15 +13,18 @@ Predictions go to the shared job store under a key of the judge's checkpoint fin
 result-affecting settings and the split's content, so an interrupted `genies judge` resumes and a
 second one over the same data is instant. The results are written to the output folder as
 `judge.json` (everything) and `judge.csv` (one row per distribution); the same values give the
-same bytes. docs/judges.md describes both files.
+same bytes. Beside them, `judge-outcomes.json` keeps, per distribution, how many pairs of each
+prompt the judge got right: what a leaderboard needs to compare two judges on the same prompts
+(`genies report DIR1 DIR2`). `read_results` reads a folder back. docs/judges.md describes the files.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -29,7 +32,7 @@ from genies import metrics
 from genies._io import write_atomic
 from genies.data.schema import NO_TRAINING_DATA, Distribution, eval_pairs
 from genies.data.shift import CATEGORIES, FAMILIES, Shift
-from genies.errors import ConfigError, GeniesError
+from genies.errors import ConfigError, FileError, GeniesError
 from genies.interventions._external import ExternalJudge
 from genies.interventions.base import Intervention, Scorer
 from genies.interventions.context import FitContext
@@ -38,6 +41,7 @@ from genies.interventions.scores import Predictions, pair_with_labels
 JUDGE_SCHEMA = 1
 JSON_FILE = "judge.json"
 CSV_FILE = "judge.csv"
+OUTCOMES_FILE = "judge-outcomes.json"
 SHIFT_LISTS = ("genies", "all", *FAMILIES, *CATEGORIES)
 
 
@@ -124,6 +128,19 @@ class ShiftResult:
 
 
 @dataclass(frozen=True)
+class PromptOutcomes:
+    """Per prompt of one judged test split, in the split's order: the pairs the judge got right
+    (exact ties settled by the run's coin, so sum(hits) / sum(pairs) is the distribution's
+    accuracy) and the pairs asked. `examples` is the split's content hash: two runs are compared
+    prompt by prompt only where they judged the same examples."""
+
+    distribution: str
+    examples: str
+    hits: tuple[int, ...]
+    pairs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class FailedDistribution:
     distribution: str
     error: str
@@ -145,10 +162,18 @@ class JudgeResults:
     failed: tuple[FailedDistribution, ...] = ()
     position_bias: float | None = None
     versions: Mapping[str, str | None] = field(default_factory=dict)
+    outcomes: tuple[PromptOutcomes, ...] = field(default=(), repr=False)  # judge-outcomes.json; () for older runs
 
     def to_json(self) -> dict[str, Any]:
+        """judge.json: everything but the per-prompt outcomes (their own file, so judge.json stays readable)."""
         doc = asdict(self)
+        del doc["outcomes"]
         return {"schema": JUDGE_SCHEMA, **doc}
+
+
+class JudgeFileError(FileError, ValueError):
+    """A `genies judge` folder (judge.json, judge-outcomes.json) cannot be read; the message names
+    the file and the problem."""
 
 
 def external_method(spec: str, overrides: Mapping[str, Any]) -> ExternalJudge:
@@ -195,6 +220,7 @@ def run_judge(spec: str, selectors: Sequence[str], *, data_root: Path | None = N
     results: list[DistributionResult] = []
     failed: list[FailedDistribution] = []
     biases: list[tuple[float, int]] = []
+    outcomes: list[PromptOutcomes] = []
     for name in selection.distributions:
         try:
             full = load_distribution(name, root)  # only its test split is read
@@ -216,6 +242,7 @@ def run_judge(spec: str, selectors: Sequence[str], *, data_root: Path | None = N
             report(name, "failed")
             continue
         results.append(_distribution_result(dist, pred, selection.shifts, seed))
+        outcomes.append(prompt_outcomes(dist, pred, seed))
         if pred.info.get("position_bias") is not None:
             biases.append((float(pred.info["position_bias"]), int(pred.info.get("presentations", 0))))
     accuracy = {r.distribution: r.accuracy for r in results}
@@ -228,7 +255,17 @@ def run_judge(spec: str, selectors: Sequence[str], *, data_root: Path | None = N
         models=tuple({"model": m.spec, "fingerprint": m.fingerprint} for m in models), seed=seed, max_eval=max_eval,
         distributions=tuple(results), scopes=scopes(results, seed), shifts=shifts, failed=tuple(failed),
         position_bias=sum(b * n for b, n in biases) / total if total else None,
-        versions=package_versions(("genies", "torch", "transformers")))
+        versions=package_versions(("genies", "torch", "transformers")), outcomes=tuple(outcomes))
+
+
+def prompt_outcomes(dist: Distribution, pred: Predictions, seed: int) -> PromptOutcomes:
+    """Right pairs and pairs per prompt of `dist`'s test split, ties settled as `accuracy` settles them."""
+    correct = metrics.pair_correct(np.asarray(pred.p_preferred, dtype=np.float64), seed)
+    index = np.asarray(pred.example_index, dtype=np.int64)
+    n = len(dist.test)
+    return PromptOutcomes(dist.id, dist.content_hash("test"),
+                          tuple(int(x) for x in np.bincount(index, weights=correct, minlength=n)),
+                          tuple(int(x) for x in np.bincount(index, minlength=n)))
 
 
 def _distribution_result(dist: Distribution, pred: Predictions, shifts: Sequence[Shift], seed: int
@@ -269,7 +306,8 @@ def csv_rows(results: JudgeResults) -> list[dict[str, Any]]:
 
 
 def write_results(results: JudgeResults, out: Path) -> None:
-    """judge.json (strict JSON: NaN as null) and judge.csv in `out` (created), each written atomically."""
+    """judge.json (strict JSON: NaN as null), judge.csv and judge-outcomes.json (compact) in `out`
+    (created), each written atomically."""
     import csv
     import io
     import json
@@ -285,3 +323,80 @@ def write_results(results: JudgeResults, out: Path) -> None:
     writer.writeheader()
     writer.writerows(plain_json(rows))
     write_atomic(out / CSV_FILE, buffer.getvalue())
+    outcomes = {"schema": JUDGE_SCHEMA, "outcomes": [asdict(o) for o in results.outcomes]}
+    write_atomic(out / OUTCOMES_FILE, json.dumps(outcomes, separators=(",", ":")) + "\n")
+
+
+def read_results(folder: Path) -> JudgeResults:
+    """A folder `write_results` wrote, read back into typed values (NaN where judge.json has null);
+    the outcomes are () when judge-outcomes.json is absent (a folder from before it existed).
+    Anything unreadable is one `JudgeFileError` naming the file and the field."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise JudgeFileError(folder, "folder not found")
+    path = folder / JSON_FILE
+    doc = _read_json(path, f"no {JSON_FILE}: is {folder} a `genies judge --out` folder?")
+    if not isinstance(doc, dict) or doc.get("schema") != JUDGE_SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else None
+        raise JudgeFileError(path, f"schema {found!r} is not supported (this genies reads {JUDGE_SCHEMA}); "
+                                   "rerun the same `genies judge` command to rewrite it from the cached predictions")
+    record = {k: v for k, v in doc.items() if k != "schema"}
+    outcomes: list[Any] = []
+    extra = folder / OUTCOMES_FILE
+    if extra.exists():
+        side = _read_json(extra, "file not found")
+        if not isinstance(side, dict) or not isinstance(side.get("outcomes"), list):
+            raise JudgeFileError(extra, "expected an object with an 'outcomes' list")
+        outcomes = side["outcomes"]
+    results = _typed(JudgeResults, {**record, "outcomes": outcomes}, path, "judge.json")
+    for o in results.outcomes:
+        if len(o.hits) != len(o.pairs) or any(h < 0 or h > n for h, n in zip(o.hits, o.pairs, strict=True)):
+            raise JudgeFileError(extra, f"{o.distribution}: hits and pairs do not match prompt by prompt")
+    return results
+
+
+def _read_json(path: Path, missing: str) -> Any:
+    import json
+
+    if not path.is_file():
+        raise JudgeFileError(path, missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise JudgeFileError(path, f"not valid JSON ({err})") from err
+
+
+def _typed(tp: Any, value: Any, path: Path, where: str) -> Any:
+    """`value` (parsed JSON) as the annotated type `tp`: dataclasses field by field, tuples item by
+    item, null as NaN for a float and as None where the type allows it; a mismatch names the field."""
+    origin, args = get_origin(tp), get_args(tp)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise JudgeFileError(path, f"{where} is not an object")
+        hints = get_type_hints(tp)
+        own = {f.name: f for f in fields(tp)}
+        missing = [n for n, f in own.items()
+                   if n not in value and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise JudgeFileError(path, f"{where} lacks {', '.join(missing)}")
+        return tp(**{n: _typed(hints[n], value[n], path, f"{where}.{n}") for n in own if n in value})
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _typed(next(a for a in args if a is not type(None)), value, path, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise JudgeFileError(path, f"{where} should be a list, not {value!r}")
+        return tuple(_typed(args[0], v, path, f"{where}[{i}]") for i, v in enumerate(value))
+    checks = {float: lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+              int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}
+    if tp in checks:
+        if not checks[tp](value):
+            raise JudgeFileError(path, f"{where} should be a {tp.__name__}, not {value!r}")
+        return float("nan") if value is None else tp(value)
+    if origin in (Mapping, dict) or tp is Any:  # free-form (hyperparameters, models, versions): kept as read
+        if origin is not None and not isinstance(value, dict):
+            raise JudgeFileError(path, f"{where} should be an object, not {value!r}")
+        return value
+    raise TypeError(f"read_results cannot read a {tp!r}")  # a new field type: extend _typed

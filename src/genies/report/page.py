@@ -26,14 +26,15 @@ def json_script(element_id: str, value: Any) -> str:
     return f'<script type="application/json" id="{html.escape(element_id)}">{text}</script>'
 
 
-def render_page(title: str, body: str, data: Any, blobs: dict[str, Any]) -> str:
-    """The whole document; `blobs` are the lazily parsed JSON blocks, keyed by element id."""
+def render_page(title: str, body: str, data: Any, blobs: dict[str, Any], script: str = "report.js") -> str:
+    """The whole document; `blobs` are the lazily parsed JSON blocks, keyed by element id, and
+    `script` the asset that brings the page to life (the judge pages have their own)."""
     parts = {
         "TITLE": html.escape(title),
         "CSS": asset("report.css"),
         "BODY": body,
         "DATA": "\n".join([json_script("genies-data", data), *(json_script(k, v) for k, v in blobs.items())]),
-        "JS": asset("report.js").replace("</", "<\\/"),
+        "JS": asset(script).replace("</", "<\\/"),
     }
     # One pass, so text inside the data can never be mistaken for a later placeholder.
     return re.sub(r"__(TITLE|CSS|BODY|DATA|JS)__", lambda m: parts[m.group(1)], asset("page.html"))
