@@ -2,7 +2,7 @@
 
 Thin: the options become a `genies.judging.run_judge` call, the tables are printed with the
 listing commands' formatting (`--format csv|json` for machines), and the results are written to
-`--out` (judge.json, judge.csv; docs/judges.md).
+`--out` (judge.json, judge.csv, judge-outcomes.json; docs/judges.md).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def judge_command(
     spec: str = typer.Argument(..., metavar="MODEL_SPEC",
                                help="rm:MODEL (a reward model), dpo:POLICY[,REF] (a DPO pair) or judge:MODEL "
                                     "(an instruct model as judge; judge:default is the embedded one)."),
-    out: Path = typer.Option(..., "--out", help="Folder to write judge.json and judge.csv to."),
+    out: Path = typer.Option(..., "--out", help="Folder to write judge.json, judge.csv and judge-outcomes.json to."),
     dists: list[str] = typer.Option(["genies"], "--dists", "-d",
                                     help="genies, all, extreme, probing, a category, or distribution names or "
                                          "folders; repeatable, or comma-separated."),
@@ -66,7 +66,7 @@ def judge_command(
     """Judge the test split of every chosen distribution with a reward model, a DPO pair or an LLM judge."""
     from genies.commands.run import parse_overrides
     from genies.errors import ConfigError
-    from genies.judging import csv_rows, run_judge, write_results
+    from genies.judging import OUTCOMES_FILE, csv_rows, run_judge, write_results
 
     name = spec.partition(":")[0]
     overrides = parse_overrides(set_)
@@ -97,7 +97,8 @@ def judge_command(
         write_records(fmt, csv_rows(results))
     else:
         show(results, stdout_console())
-        stdout_console().print(f"written: {escape(str(out / 'judge.json'))}, {escape(str(out / 'judge.csv'))}",
+        stdout_console().print(f"written: {escape(str(out / 'judge.json'))}, {escape(str(out / 'judge.csv'))}, "
+                               f"{escape(str(out / OUTCOMES_FILE))}",
                                highlight=False)
     if results.failed:
         raise typer.Exit(1)
