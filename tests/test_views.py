@@ -83,3 +83,57 @@ def test_a_target_mix_key_changes_with_the_target_data() -> None:
         assert _builder().fit("mms", "src").key == _builder().fit("mms", "src").key
     finally:
         DISTS["tgt"] = original
+
+
+def test_weak_labels_are_the_weak_supervisors_choices_read_without_ground_truth() -> None:
+    import numpy as np
+
+    from genies.interventions.scores import Predictions
+    from genies.pipeline.views import WeakLabels, weak_choices
+
+    def stored(preferred: list[int], scores: list[list[float]]) -> Predictions:
+        """What the pipeline stores for Bradley-Terry `scores`: one pair per other response."""
+        rows = [(i, p, d, 1 / (1 + np.exp(s[d] - s[p]))) for i, (p, s) in enumerate(zip(preferred, scores))
+                for d in range(len(s)) if d != p]
+        i, p, d, prob = (np.array(c) for c in zip(*rows))
+        return Predictions(i, p, d, prob, None, {})
+
+    scores = [[0.0, 2.0], [1.0, -1.0, 0.0], [0.5, 0.5]]
+    truth, other = stored([0, 0, 1], scores), stored([1, 2, 0], scores)  # the same scores, other labels
+    choices = weak_choices(3, truth)
+    assert choices == weak_choices(3, other)
+    assert [c.preferred for c in choices] == [1, 0, 0]  # the tie goes to the first response
+    s = 1 / (1 + np.exp(-np.array([2.0, 1.0, 2.0, 0.0])))
+    assert [c.confidence for c in choices] == pytest.approx([s[0], (s[1] + s[2]) / 2, 0.5], abs=1e-6)
+    examples = [Example("p", ("a", "b"), 0), Example("q", ("a", "b", "c"), 0), Example("r", ("a", "b"), 1)]
+    soft = WeakLabels("job", soft=True).apply(examples, truth)
+    assert [ex.preferred for ex in soft] == [1, 0, 0] and soft[0].confidence == pytest.approx(s[0], abs=1e-6)
+    assert all(ex.confidence == 1.0 for ex in WeakLabels("job", soft=False).apply(examples, truth))
+    with pytest.raises(Exception, match="miss example 3"):
+        weak_choices(4, truth)
+
+
+def test_a_weak_label_fit_key_names_the_labelling_job_and_needs_the_store() -> None:
+    from genies.pipeline.views import WeakLabels
+
+    jobs = _builder()
+    a = jobs.fit("mms", "src", TrainView(part=Part(0.5, 1.0, 0), labels=WeakLabels("job-a", soft=True)))
+    b = jobs.fit("mms", "src", TrainView(part=Part(0.5, 1.0, 0), labels=WeakLabels("job-b", soft=True)))
+    hard = jobs.fit("mms", "src", TrainView(part=Part(0.5, 1.0, 0), labels=WeakLabels("job-a", soft=False)))
+    assert len({a.key, b.key, hard.key, jobs.fit("mms", "src", TrainView(part=Part(0.5, 1.0, 0))).key}) == 4
+    with pytest.raises(Exception, match="needs the job store"):
+        a.train_data(DISTS.__getitem__)
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        TrainView(mix=TargetMix("tgt", 0.1, 0), labels=WeakLabels("job-a", soft=True))
+
+
+def test_hard_labels_keep_their_hash_and_soft_ones_change_it() -> None:
+    import dataclasses
+
+    from genies.data.schema import examples_hash, train_pairs
+
+    examples = _examples("src", 3)
+    assert examples_hash(examples) == examples_hash([dataclasses.replace(ex, confidence=1.0) for ex in examples])
+    soft = [dataclasses.replace(ex, confidence=0.8) for ex in examples]
+    assert examples_hash(soft) != examples_hash(examples)
+    assert [p.confidence for p in train_pairs(soft, 0)] == [0.8] * 3

@@ -38,12 +38,17 @@ class DataError(GeniesError, ValueError):
 
 @dataclass(frozen=True)
 class Example:
-    """One prompt with its candidate responses; `preferred` indexes the single preferred one."""
+    """One prompt with its candidate responses; `preferred` indexes the single preferred one.
+
+    `confidence` is the probability that `preferred` beats each other response: 1 for
+    ground-truth labels, a weak supervisor's soft label for weak-to-strong students
+    (docs/w2s.md), which training losses may read as a soft target."""
 
     prompt: str
     responses: tuple[str, ...]
     preferred: int
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    confidence: float = 1.0
 
     @property
     def preferred_response(self) -> str:
@@ -107,6 +112,7 @@ class Pair:
     prompt: str
     preferred: str
     dispreferred: str
+    confidence: float = 1.0  # P(preferred beats dispreferred) as the label says it: 1 unless soft
 
 
 def eval_pairs(examples: Sequence[Example]) -> list[Pair]:
@@ -124,15 +130,17 @@ def train_pairs(examples: Sequence[Example], seed: int) -> list[Pair]:
     pairs = []
     for i, ex in enumerate(examples):
         j = rng.choice(ex.dispreferred_indices)
-        pairs.append(Pair(i, ex.preferred, j, ex.prompt, ex.preferred_response, ex.responses[j]))
+        pairs.append(Pair(i, ex.preferred, j, ex.prompt, ex.preferred_response, ex.responses[j], ex.confidence))
     return pairs
 
 
 def examples_hash(examples: Sequence[Example]) -> str:
-    """A content hash of a split (prompts, responses, labels) for cache keys and manifests."""
+    """A content hash of a split (prompts, responses, labels) for cache keys and manifests; a
+    soft label's confidence enters only when it is not 1, so hard-labelled data keeps its hash."""
     digest = hashlib.sha256()
     for ex in examples:
-        digest.update(json.dumps([ex.prompt, list(ex.responses), ex.preferred]).encode())
+        soft = [ex.confidence] if ex.confidence != 1.0 else []
+        digest.update(json.dumps([ex.prompt, list(ex.responses), ex.preferred, *soft]).encode())
     return digest.hexdigest()[:16]
 
 

@@ -131,7 +131,7 @@ def run_group(fit: FitJob, predicts: list[PredictJob], env: JobEnv,
         run_model = env.model if method.uses_run_model else (lambda: None)
 
         def fit_and_save() -> None:
-            source = fit.train_data(env.distribution)
+            source = fit.train_data(env.distribution, store.load_predictions)
             with store.publish_fit(fit.key) as staging:
                 ctx.state_dir = staging
                 save_fitted(method.fit(run_model(), source, ctx), staging, intervention=fit.intervention)

@@ -20,6 +20,7 @@ from typing import Any
 from genies.data.schema import NO_TRAINING_DATA, Distribution
 from genies.interventions.base import Intervention
 from genies.interventions.registry import get_intervention
+from genies.interventions.scores import Predictions
 from genies.pipeline.views import Part, TrainView
 from genies.provenance import package_versions
 
@@ -59,11 +60,15 @@ class FitJob:
     def method(self) -> Intervention:
         return get_intervention(self.method_name)(**self.hparams)
 
-    def train_data(self, load: Callable[[str], Distribution]) -> Distribution:
-        """What `Intervention.fit` is handed: the training data alone (no test split)."""
+    def train_data(self, load: Callable[[str], Distribution],
+                   predictions: Callable[[str], Predictions] | None = None) -> Distribution:
+        """What `Intervention.fit` is handed: the training data alone (no test split);
+        `predictions` reads stored predictions by job key (weak labels, `TrainView.train_split`)."""
         if self.source is None:
             return NO_TRAINING_DATA
-        return self.view.train_split(self.source, load) if self.view else load(self.source).train_only()
+        if self.view is None:
+            return load(self.source).train_only()
+        return self.view.train_split(self.source, load, predictions)
 
     @property
     def trained_on(self) -> str | None:

@@ -1,0 +1,11 @@
+"""Weak-to-strong generalization on GENIES (Burns et al. 2023), through the run's planner, job
+store and executors: a weak supervisor trained on one half of a source's train split labels the
+other half, a strong student trains on those labels, a strong ceiling on the same half's ground
+truth, and PGR says how much of the gap between weak and ceiling the student recovers
+(docs/w2s.md)."""
+
+from genies.w2s.config import W2SConfig
+from genies.w2s.metrics import Accuracy, Pgr, SourceResult, TargetResult, W2SResults
+from genies.w2s.run import w2s
+
+__all__ = ["Accuracy", "Pgr", "SourceResult", "TargetResult", "W2SConfig", "W2SResults", "w2s"]

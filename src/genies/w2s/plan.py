@@ -1,0 +1,83 @@
+"""The jobs of a weak-to-strong run, in two stages that each executor runs like any plan.
+
+Per source, with halves A = Part(0, 1/2, seed) and B = Part(1/2, 1, seed) of its train split:
+
+- stage 1 (the weak model): the weak supervisor fits on A's ground truth, labels B (a prediction
+  on B) and is scored on the source's test split;
+- stage 2 (the strong model): the student fits on B with the weak labels (its key names the
+  labelling job's key), the ceiling on B's ground truth; both are scored on the source's test
+  split and on each target's.
+
+A student needs its weak labels stored before it can fit, hence the stages; within a stage jobs
+are deduplicated by content hash as in `genies run` (two shifts from one source share the weak
+supervisor, the student and the ceiling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from genies.data.shift import Shift
+from genies.pipeline.jobs import PredictJob
+from genies.pipeline.plan import Plan, PlanBuilder
+from genies.pipeline.views import Part, TrainView, WeakLabels
+
+WEAK, STUDENT, CEILING = "weak", "student", "ceiling"  # the method specs of the two builders
+
+
+def halves(seed: int) -> tuple[Part, Part]:
+    """The weak supervisor's half A and the student's half B of a train split."""
+    return Part(0.0, 0.5, seed), Part(0.5, 1.0, seed)
+
+
+@dataclass(frozen=True)
+class SourceJobs:
+    source: str
+    weak_labels: PredictJob  # the weak supervisor's predictions on half B
+    weak: PredictJob  # ... on the source's test split
+    student: PredictJob
+    ceiling: PredictJob
+
+
+@dataclass(frozen=True)
+class TargetJobs:
+    source: str
+    target: str
+    student: PredictJob
+    ceiling: PredictJob
+
+
+@dataclass(frozen=True)
+class W2SPlan:
+    stages: tuple[Plan, Plan]
+    sources: tuple[SourceJobs, ...]
+    targets: tuple[TargetJobs, ...]
+
+    @property
+    def n_jobs(self) -> int:
+        return sum(stage.n_jobs for stage in self.stages)
+
+
+def build_w2s_plan(shifts: Sequence[Shift], weak: PlanBuilder, strong: PlanBuilder, *, soft: bool,
+                   seed: int) -> W2SPlan:
+    """`weak` holds the method spec WEAK, `strong` STUDENT and CEILING (the same method; the
+    student may carry its own loss)."""
+    a, b = halves(seed)
+    sources: dict[str, SourceJobs] = {}
+    targets: dict[tuple[str, str], TargetJobs] = {}
+    for shift in shifts:
+        src = shift.source
+        if src not in sources:
+            supervisor = weak.fit(WEAK, src, TrainView(part=a))
+            labels = weak.predict(supervisor, src, "train", b)
+            student = strong.fit(STUDENT, src, TrainView(part=b, labels=WeakLabels(labels.key, soft)))
+            ceiling = strong.fit(CEILING, src, TrainView(part=b))
+            sources[src] = SourceJobs(src, labels, weak.predict(supervisor, src), strong.predict(student, src),
+                                      strong.predict(ceiling, src))
+        jobs = sources[src]
+        if shift.target != src and (src, shift.target) not in targets:
+            targets[(src, shift.target)] = TargetJobs(src, shift.target,
+                                                      strong.predict(jobs.student.fit, shift.target),
+                                                      strong.predict(jobs.ceiling.fit, shift.target))
+    return W2SPlan((weak.plan, strong.plan), tuple(sources.values()), tuple(targets.values()))
