@@ -1,4 +1,5 @@
-"""What models are available offline: the embedded default, converted GGUF models, the HF cache.
+"""What models are available offline: the embedded default, converted GGUF models (and models
+truncated to their first K layers, `NAME:layers=K`), the HF cache.
 
 This module also says where converted models live (`models_cache_dir`, `MANIFEST`) and imports
 neither torch nor transformers, so `genies models list` starts fast; `genies.models.loading`
@@ -53,8 +54,11 @@ def list_models() -> list[ModelEntry]:
             if folder.name.startswith(".") or not manifest.is_file():
                 continue  # a conversion in progress or abandoned: never offered
             info = json.loads(manifest.read_text())
+            origin = Path(info.get("source", "?")).name
+            if "layers" in info:  # a NAME:layers=K truncation (genies.models.loading.truncate_layers)
+                origin = f"the first {info['layers']} of {info.get('of_layers', '?')} layers of {origin}"
             entries.append(ModelEntry(str(folder), "converted", str(folder), folder_size(folder) / 2**20,
-                                      f"from {Path(info.get('source', '?')).name}, fingerprint {info.get('fingerprint')}"))
+                                      f"from {origin}, fingerprint {info.get('fingerprint')}"))
     try:
         from huggingface_hub import scan_cache_dir
 

@@ -1,4 +1,6 @@
-"""Resolve a model name to a `LoadedModel`: hub id, local folder, `.gguf` file or `default`.
+"""Resolve a model name to a `LoadedModel`: hub id, local folder, `.gguf` file or `default`,
+each optionally as `NAME:layers=K` (the first K decoder layers only: a genuinely smaller model
+of the same family, the weak model of docs/w2s.md).
 
 Every model ends up as a safetensors folder (`LoadedModel.path`) so that interventions can
 reload it with another head. GGUF files are dequantized once by transformers and cached as
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import math
+import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,9 @@ from genies.models.placement import Placement, WeightPlacement, weight_placement
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_NAMES = "`default`, a local model folder, a .gguf file, or a Hugging Face id already in the local HF cache"
+SUPPORTED_NAMES = ("`default`, a local model folder, a .gguf file, or a Hugging Face id already in the local HF cache "
+                   "(any of them as NAME:layers=K for its first K decoder layers)")
+_LAYERS = re.compile(r"^(?P<base>.+):layers=(?P<layers>\d+)$")
 
 
 def default_device() -> str:
@@ -73,7 +78,12 @@ def load_model(
 
 
 def resolve_model_folder(name: str, *, trust_remote_code: bool = False) -> Path:
-    """The safetensors-or-checkpoint folder for `name`, converting a GGUF file on first use."""
+    """The safetensors-or-checkpoint folder for `name`, converting a GGUF file (or truncating a
+    model to `:layers=K`) on first use."""
+    truncated = _LAYERS.match(name)
+    if truncated:
+        base = resolve_model_folder(truncated["base"], trust_remote_code=trust_remote_code)
+        return truncate_layers(base, int(truncated["layers"]), name=name, trust_remote_code=trust_remote_code)
     if name == "default":
         return convert_gguf(default_gguf_path(), DEFAULT_MODEL_LABEL, trust_remote_code=trust_remote_code)
     path = Path(name).expanduser()
@@ -148,6 +158,52 @@ def convert_gguf(gguf: Path, label: str, *, trust_remote_code: bool = False) -> 
                     "fingerprint": fingerprint_folder(tmp), "convert_seconds": round(time.perf_counter() - start, 1)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         del model
+    return target
+
+
+def _decoder_layers(model: PreTrainedModel, n_layers: int) -> tuple[Any, str]:
+    """The module holding the decoder layers of `model` and that attribute's name (`layers` for
+    llama, qwen2, mistral, gemma and gpt_neox, `h` for gpt2)."""
+    base = model.base_model
+    for attr in ("layers", "h", "blocks"):
+        layers = getattr(base, attr, None)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers) == n_layers:
+            return base, attr
+    raise ModelNotFoundError(f"{type(model).__name__}: cannot find its {n_layers} decoder layers to keep the first "
+                             "ones (supported: models whose base model holds them as layers, h or blocks)")
+
+
+def truncate_layers(folder: Path, layers: int, *, name: str, trust_remote_code: bool = False) -> Path:
+    """The first `layers` decoder layers of the model in `folder`, saved once as a cached
+    safetensors folder (`<folder>-layers<K>-<fingerprint>`) and returned.
+
+    Embeddings, final norm and head are kept, so the truncated model's hidden states up to layer
+    K are the full model's (tests/test_model_loading.py checks it). Its fingerprint is computed from
+    its own files, so it differs from the full model's and from every other K."""
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    total = config.num_hidden_layers
+    if not 1 <= layers <= total:
+        raise ModelNotFoundError(f"model {name!r}: layers={layers}, but the model has {total} decoder layers "
+                                 f"(keep 1 to {total})")
+    source = folder_fingerprint(folder, _weight_files(name, folder, allow_pickle=False))
+    target = models_cache_dir() / f"{folder.name}-layers{layers}-{source[:12]}"
+    if (target / MANIFEST).is_file():
+        return target
+    with publish_folder(target, keep_existing=lambda done: (done / MANIFEST).is_file()) as tmp:
+        model_cls = _model_class(name, json.loads((folder / "config.json").read_text()), trust_remote_code)
+        with torch.no_grad():
+            model = model_cls.from_pretrained(folder, dtype="auto", use_safetensors=True,  # as saved
+                                              trust_remote_code=trust_remote_code)
+        owner, attr = _decoder_layers(model, total)
+        setattr(owner, attr, getattr(owner, attr)[:layers])
+        model.config.num_hidden_layers = layers
+        if isinstance(getattr(model.config, "layer_types", None), list):  # per-layer attention kinds
+            model.config.layer_types = model.config.layer_types[:layers]
+        model.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code).save_pretrained(tmp)
+        manifest = {"source": str(folder), "source_fingerprint": source, "layers": layers, "of_layers": total,
+                    "fingerprint": fingerprint_folder(tmp)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return target
 
 
