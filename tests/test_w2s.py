@@ -126,3 +126,22 @@ def test_bad_configurations_are_refused_in_one_line(tmp_path, tiny_llama) -> Non
     with pytest.raises(ConfigError, match="cannot be a student"):
         w2s(W2SConfig(out=tmp_path / "z", method="zero_shot", shifts=(Shift("src", "tgt", "tgt", "test", "test"),)), weak_lm=tiny_llama,
             strong_lm=tiny_llama, distributions=_data())
+
+
+def test_the_command_runs_the_synthetic_suite_and_prints_pgr(tmp_path, tiny_llama) -> None:
+    """`genies w2s` end to end on the synthetic shifts with `PATH:layers=1` as the weak model (its
+    fingerprint plans the jobs; the TF-IDF methods never load it); a rerun is all cached."""
+    from typer.testing import CliRunner
+
+    from genies.cli import _build
+
+    args = ["w2s", "--weak", f"{tiny_llama.path}:layers=1", "--strong", str(tiny_llama.path), "--weak-method",
+            "zero_shot", "--method", "tfidf", "--shifts", "synthetic", "--max-train", "16", "--max-eval", "8",
+            "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "jobs"), "--plain"]
+    first = CliRunner().invoke(_build(), args)
+    assert first.exit_code == 0, first.output
+    assert "PGR" in first.output and "synth_arithmetic_easy" in first.output
+    again = CliRunner().invoke(_build(), args)
+    assert again.exit_code == 0 and " done " not in again.output and "cached" in again.output
+    doc = json.loads((tmp_path / "run" / "w2s.json").read_text())
+    assert doc["run"]["weak_method"] == "zero_shot" and len(doc["sources"]) == 4 and doc["targets"]

@@ -24,6 +24,7 @@ _EXPORTS = {
     "Intervention": "genies.interventions.base", "register": "genies.interventions.registry",
     "hparam": "genies.interventions.hparams", "Example": "genies.data.schema",
     "Distribution": "genies.data.schema", "Shift": "genies.data.shift", "GeniesError": "genies.errors",
+    "w2s": "genies.w2s", "W2SConfig": "genies.w2s",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

@@ -149,7 +149,7 @@ COMMAND_GROUPS: list[tuple[str, str, tuple[str, ...]]] = [
     ("results", "Show the tables of a finished run.", ("results", "results_compare")),
     ("", "", ("run", "report", "plan")),
     ("", "", ("doctor",)),
-    ("", "", ("judge",)),
+    ("", "", ("judge", "w2s")),
 ]
 
 
