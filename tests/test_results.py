@@ -69,6 +69,7 @@ class Cell:
     source_id: Job
     baseline: Job
     target_tuned: tuple[Job, ...]
+    target_mix: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,17 @@ def test_rewriting_gives_the_same_bytes_and_removes_stale_evaluations(tmp_path: 
     assert not [p for p in run.rglob(".*")]  # no temporary files left behind
 
 
+def test_results_written_before_the_target_mix_column_read_back_as_ordinary_rows(tmp_path: Path) -> None:
+    written = write_run(tmp_path / "run", _compute(*_plan()))
+    path = tmp_path / "run" / "results.json"
+    doc = json.loads(path.read_text())
+    for row in doc["rows"]:
+        del row["target_mix"]
+    path.write_text(json.dumps(doc))
+    assert [r.target_mix for r in load_run(tmp_path / "run").rows] == [0.0]
+    assert load_run(tmp_path / "run").to_json() == written.to_json()
+
+
 def test_failed_cells_and_jobs_are_typed(tmp_path: Path) -> None:
     plan, preds = _plan()
     del preds["m-gen"]
@@ -199,7 +211,7 @@ def test_every_result_row_field_survives_write_load_and_the_report(tmp_path: Pat
     assert tuple(csv_row) == COLUMNS == tuple(f.name for f in fields(ResultRow) if f.name not in EVALUATION_FIELDS)
     assert csv_row == {c: repr(v) if isinstance(v, float) else str(v) for c, v in
                        ((c, getattr(row, c)) for c in COLUMNS)}
-    assert COLUMNS[:3] == ("source", "target", "target_reference") and len(COLUMNS) == 26
+    assert COLUMNS[:3] == ("source", "target", "target_reference") and len(COLUMNS) == 27
 
 
 def test_the_report_fixture_is_written_by_the_real_writer(tmp_path: Path) -> None:

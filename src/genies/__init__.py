@@ -25,6 +25,7 @@ _EXPORTS = {
     "hparam": "genies.interventions.hparams", "Example": "genies.data.schema",
     "Distribution": "genies.data.schema", "Shift": "genies.data.shift", "GeniesError": "genies.errors",
     "w2s": "genies.w2s", "W2SConfig": "genies.w2s",
+    "sweep": "genies.sweeps.sweep", "SweepConfig": "genies.sweeps.sweep", "load_sweep": "genies.sweeps.sweep",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

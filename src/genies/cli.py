@@ -147,7 +147,7 @@ COMMAND_GROUPS: list[tuple[str, str, tuple[str, ...]]] = [
     ("bench", "Benchmarks against naive references.", ("bench",)),
     ("interventions", "List and inspect interventions.", ("interventions",)),
     ("results", "Show the tables of a finished run.", ("results", "results_compare")),
-    ("", "", ("run", "report", "plan")),
+    ("", "", ("run", "report", "plan", "sweep")),
     ("", "", ("doctor",)),
     ("", "", ("judge", "w2s")),
 ]

@@ -41,9 +41,13 @@ def _option_type(field: dataclasses.Field) -> Any:
     return hint
 
 
-def _parameters() -> list[inspect.Parameter]:
+def run_options(names: tuple[str, ...] | None = None) -> list[inspect.Parameter]:
+    """The options of RunConfig's fields (all, or those `names`), then --set and --plain: `genies
+    run`'s and, for the fields it shares, `genies sweep`'s."""
     params = []
     for f in RunConfig.options():
+        if names is not None and f.name not in names:
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if isinstance(default, tuple):
             default = list(default)
@@ -53,7 +57,8 @@ def _parameters() -> list[inspect.Parameter]:
                                         annotation=_option_type(f)))
     params.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=list[str],
                                     default=typer.Option([], "--set", help="Hyperparameter override "
-                                                         "INTERVENTION.PARAM=VALUE, checked before the run starts.")))
+                                                         "INTERVENTION.PARAM=VALUE, checked before the run starts; "
+                                                         "wins over --hparams.")))
     params.append(inspect.Parameter("plain", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                     default=typer.Option(False, "--plain",
                                                          help="One line per job, no progress bar (cluster logs).")))
@@ -88,8 +93,8 @@ def run_command(**options: Any) -> None:
         raise typer.Exit(1)
 
 
-run_command.__signature__ = inspect.Signature(_parameters())  # type: ignore[attr-defined]
-run_command.__annotations__ = {p.name: p.annotation for p in _parameters()}
+run_command.__signature__ = inspect.Signature(run_options())  # type: ignore[attr-defined]
+run_command.__annotations__ = {p.name: p.annotation for p in run_options()}
 
 
 def register(app: typer.Typer) -> None:

@@ -155,22 +155,15 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
     names = sorted({n for s in data.shifts for n in (s.source, s.target, s.target_reference)})
     data_hashes = {n: {split: distribution(n).content_hash(split) for split in ("train", "test")} for n in names}
 
-    if lm is not None:
-        model_name, fingerprint, load = lm.name, lm.fingerprint, (lambda: lm)
-        precision = lm.precision_key()
-    else:  # the fingerprint alone plans the run; the weights load when a job first needs them
-        from genies.models.loading import load_folder, model_fingerprint
+    model = model_access(config, lm)
+    model_name, fingerprint, precision, load, folder = model.name, model.fingerprint, model.precision, model.load, \
+        model.folder
 
-        folder, fingerprint = model_fingerprint(config.model, trust_remote_code=config.trust_remote_code)
-        model_name, precision = config.model, config.placement.precision_key()
-
-        def load() -> LoadedModel:
-            return load_folder(folder, name=model_name, trust_remote_code=config.trust_remote_code,
-                               placement=placement)
     def plan_with(configured: Mapping[str, Any]) -> Plan:
         return build_plan(interventions=specs, shifts=data.shifts, methods=configured, seed=config.seed,
                           model_fingerprint=fingerprint, precision=precision,
-                          data_hash=lambda n, s: data_hashes[n][s], baseline=config.baseline, target_tuned=candidates)
+                          data_hash=lambda n, s: data_hashes[n][s], baseline=config.baseline, target_tuned=candidates,
+                          mix_target=config.mix_target)
 
     plan = plan_with(methods)
     if lm is None:  # a job that cannot fit the run's memory is refused now, in one line, not mid-run
@@ -185,13 +178,7 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
             methods = configure_methods([*specs, config.baseline, *candidates], config.preset, hparams)
             plan = plan_with(methods)
 
-    runner = executor or LocalExecutor()
-    if config.executor == "ray":  # joins (or starts) the cluster now: an unreachable one leaves nothing written
-        from genies.pipeline.ray_executor import ModelRecipe, RayExecutor
-
-        recipe = (ModelRecipe.of(lm) if lm is not None else
-                  ModelRecipe.for_run(folder, model_name, config.trust_remote_code, placement, fingerprint))
-        runner = RayExecutor(recipe, config.ray_address, plain=runner.plain, console=runner.console)
+    runner = job_executor(config, lm, model, executor)
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     store = JobStore(config.cache_dir)
@@ -215,12 +202,57 @@ def run(config: RunConfig, *, lm: LoadedModel | None = None,
         "max_train": budget.max_train, "max_eval": budget.max_eval,
         "examples": "first N" if config.first_n else f"random subset seeded by {config.seed}",
         "precision": dict(precision), "placement": placement.describe() if placement else None,
-        "hyperparameters": plan.hparams,
+        "hyperparameters": plan.hparams, "mix_target": list(config.mix_target),
+        "hparams_file": str(config.hparams_file) if config.hparams_file else None,
     }
     results = write_run(out, compute_results(plan, store, distribution, config.seed, run_info, failed))
     _write_manifest(out, plan, records, run_info, data, data_hashes, subsets, argv, started)
     log.write(f"finish: {len(results.rows)} rows, {len(failed)} failed jobs, {time.time() - started:.1f}s")
     return results
+
+
+@dataclass(frozen=True)
+class ModelAccess:
+    """The run's model as jobs see it: its name, fingerprint and precision plan the jobs (no
+    weights needed), `load()` loads it when a job first runs, `folder` is None for a given model."""
+
+    name: str
+    fingerprint: str
+    precision: Mapping[str, Any]
+    load: Callable[[], LoadedModel]
+    folder: Path | None
+    placement: Any
+
+
+def model_access(config: RunConfig, lm: LoadedModel | None = None) -> ModelAccess:
+    """`lm` as it is, else `config.model` fingerprinted now and loaded by `load()` on first use."""
+    if lm is not None:
+        return ModelAccess(lm.name, lm.fingerprint, lm.precision_key(), lambda: lm, None, lm.placement)
+    from genies.models.loading import load_folder, model_fingerprint
+
+    folder, fingerprint = model_fingerprint(config.model, trust_remote_code=config.trust_remote_code)
+    placement = config.placement
+
+    def load() -> LoadedModel:
+        return load_folder(folder, name=config.model, trust_remote_code=config.trust_remote_code,
+                           placement=placement)
+    return ModelAccess(config.model, fingerprint, placement.precision_key(), load, folder, placement)
+
+
+def job_executor(config: RunConfig, lm: LoadedModel | None, model: ModelAccess,
+                 executor: LocalExecutor | None) -> Any:
+    """The local executor (the caller's, else one with rich progress), or with `--executor ray` a
+    Ray executor showing the same display; joining the cluster happens now, so an unreachable one
+    fails before anything is written."""
+    runner = executor or LocalExecutor()
+    if config.executor != "ray":
+        return runner
+    from genies.pipeline.ray_executor import ModelRecipe, RayExecutor
+
+    recipe = (ModelRecipe.of(lm) if lm is not None else
+              ModelRecipe.for_run(model.folder, model.name, config.trust_remote_code, model.placement,
+                                  model.fingerprint))
+    return RayExecutor(recipe, config.ray_address, plain=runner.plain, console=runner.console)
 
 
 def intervention_spec(name: str) -> str:

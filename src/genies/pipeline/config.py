@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from genies.data.shift import Shift
-from genies.errors import ConfigError, UnknownNameError
+from genies.errors import ConfigError, FileError, UnknownNameError
 from genies.models.placement import Placement
 
 
@@ -74,6 +75,13 @@ class RunConfig:
     seed: int = setting(0, "Seed of every job and of the metrics' resampling.", "--seed")
     hparams: Mapping[str, Mapping[str, Any]] = setting(
         {}, "Hyperparameter overrides by method name, e.g. {'mms': {'k': 8}} (`--set mms.k=8`).", cli=False)
+    hparams_file: Path | None = setting(
+        None, "JSON file of hyperparameters by method name, e.g. a sweep's best-hparams.json; --set wins.",
+        "--hparams")
+    mix_target: tuple[float, ...] = setting(
+        (), "Target-data ablation: for each fraction (0.01,0.05,...) an extra cell per shift whose intervention "
+            "trains on the source with that fraction replaced by target train examples (docs/sweeps.md).",
+        "--mix-target", cli_type=list[str])
     trust_remote_code: bool = setting(False, "Allow a model folder's own Python code to run.", "--trust-remote-code")
     device: str = setting("auto", "auto (the GPU when there is one) | cpu | cuda | cuda:N", "--device")
     dtype: str = setting("auto", "auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16", "--dtype")
@@ -115,6 +123,10 @@ class RunConfig:
             raise ConfigError("--executor ray needs Ray, which is not installed: pip install 'genies[ray]'")
         if self.ray_address is not None and self.executor != "ray":
             raise ConfigError("--ray-address needs --executor ray")
+        if self.hparams_file is not None:  # the file first, explicit hparams (--set) on top
+            object.__setattr__(self, "hparams_file", Path(self.hparams_file))
+            object.__setattr__(self, "hparams", merge_hparams(read_hparams(self.hparams_file), self.hparams))
+        object.__setattr__(self, "mix_target", parse_fractions(self.mix_target))
         self.placement  # noqa: B018 - checks device, dtype, quantize and gpus now, before anything runs
         for name in ("max_train", "max_eval"):
             value = getattr(self, name)
@@ -139,3 +151,44 @@ class RunConfig:
     def options(cls) -> list[dataclasses.Field]:
         """The fields `genies run` exposes as options, in declaration order."""
         return [f for f in dataclasses.fields(cls) if f.metadata.get("cli")]
+
+
+def parse_fractions(values: str | float | tuple | list) -> tuple[float, ...]:
+    """`--mix-target 0.01,0.05 --mix-target 0.1` (or numbers) -> (0.01, 0.05, 0.1): sorted, unique,
+    each in [0, 1]; 0 is dropped, since fraction 0 is the ordinary cell every run has."""
+    items = [values] if isinstance(values, (str, int, float)) else list(values)
+    out = set()
+    for item in items:
+        for text in str(item).split(",") if isinstance(item, str) else [item]:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(f"--mix-target: {text!r} is not a fraction (expected e.g. 0.01,0.05)") from None
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"--mix-target: {value:g} is not a fraction in [0, 1]")
+            if value > 0:
+                out.add(value)
+    return tuple(sorted(out))
+
+
+def read_hparams(path: Path) -> dict[str, dict[str, Any]]:
+    """A hyperparameter file: a JSON object of method name -> {parameter: value}, the format
+    `genies sweep` writes as best-hparams.json. Values are checked when the methods are configured."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileError(path, "hyperparameter file not found") from None
+    except json.JSONDecodeError as err:
+        raise FileError(path, f"not valid JSON ({err})") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise FileError(path, 'expected {"METHOD": {"PARAM": VALUE, ...}, ...}, e.g. {"lora": {"learning_rate": 1e-4}}')
+    return {str(name): dict(values) for name, values in doc.items()}
+
+
+def merge_hparams(base: Mapping[str, Mapping[str, Any]],
+                  top: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`base` with `top`'s values on top, parameter by parameter."""
+    merged = {name: dict(values) for name, values in base.items()}
+    for name, values in top.items():
+        merged.setdefault(name, {}).update(values)
+    return merged

@@ -6,6 +6,10 @@
   the maximum (docs/methods.md#target-tuned-capability).
 - Each intervention is fitted once per source and predicts every target of that source plus
   the source's own test split.
+- With target mixing (`--mix-target`), each intervention is also fitted, per shift and fraction,
+  on the source's train split with that fraction replaced by the target's train examples
+  (`TargetMix`, seeded by the run seed), and predicts the target and the source like the
+  ordinary fit; baseline and target-tuned jobs are the ordinary cell's.
 Jobs are deduplicated by content hash, so a LoRA fitted on alpaca_mmlu as a source and as a
 target reference is one job, and so is any prediction asked for twice.
 """
@@ -20,7 +24,7 @@ from genies.data.shift import Shift
 from genies.interventions.base import Intervention
 from genies.interventions.registry import load_intervention
 from genies.pipeline.jobs import FitJob, PredictJob, fit_key, predict_key, stable_json
-from genies.pipeline.views import Part, TrainView
+from genies.pipeline.views import Part, TargetMix, TrainView
 
 TARGET_TUNED_DEFAULT = ("lora",)
 TARGET_TUNED_BEST = ("lora", "prompt_tuning", "mms", "few_shot", "zero_shot")
@@ -37,6 +41,7 @@ class Cell:
     source_id: PredictJob
     baseline: PredictJob
     target_tuned: tuple[PredictJob, ...]
+    target_mix: float = 0.0  # the fraction of the training set drawn from the target (0: the ordinary cell)
 
 
 @dataclass
@@ -125,6 +130,7 @@ def build_plan(
     data_hash: Callable[[str, str], str],
     baseline: str = BASELINE,
     target_tuned: Sequence[str] = TARGET_TUNED_DEFAULT,
+    mix_target: Sequence[float] = (),
 ) -> Plan:
     """Build the plan from configured `methods` (by spec, as `configure_methods` returns them);
     the other arguments are `PlanBuilder`'s."""
@@ -135,7 +141,9 @@ def build_plan(
         reference = tuple(jobs.predict(jobs.fit(name, shift.target_reference), shift.target_reference)
                           for name in target_tuned)
         for spec in interventions:
-            trained = jobs.fit(spec, shift.source)
-            jobs.plan.cells.append(Cell(methods[spec].label, shift, jobs.predict(trained, shift.target),
-                                        jobs.predict(trained, shift.source), base, reference))
+            for fraction in (0.0, *mix_target):
+                view = TrainView(mix=TargetMix(shift.target, fraction, seed)) if fraction else None
+                trained = jobs.fit(spec, shift.source, view)
+                jobs.plan.cells.append(Cell(methods[spec].label, shift, jobs.predict(trained, shift.target),
+                                            jobs.predict(trained, shift.source), base, reference, fraction))
     return jobs.plan

@@ -79,7 +79,7 @@ def compute_results(plan: Plan, store: JobStore, distribution: Callable[[str], D
         winner = max(cell.target_tuned, key=lambda j: evaluation(j).accuracy, default=None)
         row, reps = result_row(cell.shift, cell.intervention, evaluation(cell.generalization),
                                evaluation(cell.source_id), evaluation(cell.baseline),
-                               None if winner is None else evaluation(winner), seed)
+                               None if winner is None else evaluation(winner), seed, target_mix=cell.target_mix)
         rows.append(row)
         replicates.append(reps)
     # Only the evaluations a row points to are written (not the losing target-tuned candidates).
@@ -117,16 +117,19 @@ def _evaluation(job: PredictJob, dist: Distribution, pred: StoredPredictions, se
 def summarize(run: Mapping[str, Any], rows: Sequence[ResultRow], replicates: Sequence[np.ndarray], seed: int,
               n_boot: int = intervals.N_BOOT, **extra: Any) -> RunResults:
     """The run's results from its rows and each row's DE replicates: per-intervention aggregates
-    with two-level intervals and the paired comparisons of every two interventions."""
+    with two-level intervals and the paired comparisons of every two interventions, over the
+    ordinary rows only (a target-mixing row is an ablation, not a shift's result)."""
     de: dict[str, dict[str, float]] = {}
     by_shift: dict[str, dict[str, np.ndarray]] = {}
-    for row, reps in zip(rows, replicates, strict=True):
+    ordinary = [(row, reps) for row, reps in zip(rows, replicates, strict=True) if not row.target_mix]
+    for row, reps in ordinary:
         shift = f"{row.source}->{row.target}"
         de.setdefault(row.intervention, {})[shift] = row.differential_elicitation
         by_shift.setdefault(row.intervention, {})[shift] = reps
     return RunResults(
         run=dict(run), rows=tuple(rows),
-        aggregates=tuple(metrics.aggregate_rows([asdict(r) for r in rows], seed, n_boot, replicates)),
+        aggregates=tuple(metrics.aggregate_rows([asdict(r) for r, _ in ordinary], seed, n_boot,
+                                                [reps for _, reps in ordinary])),
         comparisons=tuple(intervals.compare(de, by_shift, seed, n_boot)), **extra)
 
 
@@ -136,11 +139,13 @@ def _prompt_hits(ev: Evaluation, seed: int) -> intervals.PromptHits:
 
 
 def result_row(shift: Shift, intervention: str, gen: Evaluation, source_id: Evaluation, base: Evaluation,
-               tt: Evaluation | None, seed: int, n_boot: int = intervals.N_BOOT) -> tuple[ResultRow, np.ndarray]:
+               tt: Evaluation | None, seed: int, n_boot: int = intervals.N_BOOT,
+               target_mix: float = 0.0) -> tuple[ResultRow, np.ndarray]:
     """One cell's row from its four evaluations (generalization on T's test split, in-distribution
     on S's, the baseline on T's, the target-tuned winner on R's, None without a target-tuned
     reference: A_tt, DE and elicitation are then NaN), and its DE's prompt-level bootstrap
-    replicates (`genies.intervals`)."""
+    replicates (`genies.intervals`). `target_mix`: the fraction of target examples the
+    intervention trained on (0 for an ordinary cell)."""
     p, acc = gen.p_preferred, gen.accuracy
     low, high = metrics.bootstrap_accuracy_ci(p, seed, groups=gen.example_index, n_boot=n_boot)
     if tt is None:
@@ -170,4 +175,5 @@ def result_row(shift: Shift, intervention: str, gen: Evaluation, source_id: Eval
         legacy_RMS_calibration_error=metrics.legacy_rms_calibration_error(p),
         target_evaluation=gen.path, source_evaluation=source_id.path,
         baseline_evaluation=base.path, target_tuned_evaluation=tt.path if tt else "",
+        target_mix=target_mix,
     ), reps

@@ -21,7 +21,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ class ResultRow:
     source_evaluation: str = field(metadata=NOT_A_COLUMN)
     baseline_evaluation: str = field(metadata=NOT_A_COLUMN)
     target_tuned_evaluation: str = field(metadata=NOT_A_COLUMN)
+    # Added after schema 2 was first written: a default, so older results.json files read back.
+    target_mix: float = 0.0  # fraction of the intervention's training set drawn from the target (--mix-target)
 
     def evaluation_paths(self) -> tuple[str, ...]:
         """The run-relative paths of the evaluation files this row points to (a run without a
@@ -329,11 +331,13 @@ def _typed(cls: type, record: Any, path: Path, where: str) -> Any:
     or mistyped field is an error naming the file, the record and the field."""
     if not isinstance(record, dict):
         raise RunDirError(path, f"{where} is not an object")
-    missing = [f.name for f in fields(cls) if f.name not in record]
+    missing = [f.name for f in fields(cls) if f.name not in record and f.default is MISSING]
     if missing:
         raise RunDirError(path, f"{where} lacks {', '.join(missing)}")
     values = {}
     for f in fields(cls):
+        if f.name not in record:
+            continue  # a field added later, with a default
         v = record[f.name]
         ok = {"float": v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
               "int": isinstance(v, int) and not isinstance(v, bool),

@@ -13,7 +13,7 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +334,10 @@ def _published_section(runs: Sequence[Run], compared: Sequence[PublishedComparis
 def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir: str | Path | None = None) -> Path:
     """Write the report HTML to `out` and its figures (PNG + SVG) to `<out stem>-figures/`."""
     out = Path(out)
-    runs = load_runs(list(run_dirs))
+    loaded = load_runs(list(run_dirs))
+    # Target-mixing rows (`--mix-target`) have their own figure; every other part shows the ordinary rows.
+    runs = [Run(replace(run.results, rows=tuple(r for r in run.rows if not r.target_mix)), run.label,
+                run._evaluations) for run in loaded]
     reference = load_reference(reference_dir) if reference_dir else None
     models = sorted({r.model for r in reference}) if reference else []
     compared = (
@@ -348,6 +351,8 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
         for k, run in enumerate(runs)
     ]
     calibration = plots.save_figure(plots.reliability(runs), figs, "reliability")
+    mix_fig = plots.target_mix(loaded)
+    mix_svg = plots.save_figure(mix_fig, figs, "target_mix") if mix_fig is not None else None
     ref_svg = None
     if compared is not None:
         ref_fig = plots.reference_bars(runs, compared)
@@ -357,6 +362,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
     title = "genies report: " + " vs ".join(run.label for run in runs)
     nav = (
         [("overview", "Overview"), ("results", "Results table"), ("heatmap", "Heatmap"), ("calibration", "Calibration")]
+        + ([("target-mix", "Target data")] if mix_svg else [])
         + ([("reference", "Published")] if reference else [])
         + [("samples", "Sample browser")]
     )
@@ -398,6 +404,18 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, reference_dir:
             _figure(calibration),
         ),
     ]
+    if mix_svg is not None:
+        sections.append(
+            _section(
+                "target-mix",
+                "How much target data fixes a shift",
+                "Target accuracy when a fraction of the intervention's training set (the source's train split, same "
+                "size) is replaced by seeded examples of the target's train split (genies run --mix-target); "
+                "fraction 0 is the ordinary run. Dashed: zero-shot on the target; dotted: the target-tuned "
+                "capability A_tt; crosses: the GENIES paper's 30B LoRA on the same shift (docs/sweeps.md).",
+                _figure(mix_svg, f"Figure files: {figs.name}/target_mix.png and .svg"),
+            )
+        )
     if compared is not None:
         sections.append(
             _section(

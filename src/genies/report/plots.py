@@ -318,3 +318,57 @@ def save_figure(fig: Figure, folder: Path, name: str) -> str:
     text = re.sub(r"^<\?xml[^>]*>\s*", "", text)
     text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", text)
     return text
+
+
+# The GENIES paper's target-data ablation (30B LoRA, target accuracy by fraction of target data
+# mixed into training), keyed by the shift it was run on; drawn where a run has the same shift.
+PAPER_TARGET_MIX: dict[tuple[str, str], dict[float, float]] = {
+    ("alpaca_short", "alpaca_long"): {0.01: 0.38, 0.05: 0.62, 0.10: 0.67, 0.35: 0.95},
+    ("alpaca_mmlu", "wrong_arc"): {0.01: 0.50, 0.05: 0.84, 0.10: 0.89, 0.35: 0.92},
+    ("alpaca_mmlu", "truthful_qa"): {0.01: 0.68, 0.05: 0.80, 0.10: 0.90, 0.35: 0.92},
+}
+
+
+def target_mix(runs: Sequence[Run]) -> Figure | None:
+    """Target accuracy against the fraction of target data mixed into training, one panel per
+    (run, shift) that has mixing rows: a line per intervention (fraction 0 is its ordinary row),
+    the zero-shot baseline and A_tt as reference lines, the paper's 30B LoRA values as points
+    where the shift matches. None when no run has a mixing row."""
+    panels = [(k, shift) for k, run in enumerate(runs)
+              for shift in dict.fromkeys((r.source, r.target) for r in run.rows if r.target_mix)]
+    if not panels:
+        return None
+    nrows, ncols = _grid(len(panels), 3)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(3.4 * ncols + 0.4, 2.9 * nrows + 0.7), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+        for ax, (k, (source, target)) in zip(axes, panels):
+            rows = [r for r in runs[k].rows if (r.source, r.target) == (source, target)]
+            for i, name in enumerate(dict.fromkeys(r.intervention for r in rows)):
+                mine = sorted((r.target_mix, r.generalization_accuracy) for r in rows if r.intervention == name)
+                ax.plot(*zip(*mine, strict=True), "o-", color=RUN_COLORS[i % len(RUN_COLORS)], markersize=4,
+                        label=name)
+            ax.axhline(rows[0].baseline_accuracy, color="#888", linestyle="--", linewidth=0.9, label="zero-shot")
+            if math.isfinite(rows[0].target_tuned_capability):
+                ax.axhline(rows[0].target_tuned_capability, color="#555", linestyle=":", linewidth=1.1,
+                           label="A_tt (target-tuned)")
+            paper = PAPER_TARGET_MIX.get((source, target))
+            if paper:
+                ax.plot(list(paper), list(paper.values()), "x", color="#111", markersize=6,
+                        label="paper, 30B LoRA")
+            ax.set_title(f"{source} → {target}" + (f" · {runs[k].label}" if len(runs) > 1 else ""), loc="left")
+            ax.set_xlabel("fraction of target data in training")
+            ax.set_ylim(0, 1.02)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        for row in range(nrows):
+            axes[row * ncols].set_ylabel("target accuracy")
+        handles, labels = {}, []
+        for ax in axes[:len(panels)]:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                if label not in handles:
+                    handles[label] = handle
+                    labels.append(label)
+        fig.legend([handles[x] for x in labels], labels, loc="outside lower center", ncols=min(len(labels), 4),
+                   fontsize=8)
+    return fig
