@@ -4,6 +4,7 @@ labels, batch size or padding (nor its training on the micro batch size)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 
@@ -231,18 +232,67 @@ def tiny_arch(request, tmp_path_factory):
 
 @pytest.mark.parametrize("max_length", [None, 12])
 def test_packed_scores_equal_unpacked_scores(tiny_arch, max_length) -> None:
+    """Prefix trees (CPU's choice on every test architecture, absolute positions included) and
+    block-masked rows (the GPU's, and the fallback) give the one-sequence-per-response rewards,
+    whatever the batch sizes and the tokenizer's padding side."""
     method = Lora(r=4, dropout=0.0)
     model, head = perturbed(method, tiny_arch)
     model.eval()
     pad = rm.pad_token_id(tiny_arch)
     assert pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
                        lambda seqs: rm.rewards(model, seqs, pad, torch.device("cpu")))
+    assert rm.scoring_forward(model, head, tiny_arch) == "tree"
     queries = shared_prompts()
     reference = rm.score_responses_unpacked(model, tiny_arch, queries, max_length, 4, FitContext())
-    for batch_size in (1, 4, 100):
-        packed = rm.score_responses(model, tiny_arch, queries, max_length, batch_size, FitContext())
-        for a, b in zip(packed, reference):
-            np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    for side in ("right", "left"):
+        lm = dataclasses.replace(tiny_arch, tokenizer=copy.deepcopy(tiny_arch.tokenizer))
+        lm.tokenizer.padding_side = side
+        for forward, sizes in (("tree", (1, 9, 2048)), ("packed", (1, 4, 100)), ("unpacked", (1, 3))):
+            for size in sizes:
+                got = rm.score_responses(model, lm, queries, max_length, size, FitContext(), batch_tokens=size,
+                                         forward=forward)
+                for a, b in zip(got, reference):
+                    np.testing.assert_allclose(a, b, atol=1e-4, rtol=0, err_msg=f"{forward} {size} {side}")
+
+
+def test_scoring_halves_a_batch_that_runs_out_of_memory(tiny_llama, monkeypatch) -> None:
+    method = Lora(r=4, dropout=0.0)
+    model, head = perturbed(method, tiny_llama)
+    model.eval()
+    queries = shared_prompts()
+    want = rm.score_responses(model, tiny_llama, queries, None, 16, FitContext())
+    tried, ran = [], []
+    tree_rewards = rm.tree_rewards
+
+    def tight(model, head, tree, *args):
+        tried.append(len(tree.ends))
+        if len(tree.ends) > 4:
+            raise torch.OutOfMemoryError("tight")
+        ran.append(len(tree.ends))
+        return tree_rewards(model, head, tree, *args)
+
+    monkeypatch.setattr(rm, "tree_rewards", tight)
+    got = rm.score_responses(model, tiny_llama, queries, None, 16, FitContext())
+    assert tried[0] == 9 and sum(ran) == 9 and len(ran) > 1  # one tree of all 9 responses, then parts of it
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method, forward", [
+    (Lora(**{**FAST, "steps": 1, "batch_size": 6}), "packed"),
+    (Lora(**{**FAST, "steps": 1, "batch_size": 6, "last_layers": 2}), "layer-cache"),
+    (FullFineTune(allow_cpu=True, steps=1, batch_size=6, learning_rate=1e-3), "packed")],
+    ids=["lora", "lora-last-layers", "full_fine_tune"])
+def test_one_training_step_packed_equals_the_unpacked_step(tiny_llama4, method, forward) -> None:
+    """Known answer: one optimizer step through the shared-prompt pass leaves the same
+    parameters as through two sequences per pair."""
+    dist = Distribution.from_examples("planted", planted(6, seed=8), [])
+    fast = method.train(tiny_llama4, dist, FitContext(seed=2))
+    slow = method.train(tiny_llama4, dist, FitContext(seed=2), forward="unpacked")
+    assert (fast.forward, slow.forward) == (forward, "unpacked")
+    assert fast.train_loss == pytest.approx(slow.train_loss, abs=1e-6)
+    for k, v in slow.tensors.items():
+        torch.testing.assert_close(fast.tensors[k], v, atol=1e-5, rtol=0, msg=k)
 
 
 def test_a_decoder_ignoring_the_packed_mask_falls_back_to_unpacked(tiny_llama, monkeypatch) -> None:

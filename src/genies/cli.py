@@ -144,7 +144,7 @@ COMMAND_GROUPS: list[tuple[str, str, tuple[str, ...]]] = [
     ("shifts", "List and check distribution shifts.", ("shifts",)),
     ("models", "List and inspect models.", ("models",)),
     ("cache", "Inspect and clear the activation and model caches.", ("cache",)),
-    ("bench", "Benchmarks against naive references.", ("bench",)),
+    ("bench", "Benchmarks against naive references.", ("bench", "bench_models")),
     ("interventions", "List and inspect interventions.", ("interventions",)),
     ("results", "Show the tables of a finished run.", ("results", "results_compare")),
     ("", "", ("run", "report", "plan", "sweep")),

@@ -13,11 +13,17 @@ its per-position output and read it at the last real token (virtual prompt token
 so the offset is the difference in length). Right padding keeps the position ids of real tokens
 the same whatever the batch, so scores do not depend on batch size or padding.
 
-Speed: all responses of a prompt are scored in one packed row, the prompt computed once, and a
-training pair is one row `[prompt, chosen + EOS, rejected + EOS]`; with only the top layers
-trainable their input is computed once per pair (`_reward_packing`). Each shortcut is checked
-against the unpacked `rewards` on the model itself and skipped where it does not match (prompt
-tuning, whose virtual tokens PEFT prepends, always takes the unpacked path).
+Speed: scoring computes each prompt once for all of its responses: on CPU the inputs of many
+prompts form one prefix tree per forward pass of up to `batch_tokens` nodes (the scoring
+engine's segment-wise tree attention: nothing masked is computed, nothing padded), on a GPU (and
+where tree attention does not apply) a prompt's responses share one block-masked row; batches
+are halved on out-of-memory (`batching.run_with_backoff`). A training pair is one row `[prompt,
+chosen + EOS, rejected + EOS]`, so the prompt's forward and backward pass are shared by both
+responses; with only the top layers trainable their input is computed once per pair
+(`_reward_packing.LayerCache`). Each shortcut is checked against the unpacked `rewards` on the
+model itself and skipped where it does not match (prompt tuning, whose virtual tokens PEFT
+prepends, always takes the unpacked path). `genies bench rm` and `genies bench train` time them
+against the unpacked passes (docs/PERFORMANCE.md).
 
 Precision and placement: the reward model is reloaded as the base model was loaded (its
 `Placement`: dtype, 8-bit or 4-bit quantization, one device or sharded over GPUs). On a quantized
@@ -50,24 +56,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from genies.data.schema import Distribution, EvalSet, Example, Query
+from genies.interventions._external import scatter_per_query, tree_batches
 from genies.interventions._reward_packing import (
     LayerCache,
     PackedRow,
     autocast,
     base_model,
     can_pack,
+    can_tree,
     input_device,
     packed_rewards,
+    prefix_tree,
+    tree_rewards,
 )
 from genies.interventions.base import Intervention, Scorer
 from genies.interventions.context import FitContext
 from genies.interventions.hparams import hparam
 from genies.interventions.scores import Scores
 from genies.models.base import LoadedModel, pad_token_id
+from genies.models.batching import run_with_backoff
 from genies.models.placement import Placement
 from genies.models.scoring import encode_examples
 
 HEAD_NAMES = ("score", "classifier")
+CPU_BATCH_TOKENS = 2048  # prefix-tree nodes per scoring pass on CPU, as the scoring engine's
 
 
 @contextlib.contextmanager
@@ -141,6 +153,14 @@ def encode(lm: LoadedModel, prompt: str, response: str, max_length: int | None) 
     return ids[-max_length:] if max_length is not None else ids
 
 
+def encode_query(lm: LoadedModel, query: Query, max_length: int | None) -> list[list[int]]:
+    """`encode` of each of the query's responses, the prompt tokenized once."""
+    (tokens,) = encode_examples(lm, [Example(query.prompt, query.responses, 0)],
+                                lambda _: f"reward-model input ({query.prompt!r:.60}, ...)")
+    seqs = [tokens.prompt + response for response in tokens.responses]
+    return [ids[-max_length:] for ids in seqs] if max_length is not None else seqs
+
+
 def rewards(model: nn.Module, sequences: Sequence[list[int]], pad_id: int, device: torch.device,
             compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The reward of each token sequence: the score head's output at its last real token.
@@ -190,7 +210,7 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
     """Hyperparameters and the fit/score loop shared by every reward-model method.
 
     How many pairs it trains on is the run's choice: one seeded pair per source prompt, and the
-    run's `--max-train` caps the prompts. `micro_batch_size` and `eval_batch_size` only split the
+    run's `--max-train` caps the prompts. `micro_batch_size`, `eval_batch_size` and `batch_tokens` only split the
     same computation into smaller forward passes (tests/test_lora.py checks training and scores
     against it), so they are execution settings. One exception: with lora `dropout` > 0 the
     dropout masks are drawn per forward pass, so another micro batch size draws other masks -
@@ -204,14 +224,17 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
     max_grad_norm: float = hparam(0.3, "gradient clipping norm (0 = off)")
     weight_decay: float = hparam(0.0, "AdamW weight decay")
     max_length: int | None = hparam(None, "keep the last N tokens of prompt+response+EOS (None = all)")
-    eval_batch_size: int = hparam(16, "sequences per forward pass when scoring", execution=True)
+    eval_batch_size: int = hparam(16, "sequences per forward pass when scoring on packed rows (GPU) or one "
+                                      "sequence per response", execution=True)
+    batch_tokens: int = hparam(CPU_BATCH_TOKENS, "prefix-tree nodes per forward pass when scoring on CPU",
+                               execution=True)
     gradient_checkpointing: bool = hparam(False, "recompute each layer's activations in the backward pass instead "
                                                  "of keeping them: less memory, slower steps, same numbers",
                                           execution=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("steps", "batch_size", "eval_batch_size"):
+        for name in ("steps", "batch_size", "eval_batch_size", "batch_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{self.name}: {name} must be >= 1, got {getattr(self, name)}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
@@ -261,6 +284,12 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
         return model, head
 
     def fit(self, lm: LoadedModel, train: Distribution, ctx: FitContext) -> RewardModelFit:
+        return self.train(lm, train, ctx)
+
+    def train(self, lm: LoadedModel, train: Distribution, ctx: FitContext, forward: str = "auto") -> RewardModelFit:
+        """`fit`, with the training pass chosen (`pair_scorer`): "auto" (the fastest that matches
+        the unpacked pass on this model), "packed" (no frozen-layer cache) or "unpacked" (two
+        sequences per pair: the reference `genies bench train` times the fast pass against)."""
         self.check_model(lm)
         pairs = train.train_pairs(ctx.seed)
         if not pairs:
@@ -276,10 +305,11 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate, betas=(0.9, 0.999),
                                       weight_decay=self.weight_decay)
         micro = self.micro_batch_size or self.batch_size
-        forward, pair_rewards = pair_scorer(model, head, lm, chosen, rejected, micro, ctx, f"{self.name}: {train.id}")
+        forward, pair_rewards = pair_scorer(model, head, lm, chosen, rejected, micro, ctx, f"{self.name}: {train.id}",
+                                            forward)
         losses = []
         with ctx.progress_bar(f"{self.name}: training on {train.id}", self.steps) as advance:
-            for batch in _batches(len(pairs), self.batch_size, self.steps, ctx.seed):
+            for batch in step_batches(len(pairs), self.batch_size, self.steps, ctx.seed):
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
                 for start in range(0, len(batch), micro):
@@ -306,7 +336,7 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
 
         def score(data: EvalSet) -> Scores:
             return Scores.bradley_terry(score_responses(model, lm, data.queries, self.max_length,
-                                                        self.eval_batch_size, ctx))
+                                                        self.eval_batch_size, ctx, batch_tokens=self.batch_tokens))
         return score
 
 
@@ -336,7 +366,7 @@ class PeftRewardModel(RewardModelIntervention):
             raise ValueError(f"{self.name}: tensors {wrong[:5]} did not load into the model")
 
 
-def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[int]]:
+def step_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[int]]:
     """`steps` batches of pair indices: seeded shuffles, one epoch after another, so every pair
     is seen before any repeats (a batch may straddle two epochs)."""
     rng = np.random.default_rng(seed)
@@ -351,22 +381,29 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[in
 PairRewards = Callable[[list[int]], torch.Tensor]  # pair indices -> [pairs, 2] (chosen, rejected) rewards
 
 
+TRAINING_FORWARDS = ("auto", "packed", "unpacked")
+
+
 def pair_scorer(model: nn.Module, head: str, lm: LoadedModel, chosen: Sequence[list[int]],
-                rejected: Sequence[list[int]], rows_per_pass: int, ctx: FitContext, label: str
-                ) -> tuple[str, PairRewards]:
-    """The fastest training forward pass this model allows, and its name for the state info:
-    "layer-cache" (frozen lower layers computed once, then packed rows through the top layers),
-    "packed" (one row per pair) or "unpacked" (two sequences per pair, the reference)."""
+                rejected: Sequence[list[int]], rows_per_pass: int, ctx: FitContext, label: str,
+                forward: str = "auto") -> tuple[str, PairRewards]:
+    """The fastest training forward pass this model allows (at most `forward`, one of
+    TRAINING_FORWARDS), and its name for the state info: "layer-cache" (frozen lower layers
+    computed once, then packed rows through the top layers), "packed" (one row per pair: the
+    prompt's forward and backward shared by both responses) or "unpacked" (two sequences per
+    pair, the reference)."""
+    if forward not in TRAINING_FORWARDS:
+        raise ValueError(f"training forward must be one of {', '.join(TRAINING_FORWARDS)}; got {forward!r}")
     pad_id, device, dtype = pad_token_id(lm), input_device(model), lm.dtype
 
     def unpacked(seqs: list[list[int]]) -> torch.Tensor:
         return rewards(model, seqs, pad_id, device, dtype)
 
-    if not can_pack(model, head, pad_id, device, dtype, unpacked):
+    if forward == "unpacked" or not can_pack(model, head, pad_id, device, dtype, unpacked):
         return "unpacked", lambda idx: unpacked([chosen[i] for i in idx] + [rejected[i] for i in idx]).view(2, -1).T
     rows = [PackedRow.pack([c, r]) for c, r in zip(chosen, rejected)]
     first = LayerCache.first_trainable_layer(model)
-    if first is not None and LayerCache.fits(rows, model, dtype):
+    if forward == "auto" and first is not None and LayerCache.fits(rows, model, dtype):
         cache = LayerCache(model, head, first, pad_id, device, dtype)
         if cache.matches_plain(rows[0]):
             with ctx.progress_bar(f"{label}: frozen layers", math.ceil(len(rows) / rows_per_pass)) as advance:
@@ -375,29 +412,61 @@ def pair_scorer(model: nn.Module, head: str, lm: LoadedModel, chosen: Sequence[l
     return "packed", lambda idx: packed_rewards(model, head, [rows[i] for i in idx], pad_id, device, dtype).view(-1, 2)
 
 
-def score_responses(model: nn.Module, lm: LoadedModel, queries: Sequence[Query], max_length: int | None,
-                    batch_size: int, ctx: FitContext) -> list[np.ndarray]:
-    """The reward of every response of every query: one packed row per query (the prompt
-    computed once) where the model allows it, else `score_responses_unpacked`. A batch holds
-    whole queries, about `batch_size` responses (at least one query); rows are sorted by
-    length so batches carry little padding, and scores do not depend on order or batch size."""
+SCORING_FORWARDS = ("auto", "tree", "packed", "unpacked")
+
+
+def scoring_forward(model: nn.Module, head: str, lm: LoadedModel) -> str:
+    """The fastest scoring pass that reproduces the unpacked rewards on this model, checked once
+    per model: "tree" on CPU (prefix trees of many prompts, segment-wise attention, no padding),
+    "packed" (one block-masked row per prompt: the GPU's choice, and the fallback where tree
+    attention does not apply) or "unpacked" (one sequence per response, the reference)."""
     pad_id, device = pad_token_id(lm), input_device(model)
-    head = head_name(model)
+
+    def unpacked(seqs: list[list[int]]) -> torch.Tensor:
+        return rewards(model, seqs, pad_id, device, lm.dtype)
+
     with torch.inference_mode():
-        packs = can_pack(model, head, pad_id, device, lm.dtype, lambda seqs: rewards(model, seqs, pad_id, device,
-                                                                                      lm.dtype))
-    if not packs:
+        if torch.device(device).type == "cpu" and can_tree(model, head, device, lm.dtype, unpacked):
+            return "tree"
+        return "packed" if can_pack(model, head, pad_id, device, lm.dtype, unpacked) else "unpacked"
+
+
+def score_responses(model: nn.Module, lm: LoadedModel, queries: Sequence[Query], max_length: int | None,
+                    batch_size: int, ctx: FitContext, *, batch_tokens: int = CPU_BATCH_TOKENS,
+                    forward: str = "auto") -> list[np.ndarray]:
+    """The reward of every response of every query, each prompt computed once for all of its
+    responses: prefix trees of up to `batch_tokens` nodes ("tree"), or one packed row per query
+    with about `batch_size` responses per batch ("packed"); `forward="auto"` takes
+    `scoring_forward`'s choice, "unpacked" is `score_responses_unpacked`. Queries are sorted so
+    batches carry little padding (trees: so shared preambles meet); on out-of-memory a batch is
+    halved. Scores depend neither on the order, the batch sizes nor the tokenizer's padding side."""
+    head = head_name(model)
+    if forward == "auto":
+        forward = scoring_forward(model, head, lm)
+    if forward == "unpacked":
         return score_responses_unpacked(model, lm, queries, max_length, batch_size, ctx)
-    rows = [PackedRow.pack([encode(lm, q.prompt, r, max_length) for r in q.responses]) for q in queries]
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
-    batches = _query_batches(order, [len(q.responses) for q in queries], batch_size)
+    pad_id, device = pad_token_id(lm), input_device(model)
+    per_query = [encode_query(lm, q, max_length) for q in queries]
     scores: list[np.ndarray] = [np.zeros(0)] * len(queries)
-    with torch.inference_mode(), ctx.progress_bar("scoring responses", len(batches)) as advance:
-        for batch in batches:
-            values = packed_rewards(model, head, [rows[i] for i in batch], pad_id, device, lm.dtype).cpu().numpy()
-            for i, chunk in zip(batch, np.split(values, np.cumsum([len(queries[i].responses) for i in batch])[:-1])):
-                scores[i] = chunk.astype(np.float64)
-            advance(1)
+    if forward == "tree":
+        batches = [members for members, _ in tree_batches(per_query, batch_tokens)]
+
+        def values(batch: list[int]) -> torch.Tensor:
+            return tree_rewards(model, head, prefix_tree([s for i in batch for s in per_query[i]]), device, lm.dtype)
+    else:
+        rows = [PackedRow.pack(seqs) for seqs in per_query]
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
+        batches = _query_batches(order, [len(q.responses) for q in queries], batch_size)
+
+        def values(batch: list[int]) -> torch.Tensor:
+            return packed_rewards(model, head, [rows[i] for i in batch], pad_id, device, lm.dtype)
+
+    with torch.inference_mode(), ctx.progress_bar("scoring responses", len(queries)) as advance:
+        def run(batch: list[int]) -> None:
+            scatter_per_query(scores, batch, values(batch), per_query)
+            advance(len(batch))
+
+        run_with_backoff(lm, batches, run)
     return scores
 
 
@@ -419,16 +488,16 @@ def score_responses_unpacked(model: nn.Module, lm: LoadedModel, queries: Sequenc
                              max_length: int | None, batch_size: int, ctx: FitContext) -> list[np.ndarray]:
     """The reference: every (prompt, response) as its own sequence through the model's own
     forward pass, `batch_size` sequences at a time, sorted by length so batches carry little padding."""
-    items = [(i, j, encode(lm, q.prompt, r, max_length)) for i, q in enumerate(queries)
-             for j, r in enumerate(q.responses)]
+    items = [(i, j, ids) for i, q in enumerate(queries) for j, ids in enumerate(encode_query(lm, q, max_length))]
     order = sorted(range(len(items)), key=lambda k: -len(items[k][2]))
     scores = [np.zeros(len(q.responses)) for q in queries]
     pad_id, device = pad_token_id(lm), input_device(model)
-    with torch.inference_mode(), ctx.progress_bar("scoring responses", math.ceil(len(items) / batch_size)) as advance:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start: start + batch_size]
+    with torch.inference_mode(), ctx.progress_bar("scoring responses", len(items)) as advance:
+        def run(chunk: list[int]) -> None:
             values = rewards(model, [items[k][2] for k in chunk], pad_id, device, lm.dtype).cpu().numpy()
             for k, v in zip(chunk, values):
                 scores[items[k][0]][items[k][1]] = float(v)
-            advance(1)
+            advance(len(chunk))
+
+        run_with_backoff(lm, [order[start: start + batch_size] for start in range(0, len(order), batch_size)], run)
     return scores

@@ -12,6 +12,13 @@ the reward -- the score head applied to the final hidden state at the sequence's
 EOS) -- is the one of the unpacked path, even where the tokenizer merges characters across the
 prompt/response boundary or `max_length` cut the sequences at different places.
 
+Prefix trees (CPU scoring): the sequences of many prompts merged into one prefix tree
+(`_external.PrefixTree`: every distinct token prefix one node, position id = depth) and run with
+the scoring engine's segment-wise attention (`genies.models.tree_attention`): nothing masked is
+computed and nothing is padded, so a prompt and a preamble shared by prompts are computed once.
+On a GPU a dense masked kernel is cheap and many small per-chain calls are not, so rows stay
+packed there.
+
 Frozen lower layers: when the trainable parameters live only in the top decoder layers (lora's
 `last_layers`), the layers below give the same output at every training step. `LayerCache`
 computes the hidden states entering the first trainable layer once per training row and each
@@ -32,7 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from genies.interventions._external import PrefixTree, tree_hidden
 from genies.models.batching import shared_prefix_length
+from genies.models.tree_attention import supports_tree_attention
 
 CACHE_LIMIT_BYTES = 2 << 30  # frozen-layer hidden states kept for training; above this, no cache
 
@@ -205,6 +214,51 @@ def can_pack(model: nn.Module, head: str, pad_id: int, device: torch.device, com
             except (TypeError, ValueError, RuntimeError):  # a decoder signature without these inputs
                 known = False
         _PACKS[model] = known
+    return known
+
+
+def tree_rewards(model: nn.Module, head: str, tree: PrefixTree, device: torch.device,
+                 compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The reward of every sequence of `tree`, in the order they were added, from one forward
+    pass with segment-wise attention."""
+    with autocast(device, compute_dtype):
+        hidden = tree_hidden(base_model(model), decoder_of(model), tree, device, compute_dtype)
+        return getattr(base_model(model), head)(hidden)[..., 0].float()
+
+
+def prefix_tree(sequences: Sequence[Sequence[int]]) -> PrefixTree:
+    tree = PrefixTree()
+    for seq in sequences:
+        tree.add(seq)
+    return tree
+
+
+# model -> whether the prefix-tree path reproduces the unpacked rewards; weak keys so models can be freed
+_TREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def can_tree(model: nn.Module, head: str, device: torch.device, compute_dtype: torch.dtype,
+             unpacked: Callable[[list[list[int]]], torch.Tensor]) -> bool:
+    """Whether prefix trees with segment-wise attention give this model's unpacked rewards,
+    checked once: the architecture must route attention through transformers' interface as
+    plain softmax attention (`supports_tree_attention`) and pass the plan and position ids on.
+    Prompt tuning never takes it (see `can_pack`)."""
+    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+        return False
+    known = _TREES.get(model)
+    if known is None:
+        known = False
+        if supports_tree_attention(base_model(model)):
+            vocab = decoder_of(model).get_input_embeddings().num_embeddings
+            probes = [[int(t) % vocab for t in ids] for ids in ([3, 4, 5, 6, 7, 8], [3, 4, 5, 9, 10], [11, 12])]
+            with torch.no_grad(), _eval_mode(model):
+                reference = unpacked(probes)
+                try:
+                    got = tree_rewards(model, head, prefix_tree(probes), device, compute_dtype).to(reference.device)
+                    known = bool(torch.allclose(got, reference, rtol=0, atol=_tolerance(compute_dtype, reference)))
+                except (TypeError, ValueError, RuntimeError):  # a decoder that does not pass the plan on
+                    known = False
+        _TREES[model] = known
     return known
 
 
