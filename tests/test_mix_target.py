@@ -143,3 +143,24 @@ def test_mix_target_parsing_and_older_results_read_back(tmp_path):
     for bad, message in (("x", "not a fraction"), ("1.5", r"not a fraction in \[0, 1\]")):
         with pytest.raises(ConfigError, match=message):
             RunConfig(out=tmp_path, mix_target=bad)
+
+
+def test_run_takes_mix_target_and_hparams_on_the_command_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from genies.cli import _build
+    from genies.pipeline import api
+
+    seen = []
+    monkeypatch.setattr(api, "run", lambda config, **_: seen.append(config) or (_ for _ in ()).throw(SystemExit(0)))
+    (tmp_path / "h.json").write_text('{"lora": {"learning_rate": 0.0001, "steps": 3}}')
+    result = CliRunner().invoke(_build(), ["run", "-i", "lora", "--mix-target", "0.05,0.35", "--mix-target", "0.1",
+                                           "--hparams", str(tmp_path / "h.json"), "--set", "lora.steps=5",
+                                           "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    [config] = seen
+    assert config.mix_target == (0.05, 0.1, 0.35)
+    assert config.hparams == {"lora": {"learning_rate": 0.0001, "steps": "5"}}  # --set wins over the file
+    bad = CliRunner().invoke(_build(), ["run", "-i", "lora", "--hparams", str(tmp_path / "none.json"),
+                                        "--out", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "hyperparameter file not found" in bad.output

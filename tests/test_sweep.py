@@ -210,3 +210,25 @@ def test_unknown_hyperparameters_and_target_reads_are_refused(tmp_path, tiny_lla
 
     with pytest.raises(ConfigError, match="reads only src's data, not 'tgt'"):
         source_loader("src", lambda n: _source())("tgt")
+
+
+def test_the_command_line_writes_the_files_and_run_reads_them(tmp_path, tiny_llama):
+    from typer.testing import CliRunner
+
+    from genies.cli import _build
+    from genies.data.synth import write_synthetic
+
+    data = write_synthetic(tmp_path / "data", size=12)
+    common = ["--model", str(tiny_llama.path), "--data-root", str(data), "--cache-dir", str(tmp_path / "cache")]
+    app = _build()
+    result = CliRunner().invoke(app, ["sweep", "pt_yes", "--source", "synth_arithmetic_easy", "--grid",
+                                      "strength=0.5,2", "--objective", "accuracy", "--out", str(tmp_path / "s"),
+                                      "--plain", *common], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "accuracy (higher is better) against strength:" in result.output and "next: genies run" in result.output
+    assert "trial 1: strength=2.0" in (tmp_path / "s" / "log.txt").read_text()
+    best = json.loads((tmp_path / "s" / "best-hparams.json").read_text())
+    assert set(best) == {"pt_yes"} and best["pt_yes"]["strength"] in (0.5, 2.0)
+    bad = CliRunner().invoke(app, ["sweep", "pt_yes", "--source", "synth_arithmetic_easy", "--out",
+                                   str(tmp_path / "t"), *common])
+    assert bad.exit_code == 2 and "either --grid or --search" in bad.output

@@ -249,6 +249,11 @@ def sweep(config: SweepConfig, *, lm: Any = None, distributions: Mapping[str, Di
             log.write("interrupted: finished trials are kept; rerun the same command to resume")
             raise
 
+    def describe(number: int, method: Intervention, swept: Sequence[str], fit: FitJob, pred: PredictJob) -> None:
+        """A log line naming the trial's values and jobs (the job lines show neither)."""
+        values = ", ".join(f"{p}={method.hparams()[p]!r}" for p in swept)
+        log.write(f"trial {number}: {values} fit [{fit.key}] predict [{pred.key}]")
+
     def trial(number: int, method: Intervention, swept: Sequence[str], fit: FitJob, pred: PredictJob,
               records: Mapping[str, JobRecord]) -> Trial:
         params = {p: method.hparams()[p] for p in swept}
@@ -264,10 +269,12 @@ def sweep(config: SweepConfig, *, lm: Any = None, distributions: Mapping[str, Di
     if config.grid:
         jobs = builder({f"trial {i}": m for i, m in enumerate(grid)})
         added = [add(jobs, f"trial {i}") for i in range(len(grid))]
+        for i, m in enumerate(grid):
+            describe(i, m, list(config.grid), *added[i])
         records = execute(jobs)
         trials = tuple(trial(i, m, list(config.grid), *added[i], records) for i, m in enumerate(grid))
     else:
-        trials = _search(config, default, configure, builder, add, execute, trial, model.fingerprint, out)
+        trials = _search(config, default, configure, builder, add, execute, describe, trial, model.fingerprint, out)
 
     direction = OBJECTIVES[config.objective]
     finished = [t for t in trials if t.status != "failed"]
@@ -287,8 +294,8 @@ def sweep(config: SweepConfig, *, lm: Any = None, distributions: Mapping[str, Di
 
 
 def _search(config: SweepConfig, default: Intervention, configure: Callable[[Mapping[str, Any]], Intervention],
-            builder: Callable, add: Callable, execute: Callable, trial: Callable, fingerprint: str,
-            out: Path) -> tuple[Trial, ...]:
+            builder: Callable, add: Callable, execute: Callable, describe: Callable, trial: Callable,
+            fingerprint: str, out: Path) -> tuple[Trial, ...]:
     """Ask Optuna for trials until `config.trials` have finished in the study (earlier runs of the
     same command included); tell it each held-out objective."""
     try:
@@ -327,6 +334,7 @@ def _search(config: SweepConfig, default: Intervention, configure: Callable[[Map
         method = configure(suggested)
         jobs = builder({"trial": method})
         fit, pred = add(jobs, "trial")
+        describe(asked.number, method, list(config.search), fit, pred)
         done = trial(asked.number, method, list(config.search), fit, pred, execute(jobs))
         for key in ("fit_key", "predict_key", "status", "error", "accuracy", "loss", "heldout_pairs"):
             asked.set_user_attr(key, _json_number(getattr(done, key)))
