@@ -26,9 +26,9 @@ from genies.interventions.hparams import hparam
 from genies.interventions.registry import register
 from genies.interventions.scores import Scores
 from genies.pipeline.executor import LocalExecutor
-from genies.w2s import W2SConfig, w2s
-from genies.w2s.metrics import pgr
-from genies.w2s.plan import halves
+from genies.weak_to_strong import W2SConfig, w2s
+from genies.weak_to_strong.metrics import pgr
+from genies.weak_to_strong.plan import halves
 
 
 @register("flipped_oracle", family="baseline", description="test: the planted feature, inverted on every k-th prompt")
@@ -87,7 +87,7 @@ def test_pgr_is_undefined_when_the_ceiling_is_not_above_the_weak_supervisor(tmp_
     assert json.loads((tmp_path / "run" / "w2s.json").read_text())["sources"][0]["pgr"]["value"] is None
     from rich.console import Console
 
-    from genies.w2s.run import print_summary
+    from genies.weak_to_strong.run import print_summary
 
     capsys.readouterr()  # the plain executor's job lines
     print_summary(results, Console(width=80, force_terminal=False))

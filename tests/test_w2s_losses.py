@@ -52,3 +52,54 @@ def test_aux_confidence_loss_mixes_the_two_cross_entropies() -> None:
     assert aux_grad.abs().sum() < m.grad.abs().sum()
     with pytest.raises(ValueError, match="unknown loss"):
         L.pair_loss("mse", margin, target, 0, 1, 0.5)
+
+
+# -- the losses in the reward models' training step ------------------------------------------------
+
+def _soft(examples, confidence: float):
+    import dataclasses
+
+    return [dataclasses.replace(ex, confidence=confidence) for ex in examples]
+
+
+def test_aux_conf_training_does_not_depend_on_micro_batch_size(tiny_llama) -> None:
+    """The hardened predictions are computed over the whole optimizer batch, so micro_batch_size
+    stays an execution setting under aux_conf too."""
+    import numpy as np
+    from planted import planted
+
+    from genies.data.schema import Distribution
+    from genies.interventions.context import FitContext
+    from genies.interventions.lora import Lora
+
+    method = Lora(r=8, alpha=16, dropout=0.0, learning_rate=3e-3, steps=3, batch_size=6, loss="aux_conf", aux_max=0.75)
+    examples = planted(10, seed=6)
+    soft = [ex if i % 3 else _soft([ex], 0.7)[0] for i, ex in enumerate(examples)]
+    dist = Distribution.from_examples("planted", soft, [])
+    import dataclasses
+
+    fits = [dataclasses.replace(method, micro_batch_size=micro).fit(tiny_llama, dist, FitContext(seed=3))
+            for micro in (None, 4, 1)]
+    for other in fits[1:]:
+        np.testing.assert_allclose(other.train_loss, fits[0].train_loss, atol=1e-5, rtol=0)
+        for k, v in fits[0].tensors.items():
+            torch.testing.assert_close(other.tensors[k], v, atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_the_loss_enters_keys_only_when_it_is_not_xent_and_soft_labels_are_read(tiny_llama) -> None:
+    from planted import planted
+
+    from genies.data.schema import Distribution
+    from genies.interventions.context import FitContext
+    from genies.interventions.lora import Lora
+
+    plain = Lora()
+    assert "loss" not in plain.key_hparams() and "aux_max" not in plain.key_hparams()
+    assert Lora(aux_max=0.5).key_hparams() == plain.key_hparams()  # aux_max changes nothing under xent
+    aux = Lora(loss="aux_conf").key_hparams()
+    assert aux["loss"] == "aux_conf" and aux["aux_max"] == 0.75
+    fast = Lora(r=8, alpha=16, dropout=0.0, learning_rate=3e-3, steps=2, batch_size=4)
+    examples = planted(8, seed=2)
+    hard = fast.fit(tiny_llama, Distribution.from_examples("p", examples, []), FitContext(seed=1))
+    soft = fast.fit(tiny_llama, Distribution.from_examples("p", _soft(examples, 0.6), []), FitContext(seed=1))
+    assert hard.train_loss[0] != pytest.approx(soft.train_loss[0], abs=1e-6)  # the soft target is read

@@ -24,7 +24,7 @@ _EXPORTS = {
     "Intervention": "genies.interventions.base", "register": "genies.interventions.registry",
     "hparam": "genies.interventions.hparams", "Example": "genies.data.schema",
     "Distribution": "genies.data.schema", "Shift": "genies.data.shift", "GeniesError": "genies.errors",
-    "w2s": "genies.w2s", "W2SConfig": "genies.w2s",
+    "w2s": "genies.weak_to_strong", "W2SConfig": "genies.weak_to_strong",
     "sweep": "genies.sweeps.sweep", "SweepConfig": "genies.sweeps.sweep", "load_sweep": "genies.sweeps.sweep",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]

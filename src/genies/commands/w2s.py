@@ -41,8 +41,8 @@ def w2s_command(
     from genies.commands._format import stdout_console
     from genies.commands.run import parse_overrides
     from genies.pipeline.executor import LocalExecutor
-    from genies.w2s import W2SConfig, w2s
-    from genies.w2s.run import RESULTS_FILE, print_summary
+    from genies.weak_to_strong import W2SConfig, w2s
+    from genies.weak_to_strong.run import RESULTS_FILE, print_summary
 
     config = W2SConfig(out=out, weak=weak, strong=strong, method=method, weak_method=weak_method, loss=loss,
                        aux_max=aux_max, labels=labels, shifts=shifts, preset=preset, budget=budget,

@@ -49,13 +49,14 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genies.data.schema import Distribution, EvalSet, Example, Query
+from genies.interventions import _soft_loss as S
 from genies.interventions._external import scatter_per_query, tree_batches
 from genies.interventions._reward_packing import (
     LayerCache,
@@ -231,6 +232,18 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
     gradient_checkpointing: bool = hparam(False, "recompute each layer's activations in the backward pass instead "
                                                  "of keeping them: less memory, slower steps, same numbers",
                                           execution=True)
+    loss: str = hparam("xent", "xent: Bradley-Terry cross-entropy against each pair's label (soft when it carries a "
+                               "confidence) | aux_conf: with the auxiliary confidence loss (docs/w2s.md)",
+                       choices=S.LOSSES)
+    aux_max: float = hparam(0.75, "largest weight of the auxiliary confidence loss (loss=aux_conf)")
+
+    def key_hparams(self) -> dict[str, Any]:
+        """With `xent`, the loss every fit had before it was a choice, `loss` and `aux_max` stay out
+        of the key, so those fits keep their keys."""
+        values = super().key_hparams()
+        if self.loss == "xent":
+            del values["loss"], values["aux_max"]
+        return values
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -307,14 +320,31 @@ class RewardModelIntervention(Intervention[RewardModelFit]):
         micro = self.micro_batch_size or self.batch_size
         forward, pair_rewards = pair_scorer(model, head, lm, chosen, rejected, micro, ctx, f"{self.name}: {train.id}",
                                             forward)
+        targets = torch.tensor([p.confidence for p in pairs], dtype=torch.float64)  # P(chosen preferred)
+        flips = torch.arange(len(pairs)) % 2 == 1  # aux_conf's class balance needs pairs in both orders
+
+        def margins(chunk: list[int]) -> torch.Tensor:
+            r = pair_rewards(chunk)
+            return r[:, 0] - r[:, 1]
         losses = []
         with ctx.progress_bar(f"{self.name}: training on {train.id}", self.steps) as advance:
-            for batch in step_batches(len(pairs), self.batch_size, self.steps, ctx.seed):
+            for step, batch in enumerate(step_batches(len(pairs), self.batch_size, self.steps, ctx.seed)):
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
+                target, flip = targets[batch], flips[batch]
+                hard = None
+                if self.loss == "aux_conf":  # hardened over the whole batch, whatever the micro batches
+                    with torch.no_grad():
+                        m = torch.cat([margins(batch[s: s + micro]) for s in range(0, len(batch), micro)])
+                    hard = S.hardened(*S.oriented(m.float().cpu(), target, flip))
+                alpha = S.aux_weight(step, self.steps, self.aux_max)
                 for start in range(0, len(batch), micro):
-                    r = pair_rewards(batch[start: start + micro])
-                    loss = -F.logsigmoid(r[:, 0] - r[:, 1]).sum() / len(batch)
+                    part = slice(start, start + micro)
+                    r = pair_rewards(batch[part])
+                    m, t = S.oriented(r[:, 0] - r[:, 1], target[part].to(r.device, r.dtype),
+                                      flip[part].to(r.device))
+                    h = None if hard is None else hard[part].to(r.device, r.dtype)
+                    loss = S.step_loss(self.loss, m, t, h, alpha).sum() / len(batch)
                     loss.backward()
                     total += float(loss.detach())
                 if self.max_grad_norm:

@@ -25,9 +25,29 @@ LOSSES = ("xent", "aux_conf")
 WARMUP = 0.2
 
 
+def bt_cross_entropy(margin: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per pair, the Bradley-Terry cross-entropy of margins [n] against soft targets [n] in [0, 1];
+    with target 1 exactly -log sigmoid(margin)."""
+    return -(target * F.logsigmoid(margin) + (1.0 - target) * F.logsigmoid(-margin))
+
+
 def soft_bt_loss(margin: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean Bradley-Terry cross-entropy of margins [n] against soft targets [n] in [0, 1]."""
-    return -(target * F.logsigmoid(margin) + (1.0 - target) * F.logsigmoid(-margin)).mean()
+    return bt_cross_entropy(margin, target).mean()
+
+
+def step_loss(kind: str, margin: torch.Tensor, target: torch.Tensor, hard: torch.Tensor | None,
+              alpha: float) -> torch.Tensor:
+    """Per pair, the training loss `kind` of one (micro) batch: the cross-entropy against the
+    targets, mixed for `aux_conf` with the cross-entropy against `hard`, the hardened predictions
+    of the whole optimizer batch (computed once for it, so micro-batching changes nothing)."""
+    ce = bt_cross_entropy(margin, target)
+    if kind == "xent":
+        return ce
+    if kind == "aux_conf" and hard is not None:
+        return (1.0 - alpha) * ce + alpha * bt_cross_entropy(margin, hard)
+    raise ValueError(f"unknown loss {kind!r} (or aux_conf without hardened targets); expected one of "
+                     f"{', '.join(LOSSES)}")
 
 
 def oriented(margin: torch.Tensor, target: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,9 +23,9 @@ from genies.pipeline.plan import PlanBuilder, configure_methods
 from genies.pipeline.run_dir import plain_json
 from genies.pipeline.store import JobStore
 from genies.pipeline.views import WeakLabels
-from genies.w2s import metrics as M
-from genies.w2s.config import W2SConfig
-from genies.w2s.plan import CEILING, STUDENT, WEAK, W2SPlan, build_w2s_plan, halves
+from genies.weak_to_strong import metrics as M
+from genies.weak_to_strong.config import W2SConfig
+from genies.weak_to_strong.plan import CEILING, STUDENT, WEAK, W2SPlan, build_w2s_plan, halves
 
 RESULTS_FILE = "w2s.json"
 
@@ -106,8 +106,15 @@ def w2s(config: W2SConfig, *, weak_lm: LoadedModel | None = None, strong_lm: Loa
     def data_hash(name: str, split: str) -> str:
         return distribution(name).content_hash(split)
 
-    weak = ModelHandle.of(weak_lm) if weak_lm is not None else ModelHandle.resolve(config.weak, config)
-    strong = ModelHandle.of(strong_lm) if strong_lm is not None else ModelHandle.resolve(config.strong, config)
+    def handle(lm: LoadedModel | None, spec: str, *users: Intervention) -> ModelHandle:
+        if lm is not None:
+            return ModelHandle.of(lm)
+        if not any(m.uses_run_model for m in users):  # e.g. a tfidf supervisor: the model is never resolved
+            return ModelHandle(spec, "", {}, lambda: None)
+        return ModelHandle.resolve(spec, config)
+
+    weak = handle(weak_lm, config.weak, methods[WEAK])
+    strong = handle(strong_lm, config.strong, methods[STUDENT], methods[CEILING])
 
     def builder(handle: ModelHandle, specs: tuple[str, ...]) -> PlanBuilder:
         return PlanBuilder({s: methods[s] for s in specs}, seed=config.seed, model_fingerprint=handle.fingerprint,

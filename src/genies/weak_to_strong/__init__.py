@@ -4,8 +4,8 @@ other half, a strong student trains on those labels, a strong ceiling on the sam
 truth, and PGR says how much of the gap between weak and ceiling the student recovers
 (docs/w2s.md)."""
 
-from genies.w2s.config import W2SConfig
-from genies.w2s.metrics import Accuracy, Pgr, SourceResult, TargetResult, W2SResults
-from genies.w2s.run import w2s
+from genies.weak_to_strong.config import W2SConfig
+from genies.weak_to_strong.metrics import Accuracy, Pgr, SourceResult, TargetResult, W2SResults
+from genies.weak_to_strong.run import w2s
 
 __all__ = ["Accuracy", "Pgr", "SourceResult", "TargetResult", "W2SConfig", "W2SResults", "w2s"]
