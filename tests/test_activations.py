@@ -11,7 +11,8 @@ import pytest
 
 from genies.data.schema import Distribution, Example
 from genies.models.activations import ActivationStore
-from genies.models.hidden import extract_hidden
+from genies.interventions._representation import as_sites
+from genies.models.hidden import extract_hidden, resolve_attention
 from genies.models.templates import get_template
 from genies.models.testing import tiny_model
 
@@ -39,13 +40,14 @@ class ForwardCounter:
 
 @pytest.fixture()
 def counter(tiny_llama):
+    resolve_attention(tiny_llama)  # the once-per-model tree check runs forwards of its own
     c = ForwardCounter(tiny_llama)
     yield c
     c.handle.remove()
 
 
 def test_values_match_direct_extraction_and_indices(tmp_path, tiny_llama):
-    store = ActivationStore(tmp_path, batch_size=2)
+    store = ActivationStore(tmp_path, batch_tokens=16)
     acts = store.get(tiny_llama, _dist().eval_set("train"), template="cra_yes", site="heads")
     fill = get_template("cra_yes")
     texts = [fill(ex.prompt, r) for ex in TRAIN for r in ex.responses]
@@ -58,15 +60,35 @@ def test_values_match_direct_extraction_and_indices(tmp_path, tiny_llama):
     assert acts.response_index.tolist() == [0, 1, 2, 0, 1]
 
 
-def test_hit_does_not_recompute_and_one_pass_serves_both_sites(tmp_path, tiny_llama, counter):
-    store = ActivationStore(tmp_path, batch_size=8)  # 5 texts: one batch, one forward
-    store.get(tiny_llama, _dist().eval_set("train"), site="heads")
+def test_hit_does_not_recompute_and_an_entry_holds_one_site(tmp_path, tiny_llama, counter):
+    """Each method reads one site, so an entry computes and writes only that one; asking for the
+    other site is another entry (never the first one's file), and a hit runs nothing."""
+    store = ActivationStore(tmp_path)  # 5 short texts: one tree, one forward
+    heads = store.get(tiny_llama, _dist().eval_set("train"), site="heads")
     assert counter.n == 1
-    store.get(tiny_llama, _dist().eval_set("train"), site="residual")
     ActivationStore(tmp_path).get(tiny_llama, _dist().eval_set("train"), site="heads")
     assert counter.n == 1
+    residual = store.get(tiny_llama, _dist().eval_set("train"), site="residual")
+    assert counter.n == 2 and residual.key != heads.key
+    assert sorted(p.name for p in (tmp_path / heads.key).glob("*.npy")) == [
+        "example_index.npy", "heads.npy", "response_index.npy"]
+    assert sorted(p.name for p in (tmp_path / residual.key).glob("*.npy")) == [
+        "example_index.npy", "residual.npy", "response_index.npy"]
+    assert heads.meta["site"] == "heads" and list(heads.meta["shapes"]) == ["heads"]
+    store.get(tiny_llama, _dist().eval_set("train"), site="residual")
     store.get(tiny_llama, _dist().eval_set("test"), site="heads")
-    assert counter.n == 2
+    assert counter.n == 3
+
+
+def test_sites_are_views_of_the_memory_map(tmp_path, tiny_llama):
+    """`as_sites` reshapes without copying: the store's file stays on disk and a method that
+    indexes some rows reads only those pages."""
+    acts = ActivationStore(tmp_path).get(tiny_llama, _dist().eval_set("train"), site="heads")
+    flat = as_sites(acts.values, "heads")
+    n, layers, heads, dim = acts.values.shape
+    assert flat.shape == (n, layers * heads, dim)
+    assert np.shares_memory(flat, acts.values) and not flat.flags.writeable
+    np.testing.assert_array_equal(flat[[1, 3]], np.asarray(acts.values)[[1, 3]].reshape(2, layers * heads, dim))
 
 
 def test_get_hashes_the_split_once(tmp_path, tiny_llama, monkeypatch: pytest.MonkeyPatch):
@@ -96,7 +118,7 @@ def test_key_ignores_labels_and_follows_library_versions(tmp_path, tiny_llama, m
     assert store.key(tiny_llama, _dist().eval_set("train")) != base
 
 
-def test_key_changes_with_template_data_model_and_position(tmp_path, tiny_llama):
+def test_key_changes_with_template_data_model_site_and_position(tmp_path, tiny_llama):
     store = ActivationStore(tmp_path)
     base = store.key(tiny_llama, _dist().eval_set("train"))
     edited = [TRAIN[0], Example("Name a colour.", (" blue", " eight"), 0)]
@@ -107,9 +129,10 @@ def test_key_changes_with_template_data_model_and_position(tmp_path, tiny_llama)
         store.key(tiny_llama, _dist().eval_set("test")),
         store.key(other, _dist().eval_set("train")),
         store.key(tiny_llama, _dist().eval_set("train"), position="mean"),
+        store.key(tiny_llama, _dist().eval_set("train"), site="residual"),
         store.key(tiny_llama, Distribution.from_examples("toy2", TRAIN, TEST).eval_set("train")),
     }
-    assert base not in variants and len(variants) == 6
+    assert base not in variants and len(variants) == 7
     assert store.key(tiny_llama, _dist(list(TRAIN)).eval_set("train")) == base  # same content, same key
 
 

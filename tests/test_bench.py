@@ -78,3 +78,54 @@ def test_cli_rejects_an_unknown_attention_path(tmp_path: Path) -> None:
     result = CliRunner().invoke(_build(), ["bench", "scoring", "--dist", str(tmp_path), "--attention", "flash"])
     assert result.exit_code == 2
     assert "error: attention must be one of auto, tree, dense; got 'flash'" in result.output
+
+
+EXTRACTION_KEYS = (*KEYS, "max_abs_diff", "unique_tokens", "naive_tokens")
+
+
+@pytest.mark.parametrize("site", ["heads", "residual"])
+def test_run_extraction_bench_counts_tokens_and_matches_naive(tiny_llama, site: str) -> None:
+    """Token counts from the byte tokenizer, written out independently: naive reads BOS + prompt
+    + response for every text, the engine each distinct token prefix of a prompt's texts once
+    (responses that open alike share their opening); and the two extract the same values."""
+    from genies.bench.extraction import run_extraction_bench
+
+    examples = _examples(5)
+    result = run_extraction_bench(tiny_llama, [("a", examples[:3]), ("b", examples[3:])], site=site,
+                                  position="mean")
+    tok = tiny_llama.tokenizer
+    texts = [[[tok.bos_token_id, *tok(ex.prompt + r, add_special_tokens=False)["input_ids"]] for r in ex.responses]
+             for ex in examples]
+    assert all(len(t) == 1 + len(ex.prompt + r) for group, ex in zip(texts, examples)
+               for t, r in zip(group, ex.responses))  # one token per character
+    unique = sum(len({tuple(t[:k]) for t in group for k in range(1, len(t) + 1)}) for group in texts)
+    assert result.naive_tokens == sum(len(t) for group in texts for t in group)
+    assert result.unique_tokens == unique < result.naive_tokens
+    assert (result.examples, result.texts, result.site, result.attention) == (5, 15, site, "tree")
+    assert result.max_abs_diff < 1e-4 < result.max_abs_value
+    assert result.speedup_vs_naive == pytest.approx(result.naive_seconds / result.engine_seconds)
+    assert result.engine_tokens_per_s == pytest.approx(result.naive_tokens / result.engine_seconds)
+    assert all(getattr(result, k) > 0 for k in KEYS)
+
+
+def test_extraction_cli_json_last_line(tiny_llama, tmp_path: Path) -> None:
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for split, seed in (("train", 1), ("test", 2)):
+        (folder / f"{split}.json").write_text(json.dumps([ex.to_record() for ex in _examples(4, seed)]))
+    result = CliRunner().invoke(_build(), ["bench", "extraction", "--model", str(tiny_llama.path), "--dist",
+                                           str(folder), "-n", "3", "--template", "cra_yes", "--attention", "dense",
+                                           "--json"])
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(k in last for k in EXTRACTION_KEYS)
+    assert last["examples"] == 3 and last["attention"] == "dense" and last["template"] == "cra_yes"
+    assert last["max_abs_diff"] < 1e-4
+
+
+def test_extraction_cli_rejects_bad_choices_before_loading(tmp_path: Path) -> None:
+    for option, value, message in (("--site", "mlp", "--site must be one of residual, heads; got 'mlp'"),
+                                   ("--template", "nope", "unknown text template 'nope'")):
+        result = CliRunner().invoke(_build(), ["bench", "extraction", "--dist", str(tmp_path), option, value])
+        assert result.exit_code == 2
+        assert message in result.output

@@ -13,7 +13,8 @@ from torch import nn
 
 from genies.errors import JobError
 from genies.models.base import LoadedModel
-from genies.models.hidden import UnsupportedArchitectureError, encode_texts, extract_hidden, find_layout
+from genies.models.hidden import (UnsupportedArchitectureError, encode_texts, extract_hidden, extract_hidden_naive,
+                                  find_layout, resolve_attention)
 from genies.models.testing import byte_tokenizer, tiny_model
 
 ARCHS = ("llama", "qwen2", "gpt_neox", "gemma", "gpt2", "opt")  # rotary, then learned absolute positions
@@ -78,7 +79,7 @@ def test_shapes(arch_model):
 
 def test_residual_equals_unpadded_single_sequence_forward(arch_model):
     arch, lm = arch_model
-    out = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=3)["residual"]
+    out = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_tokens=30)["residual"]
     for i, (p, c) in enumerate(zip(PREFIXES, COMPLETIONS)):
         with torch.no_grad():
             ref = lm.model(input_ids=_ids(lm, p + c), output_hidden_states=True).hidden_states
@@ -90,7 +91,7 @@ def test_heads_project_to_attention_output(arch_model):
     """out_proj(captured heads) must equal the attention module's own output at the last token."""
     arch, lm = arch_model
     with _padding_side(lm, "left"):
-        heads = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=2)["heads"]
+        heads = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_tokens=20, attention="dense")["heads"]
     for i, (p, c) in enumerate(zip(PREFIXES, COMPLETIONS)):
         seen: dict[int, torch.Tensor] = {}
         hooks = [
@@ -142,16 +143,34 @@ def test_llama_heads_equal_manual_attention(tmp_path):
     _close(heads, expected.numpy())
 
 
-@pytest.mark.parametrize("position", ["last", "mean"])
-def test_padding_side_and_batch_size_invariance(arch_model, position):
+def test_every_test_architecture_takes_the_tree_path_on_cpu(arch_model):
+    """The speed of extraction on CPU comes from tree attention; each architecture here passes the
+    per-model check that its hidden states equal the dense path's (else extraction would fall
+    back to the dense mask, correct but slower)."""
     _, lm = arch_model
-    ref = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=1, position=position)
+    assert resolve_attention(lm) == "tree"
+    assert resolve_attention(lm, "dense") == "dense"
+
+
+@pytest.mark.parametrize("position", ["last", "mean"])
+def test_equals_the_naive_reference_on_both_paths_any_padding_side_and_budget(arch_model, position):
+    """One padded sequence per text through the whole model (`extract_hidden_naive`) is the
+    reference; tree and dense attention, either padding side and budgets from one text per
+    forward to everything in one must all give its numbers (absolute positions included)."""
+    _, lm = arch_model
+    ref = extract_hidden_naive(lm, PREFIXES, COMPLETIONS, batch_tokens=1, position=position)
     for side in ("left", "right"):
-        for bs in (2, 4, 6):
-            with _padding_side(lm, side):
-                out = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=bs, position=position)
+        with _padding_side(lm, side):
+            naive = extract_hidden_naive(lm, PREFIXES, COMPLETIONS, position=position)
             for site in ref:
-                _close(out[site], ref[site])
+                _close(naive[site], ref[site])
+            for attention in ("tree", "dense"):
+                for budget in (1, 24, 10_000):
+                    out = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_tokens=budget, position=position,
+                                         attention=attention)
+                    assert out.keys() == ref.keys()
+                    for site in ref:
+                        _close(out[site], ref[site])
 
 
 @pytest.mark.parametrize("add_eos", [False, True])
@@ -172,10 +191,11 @@ def test_mean_is_average_of_last_over_completion_prefixes(arch_model, add_eos):
 
 def test_responses_to_one_prompt_share_its_tokens(tiny_llama):
     """Three responses to a 100-character prompt read 1 + 100 + 3 tokens, not 3 x 102."""
+    assert resolve_attention(tiny_llama) == "tree"  # the per-model check's forwards run before counting
     fed = []
     hook = tiny_llama.model.model.embed_tokens.register_forward_hook(lambda m, a, out: fed.append(a[0].numel()))
     try:
-        out = extract_hidden(tiny_llama, ["x" * 100] * 3, ["a", "b", "c"], batch_size=3)
+        out = extract_hidden(tiny_llama, ["x" * 100] * 3, ["a", "b", "c"])
     finally:
         hook.remove()
     assert fed == [104]
@@ -228,9 +248,9 @@ def tiny_gpt2() -> LoadedModel:
 
 def test_gpt2_layout_padding_invariance_and_heads(tiny_gpt2):
     lm = tiny_gpt2
-    ref = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=1)
+    ref = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_tokens=1)
     with _padding_side(lm, "left"):
-        left = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_size=4)
+        left = extract_hidden(lm, PREFIXES, COMPLETIONS, batch_tokens=60, attention="dense")
     assert ref["heads"].shape == (6, 2, 4, 8)
     for site in ref:
         _close(left[site], ref[site])
@@ -257,26 +277,28 @@ def test_unsupported_layout_has_one_clear_error():
 
 
 def test_out_of_memory_halves_only_the_failing_batch(tiny_llama, caplog: pytest.LogCaptureFixture):
-    """A simulated out-of-memory on more than two packed rows splits that batch in halves; the next
-    batch starts at the full batch size again and is halved once, not cut to the last size tried."""
+    """Eight prompts sharing "prompt number " (BOS + 14 tokens) with 10 tokens of their own each
+    pack four to a 55-node tree under a 55-token budget. A simulated out-of-memory on trees over
+    40 nodes splits that batch into two trees of two prompts (35 nodes); the next batch starts
+    at four prompts again and is halved once, not cut to the last size tried."""
     prefixes = [f"prompt number {i}" for i in range(8)]
     completions = [f" answer {i}" for i in range(8)]
-    ref = extract_hidden(tiny_llama, prefixes, completions, batch_size=1)
-    rows = []
+    ref = extract_hidden_naive(tiny_llama, prefixes, completions)
+    nodes = []
 
     def limited(module, args, kwargs):
-        rows.append(kwargs["input_ids"].shape[0])
-        if rows[-1] > 2:
+        nodes.append(kwargs["input_ids"].shape[1])
+        if nodes[-1] > 40:
             raise torch.OutOfMemoryError("simulated")
 
     hook = tiny_llama.model.model.register_forward_pre_hook(limited, with_kwargs=True)
     try:
         with caplog.at_level("INFO", logger="genies.models.batching"):
-            out = extract_hidden(tiny_llama, prefixes, completions, batch_size=4)
+            out = extract_hidden(tiny_llama, prefixes, completions, batch_tokens=55, attention="tree")
     finally:
         hook.remove()
     assert "out of memory on a batch of 4; retrying as 2 + 2" in caplog.text
-    assert rows == [4, 2, 2, 4, 2, 2]
+    assert nodes == [55, 35, 35, 55, 35, 35]
     for site in ref:
         _close(out[site], ref[site])
 

@@ -301,10 +301,10 @@ score_examples(lm, examples(1, 20, 5, 2))  # the per-model checks, run once per 
 out = {"folder": str(lm.path)}
 scoring = examples(16, 60, 15, 4)  # about 124 tokens each: together one tree of the CPU budget, 2048 nodes
 out["scoring"] = {"peak": measure(lambda: score_examples(lm, scoring, batch_tokens=2048)), "data": shape([], scoring)}
-extraction = examples(2, 100, 40, 4)  # the activation store's batch: 8 texts, two prompts of 4 responses
+extraction = examples(2, 100, 40, 4)  # 8 texts, two prompts of 4 responses: one tree under the CPU budget
 prefixes = [e.prompt for e in extraction for _ in e.responses]
 completions = [r for e in extraction for r in e.responses]
-out["extraction"] = {"peak": measure(lambda: extract_hidden(lm, prefixes, completions, batch_size=8)),
+out["extraction"] = {"peak": measure(lambda: extract_hidden(lm, prefixes, completions)),
                      "data": shape([], extraction)}
 train = examples(8, 100, 40, 2)  # the cpu preset's lora: 4 pairs a step, the last 4 layers adapted
 source = Distribution.from_examples("probe", train, [])

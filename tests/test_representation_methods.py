@@ -196,10 +196,10 @@ def test_fitted_states_say_what_was_learned(fitted):
 
 @pytest.fixture(scope="module")
 def ctx_batch1(tmp_path_factory: pytest.TempPathFactory) -> FitContext:
-    return FitContext(seed=0, activation_store=ActivationStore(tmp_path_factory.mktemp("acts1"), batch_size=1))
+    return FitContext(seed=0, activation_store=ActivationStore(tmp_path_factory.mktemp("acts1"), batch_tokens=1))
 
 
-# These read the "plain" template, so one batch-size-1 extraction serves them all.
+# These read the "plain" template; batch_tokens=1 extracts one prompt's texts per forward.
 @pytest.mark.parametrize("key", ["mms", "lat", "logistic"])
 def test_scores_do_not_depend_on_batch_size(key, tiny_llama, target, ctx, fitted, ctx_batch1):
     one = predict(fitted[key], tiny_llama, target, ctx_batch1)

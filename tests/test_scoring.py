@@ -130,13 +130,14 @@ def test_shared_prefixes_across_examples_and_responses(tiny) -> None:
 
 
 def test_rows_share_nodes(tiny_llama) -> None:
-    from genies.models.scoring import _pack_rows, _TreeRow, tokenize_examples
+    from genies.models.prefix_tree import TreeRow, pack_rows
+    from genies.models.scoring import tokenize_examples
 
     examples = [Example("abc", ("de", "df"), 0), Example("abc", ("de", "g"), 0)]
     tokenized = tokenize_examples(tiny_llama, examples)
-    rows = _pack_rows(tokenized, 10_000)
+    rows = pack_rows(tokenized, 10_000)
     assert rows == [[0, 1]]
-    row = _TreeRow.build(tokenized, rows[0])
+    row = TreeRow.build(tokenized, rows[0])
     # a b c | d e EOS | f EOS | g EOS  (the second example's "de"+EOS is already in the tree)
     assert len(row.tokens) == 3 + 3 + 2 + 2
     assert row.depth[:3] == [0, 1, 2] and row.depth[-2:] == [3, 4]

@@ -73,17 +73,17 @@ def test_sliding_window_models_are_not_supported(tmp_path) -> None:
 
 @pytest.mark.parametrize("arch", ["gpt2", "opt", "llama"])
 def test_the_engines_tree_forward_equals_each_sequence_alone(tmp_path, arch: str) -> None:
-    """Every node of a packed tree, fed the engine's own tree inputs (`_tree_inputs`: ids, position
+    """Every node of a packed tree, fed the engine's own tree inputs (`prefix_tree.tree_inputs`: ids, position
     ids, plan), gets the logits of its path run alone from position 0. On learned absolute
     positions (gpt2, opt) this checks the position ids as well, which a rotary model (llama)
     cannot: a constant shift of every position leaves rotary attention unchanged."""
-    from genies.models.scoring import TokenizedExample, _TreeRow, _tree_inputs
+    from genies.models.prefix_tree import TokenizedExample, TreeRow, tree_inputs
 
     lm = tiny_model(tmp_path / arch, arch)
     prompts = [[3, 4, 5, 6], [3, 4, 11]]  # a shared preamble
     responses = [[[7, 8], [7, 9, 10]], [[12]]]  # a shared response opening
     tokenized = [TokenizedExample(p, r, 0) for p, r in zip(prompts, responses)]
-    row = _TreeRow.build(tokenized, [0, 1])
+    row = TreeRow.build(tokenized, [0, 1])
     paths = []
     for node in range(len(row.tokens)):
         path, j = [], node
@@ -95,7 +95,7 @@ def test_the_engines_tree_forward_equals_each_sequence_alone(tmp_path, arch: str
     prefixes = {tuple(p + r)[:n] for p, rs in zip(prompts, responses) for r in rs for n in range(1, len(p + r) + 1)}
     assert sorted(map(tuple, paths)) == sorted(prefixes)
     with torch.inference_mode(), tree_attention(lm.model):
-        ids, pos, plan = _tree_inputs(lm, row)
+        ids, pos, plan = tree_inputs(lm, row)
         tree = lm.model(input_ids=ids, position_ids=pos, tree_plan=plan, use_cache=False).logits[0]
     with torch.inference_mode():
         for node, path in enumerate(paths):

@@ -1,4 +1,4 @@
-"""`genies bench scoring`: the scoring engine against the naive reference, on real data, one process."""
+"""`genies bench scoring` and `genies bench extraction`: an engine against its naive reference, one process."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def scoring(
     from genies.bench.scoring import run_scoring_bench
     from genies.data.loading import load_distribution
     from genies.models.loading import load_model
-    from genies.models.scoring import check_attention
+    from genies.models.prefix_tree import check_attention
 
     try:
         check_attention(attention)  # before the model loads
@@ -73,6 +73,63 @@ def scoring(
         f"tokens/s = {result.fraction_of_limit:.2f} of the matmul limit ({result.limit_tokens_per_s:.0f} tokens/s at "
         f"{result.matmul_gflops:.0f} GFLOP/s); max |engine - naive| {result.max_abs_diff:.1e}; "
         f"{result.truncated_examples} truncated; peak RSS {result.peak_rss_mib:,.0f} MiB\n{escape(result.machine)}")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+
+
+def extraction(
+    model: str = typer.Option("default", "--model", "-m", help="Model name (see `genies models list`)."),
+    dist: list[str] = typer.Option(None, "--dist", "-d", help="Distribution name or path; repeatable. "
+                                   "Default: the 15 targets of the GENIES shifts."),
+    n: int = typer.Option(4, "-n", help="Test examples per distribution (the first N)."),
+    site: str = typer.Option("heads", "--site", help="Site read: heads (mms, cra) or residual (lat, ccs, logistic)."),
+    template: str = typer.Option("plain", "--template", help="Text template (see docs/interventions-representation.md)."),
+    position: str = typer.Option("last", "--position", help="Token read: last, or mean over the response."),
+    batch_tokens: int = typer.Option(None, "--batch-tokens", help="Tokens per forward (default: the engine's)."),
+    attention: str = typer.Option("auto", "--attention", help="Engine attention path: auto, tree or dense "
+                                  "(docs/PERFORMANCE.md)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the checkpoint."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Also load pickled (.bin) weights."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line of all numbers."),
+) -> None:
+    """Extract the same hidden states on the engine's prefix trees and one padded sequence per text."""
+    from genies.bench.extraction import run_extraction_bench
+    from genies.data.loading import load_distribution
+    from genies.models.loading import load_model
+    from genies.models.prefix_tree import check_attention
+    from genies.models.templates import POSITIONS, SITES, UnknownTemplateError, get_template
+
+    try:  # before the model loads
+        check_attention(attention)
+        get_template(template)
+    except (ValueError, UnknownTemplateError) as err:
+        raise ConfigError(str(err)) from err
+    if site not in SITES:
+        raise ConfigError(f"--site must be one of {', '.join(SITES)}; got {site!r}")
+    if position not in POSITIONS:
+        raise ConfigError(f"--position must be one of {', '.join(POSITIONS)}; got {position!r}")
+    lm = load_model(model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    datasets = [(name, load_distribution(name).test[:n]) for name in dist or _default_distributions()]
+    with console.status("extracting") as status:
+        result = run_extraction_bench(lm, datasets, site=site, template=template, position=position,
+                                      batch_tokens=batch_tokens, attention=attention,
+                                      on_step=lambda name, method: status.update(f"{method} {name}"))
+    table = Table(title=f"extraction benchmark: {escape(result.model)}, {result.examples} examples, "
+                        f"{result.texts} texts, {result.site} at {result.position} ({escape(result.template)})")
+    table.add_column("")
+    table.add_column("engine", justify="right")
+    table.add_column("naive", justify="right")
+    table.add_row("seconds", f"{result.engine_seconds:.1f}", f"{result.naive_seconds:.1f}")
+    table.add_row("text tokens/s", f"{result.engine_tokens_per_s:.1f}", f"{result.naive_tokens_per_s:.1f}")
+    table.add_row("tokens processed", f"{result.unique_tokens:,}", f"{result.naive_tokens:,}")
+    Console().print(table)
+    Console().print(
+        f"speedup vs naive {result.speedup_vs_naive:.2f}x ({result.attention} attention); "
+        f"engine {result.engine_unique_tokens_per_s:.0f} unique "
+        f"tokens/s = {result.fraction_of_limit:.2f} of the matmul limit ({result.limit_tokens_per_s:.0f} tokens/s at "
+        f"{result.matmul_gflops:.0f} GFLOP/s); max |engine - naive| {result.max_abs_diff:.1e} (values up to "
+        f"{result.max_abs_value:.1e}); {result.truncated_texts} truncated; peak RSS {result.peak_rss_mib:,.0f} MiB\n"
+        f"{escape(result.machine)}")
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
 
@@ -152,5 +209,6 @@ def judge(
 
 def register(app: typer.Typer) -> None:
     app.command("scoring")(scoring)
+    app.command("extraction")(extraction)
     app.command("executor")(executor)
     app.command("judge")(judge)

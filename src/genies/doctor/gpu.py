@@ -50,7 +50,8 @@ from genies.doctor.checks import (
 from genies.doctor.report import CheckFailed, CheckResult, CheckSkipped, Checkup, DoctorReport, Outcome
 from genies.doctor.shapes import ShapeSpec, parameter_counts, random_causal_lm, random_reward_model, shape_spec
 from genies.models.base import LoadedModel
-from genies.models.scoring import GPU_BATCH_TOKENS, tokenize_examples
+from genies.models.prefix_tree import GPU_BATCH_TOKENS
+from genies.models.scoring import tokenize_examples
 
 GIB = 1024**3
 GPU_CHECKS: tuple[tuple[str, str], ...] = (

@@ -43,7 +43,8 @@ def yes_no_activations(lm: LoadedModel, data: EvalSet, ctx: FitContext, yes_temp
 
 def as_sites(values: np.ndarray, site: str) -> np.ndarray:
     """Flatten a store array to `[n, sites, d]`: heads [n, L, H, hd] -> [n, L*H, hd]; residual
-    [n, L+1, d] stays as it is (one site per hidden-states entry)."""
+    [n, L+1, d] stays as it is (one site per hidden-states entry). A view, not a copy: the
+    store's float32 memory map stays on disk, and indexing rows (a fit's pairs) reads only those."""
     values = np.asarray(values, dtype=np.float32)
     if site == "heads":
         n, layers, heads, dim = values.shape

@@ -25,6 +25,7 @@ LOCK_FILE = Path(__file__).with_name("versions.lock.json")
 # Modules whose code can change a method's numbers. Imports are followed only inside these.
 RESULT_MODULES = ("genies.interventions.", "genies.models.base", "genies.models.scoring", "genies.models.hidden",
                   "genies.models.templates", "genies.models.tree_attention", "genies.models.batching",
+                  "genies.models.prefix_tree",
                   "genies.models.activations", "genies.data.schema")
 # The contract's plumbing: how states are saved, progress shown, methods found. Not results.
 NOT_RESULTS = {"genies.interventions.base", "genies.interventions.context", "genies.interventions.fitted",

@@ -1,15 +1,18 @@
 """A content-addressed, memory-mapped store of hidden states, so each (model, data, template) is
 read by the model once and shared by every representation method.
 
-Layout: `<root>/<key>/` holds `residual.npy` and `heads.npy` (float32, one row per text),
-`example_index.npy`, `response_index.npy`, and `meta.json` (the key fields, shapes, creation time).
+Layout: `<root>/<key>/` holds `<site>.npy` (`residual` or `heads`, float32, one row per text),
+`example_index.npy`, `response_index.npy`, and `meta.json` (the key fields, shape, creation time).
 The texts of a split are every response of every example, in order. `key` hashes everything that
 changes the numbers: the model fingerprint and dtype, the distribution id, split and a hash of
-its texts (labels do not change hidden states), the template (name and text), the position,
-`EXTRACTION_VERSION` (kept honest by genies.interventions.versions' lock) and the versions of
-torch, transformers and peft; all layers are always
-stored, so layer choices need no key. Both sites come from one forward pass, so a method asking
-for `heads` and another asking for `residual` share it.
+its texts (labels do not change hidden states), the template (name and text), the site, the
+position, `EXTRACTION_VERSION` (kept honest by genies.interventions.versions' lock) and the
+versions of torch, transformers and peft; all layers are always stored, so layer choices need no
+key. An entry holds only the site that was asked for: every method reads one site per template,
+so computing and writing the other one was unused work and I/O. (Version 1 entries held both
+sites under a key without the site; version 2 keys name the site, so those are never served and
+`genies cache clear` removes them.) Values are served as read-only memory maps: a method that
+reads some rows pages in only those.
 
 Writers build an entry in a private folder and publish it with one rename
 (`genies._io.publish_folder`), so readers see a complete entry or none. A per-key file lock
@@ -42,8 +45,9 @@ from genies.provenance import package_versions
 if TYPE_CHECKING:  # torch and transformers: `genies cache ls/du/clear` import this module and need neither
     from genies.models.base import LoadedModel
 
-# Bump when extraction changes its numbers (tokenization, BOS/EOS, pooling): old entries stop matching.
-EXTRACTION_VERSION = 1
+# Bump when extraction changes its numbers (tokenization, BOS/EOS, pooling) or an entry's layout
+# (2: one site per entry, named by the key): old entries stop matching.
+EXTRACTION_VERSION = 2
 META = "meta.json"
 LOCKS = ".locks"
 
@@ -83,15 +87,17 @@ def _remove(path: Path) -> None:
 class ActivationStore:
     """Hidden states per (model, distribution split, template, position), computed on first use."""
 
-    def __init__(self, root: Path | str | None = None, *, batch_size: int = 8) -> None:
+    def __init__(self, root: Path | str | None = None, *, batch_tokens: int | None = None) -> None:
         self.root = Path(root) if root is not None else genies_home() / "activations"
-        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens  # None: the extractor's default for the model's device
 
     # -- keys ---------------------------------------------------------------------------------
 
-    def key_fields(self, lm: LoadedModel, data: EvalSet, template: str, position: str) -> dict:
+    def key_fields(self, lm: LoadedModel, data: EvalSet, template: str, site: str, position: str) -> dict:
         """Everything that changes the stored numbers; the key is its hash."""
         t = get_template(template)
+        if site not in SITES:
+            raise ValueError(f"unknown site {site!r}; choose from {', '.join(SITES)}")
         if position not in POSITIONS:
             raise ValueError(f"unknown position {position!r}; choose from {', '.join(POSITIONS)}")
         return {
@@ -102,35 +108,34 @@ class ActivationStore:
             "data_hash": data.texts_hash(),
             "template": t.name,
             "template_text": [t.before, t.after, t.add_eos],
+            "site": site,
             "position": position,
             "add_bos": True,
             "version": EXTRACTION_VERSION,
             "libraries": package_versions(),
         }
 
-    def key(self, lm: LoadedModel, data: EvalSet, template: str = "plain", position: str = "last") -> str:
-        return _fields_key(self.key_fields(lm, data, template, position))
+    def key(self, lm: LoadedModel, data: EvalSet, template: str = "plain", site: str = "heads",
+            position: str = "last") -> str:
+        return _fields_key(self.key_fields(lm, data, template, site, position))
 
     # -- read / compute -------------------------------------------------------------------------
 
     def get(self, lm: LoadedModel, data: EvalSet, template: str = "plain", site: str = "heads",
             position: str = "last") -> Activations:
         """The activations at `site` of every response of `data` (a split's texts, labels not
-        needed: `Distribution.eval_set(split)`), from the store or computed now (both sites in
-        one pass)."""
-        if site not in SITES:
-            raise ValueError(f"unknown site {site!r}; choose from {', '.join(SITES)}")
-        fields = self.key_fields(lm, data, template, position)  # hashes the split once
+        needed: `Distribution.eval_set(split)`), from the store or computed now (that site only)."""
+        fields = self.key_fields(lm, data, template, site, position)  # hashes the split once
         key = _fields_key(fields)
         final = self.root / key
         if not (final / META).is_file():
             (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
             with FileLock(self.root / LOCKS / f"{key}.lock"):
                 if not (final / META).is_file():
-                    self._compute(lm, data, template, position, fields, final)
+                    self._compute(lm, data, template, site, position, fields, final)
         return self._load(final, site)
 
-    def _compute(self, lm: LoadedModel, data: EvalSet, template: str, position: str, fields: dict,
+    def _compute(self, lm: LoadedModel, data: EvalSet, template: str, site: str, position: str, fields: dict,
                  final: Path) -> None:
         from genies.models.hidden import encode_texts, iter_hidden, warn_truncated
         from genies.models.base import context_length
@@ -147,22 +152,21 @@ class ActivationStore:
                                               f"response {texts[t][1]}")
         warn_truncated(encoded, max_length)
         with publish_folder(final, keep_existing=lambda folder: (folder / META).is_file()) as tmp:
-            arrays: dict[str, np.ndarray] = {}
-            for batch in iter_hidden(lm, encoded, sites=SITES, position=position, batch_size=self.batch_size):
-                for site, values in batch.values.items():
-                    if site not in arrays:
-                        arrays[site] = np.lib.format.open_memmap(
-                            tmp / f"{site}.npy", mode="w+", dtype=np.float32, shape=(len(texts), *values.shape[1:]))
-                    arrays[site][batch.indices] = values
+            values: np.ndarray | None = None
+            for batch in iter_hidden(lm, encoded, sites=(site,), position=position, batch_tokens=self.batch_tokens):
+                rows = batch.values[site]
+                if values is None:
+                    values = np.lib.format.open_memmap(tmp / f"{site}.npy", mode="w+", dtype=np.float32,
+                                                       shape=(len(texts), *rows.shape[1:]))
+                values[batch.indices] = rows
             np.save(tmp / "example_index.npy", np.array([i for i, _, _ in texts], np.int64))
             np.save(tmp / "response_index.npy", np.array([j for _, j, _ in texts], np.int64))
             meta = {
                 "key": final.name, **fields, "n_texts": len(texts), "n_truncated": int(encoded.truncated.sum()),
-                "shapes": {site: list(a.shape) for site, a in arrays.items()}, "created": time.time(),
-                "model_name": lm.name,
+                "shapes": {site: list(values.shape)}, "created": time.time(), "model_name": lm.name,
             }
-            for site in list(arrays):  # flush and close the maps before the folder moves
-                arrays.pop(site).flush()
+            values.flush()  # and close the map before the folder moves
+            del values
             (tmp / META).write_text(json.dumps(meta, indent=1))
 
     @staticmethod

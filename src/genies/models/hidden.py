@@ -1,6 +1,6 @@
 """Hidden states for representation methods: the residual stream and per-head attention outputs.
 
-One batched forward pass (no logits, no gradients) captures both sites for every text:
+One batched forward pass (no logits, no gradients) captures the requested sites for every text:
 
 - `residual`: HF's `hidden_states` — the embedding output plus each layer's output, the last one
   after the final norm exactly as HF returns it — shape [N, num_layers + 1, hidden]. Methods slice
@@ -14,18 +14,26 @@ whole text to the model), with BOS prepended when asked and the tokenizer has on
 when asked. `position="last"` reads the last token (the EOS when added); `position="mean"` averages
 over the completion's tokens (those covering any completion character, plus the EOS when added).
 
-Texts with the same prefix (an example's responses) are packed into one row with a block mask, so
-the prompt is read once for all of its responses; each text's tokens are still exactly those of
-its own joint tokenization, and its position ids are those it would have alone. Results therefore
-equal one-text-at-a-time forwards and do not depend on batch size or padding side (explicit
-position ids keep left padding from shifting rotary or absolute positions). Texts longer than the model's
-context are truncated from the LEFT (BOS kept), counted, and reported with a warning.
+Extraction runs on the scoring engine's machinery (`genies.models.prefix_tree`): texts with the
+same prefix (an example's responses) are one prefix-tree example whose prompt is their common
+leading tokens, and examples are packed into prefix-tree rows in which every distinct token
+prefix is one node that attends to exactly its ancestors, with its depth as position id. On CPU
+one unpadded tree of up to `batch_tokens` nodes runs per forward with tree attention (checked
+once per model against the dense path), else padded rows with a dense ancestor mask; a batch
+that runs out of memory is split in halves. Each text's tokens are still exactly those of its
+own joint tokenization and every node is computed as if its text were alone, so results equal
+one-text-at-a-time forwards (`extract_hidden_naive`) and do not depend on the budget, the
+attention path or the padding side. Only the requested sites are computed, at the requested
+position. Texts longer than the model's context are truncated from the LEFT (BOS kept),
+counted, and reported with a warning.
 """
 
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +45,11 @@ from torch import nn
 from genies.errors import GeniesError
 from genies.models.base import LoadedModel, context_length, pad_token_id, tokenize
 from genies.models.batching import run_with_backoff, shared_prefix_length
+from genies.models.prefix_tree import (ROW_TOKENS, TokenizedExample, TreeRow, agrees, check_attention, checked_once,
+                                       default_batch_tokens, dense_inputs, length_batches, pack_rows, pad_offset,
+                                       probe_row, tree_inputs)
 from genies.models.templates import POSITIONS, SITES
+from genies.models.tree_attention import supports_tree_attention, tree_attention
 
 
 # Where decoder stacks live, relative to `model.base_model` (Llama/Qwen2/Gemma/Mistral/GPT-NeoX use
@@ -190,109 +202,104 @@ def _check(sites: Sequence[str], position: str) -> None:
         raise ValueError(f"unknown position {position!r}; choose from {', '.join(POSITIONS)}")
 
 
-def _groups(prefixes: Sequence[str]) -> list[list[int]]:
-    """Texts that share a prefix string (an example's responses), in order of first appearance."""
-    groups: dict[str, list[int]] = {}
-    for i, prefix in enumerate(prefixes):
-        groups.setdefault(prefix, []).append(i)
-    return list(groups.values())
+@dataclass(frozen=True)
+class TextGroups:
+    """Texts that share a prefix string (an example's responses) as prefix-tree examples: the
+    group's common leading tokens are its prompt, each text's remaining tokens a response."""
+
+    examples: list[TokenizedExample]
+    texts: list[list[int]]  # caller indices of each group's texts, in response order
+
+
+def group_texts(encoded: EncodedTexts) -> TextGroups:
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(encoded.group_keys):
+        members.setdefault(key, []).append(i)
+    examples = []
+    for texts in members.values():
+        seqs = [encoded.ids[t] for t in texts]
+        c = shared_prefix_length(seqs)
+        examples.append(TokenizedExample(list(seqs[0][:c]), [list(s[c:]) for s in seqs], 0))
+    return TextGroups(examples, list(members.values()))
 
 
 @dataclass(frozen=True)
-class _Packed:
-    """A batch of packed rows and, per text, the (row, position, weight) triples to pool."""
+class _Pooling:
+    """Which (row, column) positions of a forward's states each of its texts averages."""
 
-    ids: torch.Tensor
-    positions: torch.Tensor
-    mask: torch.Tensor  # [B, 1, T, T] additive float mask
     texts: np.ndarray  # caller indices of the batch's texts
-    pool_text: torch.Tensor
-    pool_row: torch.Tensor
-    pool_pos: torch.Tensor
-    pool_weight: torch.Tensor
+    text: torch.Tensor
+    row: torch.Tensor
+    col: torch.Tensor
+    weight: torch.Tensor
 
 
-def _pack(encoded: EncodedTexts, groups: Sequence[list[int]], position: str, pad_id: int, side: str,
-          dtype: torch.dtype, device: torch.device) -> _Packed:
-    """One row per group: [shared tokens, own tokens of text 1, own tokens of text 2, ...].
-
-    The block mask lets each text's own tokens see the shared tokens and their own earlier
-    tokens, and position ids restart after the shared part, so every text is computed exactly as
-    if it were alone while the shared tokens are computed once.
-    """
-    lengths, shared = [], []
-    for g in groups:
-        seqs = [encoded.ids[t] for t in g]
-        shared.append(shared_prefix_length(seqs))
-        lengths.append(shared[-1] + sum(len(s) - shared[-1] for s in seqs))
-    width = max(lengths)
-    ids = np.full((len(groups), width), pad_id, np.int64)
-    pos = np.zeros((len(groups), width), np.int64)
-    seg = np.full((len(groups), width), -1, np.int64)  # -1 pad, 0 shared, k + 1 text k of the group
-    texts, p_text, p_row, p_pos, p_w = [], [], [], [], []
-    for b, (g, c) in enumerate(zip(groups, shared, strict=True)):
-        at = width - lengths[b] if side == "left" else 0
-        first = encoded.ids[g[0]]
-        ids[b, at:at + c], pos[b, at:at + c], seg[b, at:at + c] = first[:c], np.arange(c), 0
-        cursor = at + c
-        for k, t in enumerate(g):
-            seq, n = encoded.ids[t], len(encoded.ids[t])
-            ids[b, cursor:cursor + n - c] = seq[c:]
-            pos[b, cursor:cursor + n - c] = np.arange(c, n)
-            seg[b, cursor:cursor + n - c] = k + 1
-            # where token j of this text sits in the row
-            where = lambda j: at + j if j < c else cursor + j - c  # noqa: E731
-            start = int(encoded.completion_start[t])
-            if position == "last":
-                span = [n - 1]
-            elif start >= n:
-                raise ValueError(f"text {t}: the completion is empty, so position='mean' has no tokens to average")
-            else:
-                span = range(start, n)
-            local = len(texts)
-            texts.append(t)
-            for j in span:
-                p_text.append(local)
-                p_row.append(b)
-                p_pos.append(where(j))
-                p_w.append(1.0 / len(span))
-            cursor += n - c
-    seg_t = torch.from_numpy(seg)
-    idx = torch.arange(width)
-    sj, si = seg_t[:, None, :], seg_t[:, :, None]
-    allowed = (idx[None, :] <= idx[:, None])[None] & (sj >= 0) & ((sj == 0) | (sj == si))
-    allowed |= torch.eye(width, dtype=torch.bool)[None]  # pad rows see themselves: no NaN rows
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
-    return _Packed(
-        torch.from_numpy(ids).to(device), torch.from_numpy(pos).to(device), mask.to(device), np.array(texts),
-        torch.tensor(p_text, device=device), torch.tensor(p_row, device=device),
-        torch.tensor(p_pos, device=device), torch.tensor(p_w, dtype=torch.float32, device=device),
-    )
+def _pooling(encoded: EncodedTexts, groups: TextGroups, rows: Sequence[TreeRow], offsets: Sequence[int],
+             position: str, device: torch.device) -> _Pooling:
+    """Per text, the nodes to read: its last node, or the nodes of its completion tokens."""
+    texts, p_text, p_row, p_col, p_w = [], [], [], [], []
+    for b, (row, at) in enumerate(zip(rows, offsets, strict=True)):
+        paths = iter(row.paths)
+        for g in row.examples:
+            for t in groups.texts[g]:
+                path = next(paths)
+                span = path[-1:] if position == "last" else path[int(encoded.completion_start[t]):]
+                local = len(texts)
+                texts.append(t)
+                for node in span:
+                    p_text.append(local)
+                    p_row.append(b)
+                    p_col.append(at + node)
+                    p_w.append(1.0 / len(span))
+    return _Pooling(np.array(texts), torch.tensor(p_text, device=device), torch.tensor(p_row, device=device),
+                    torch.tensor(p_col, device=device), torch.tensor(p_w, dtype=torch.float32, device=device))
 
 
-def _pool(packed: _Packed, x: torch.Tensor) -> torch.Tensor:
+def _pool(pooling: _Pooling, x: torch.Tensor) -> torch.Tensor:
     """Per text, the weighted sum of `x` [B, T, W] over its pooled positions, in float32 whatever
     the model computes in (bf16, or a quantized model's compute dtype), on the inputs' device:
     the layers of a model sharded over GPUs leave their outputs on their own GPU."""
     device = x.device
-    rows, cols, text = packed.pool_row.to(device), packed.pool_pos.to(device), packed.pool_text.to(device)
-    picked = x[rows, cols].float() * packed.pool_weight.to(device)[:, None]
-    out = torch.zeros((len(packed.texts), x.shape[-1]), dtype=torch.float32, device=device)
-    return out.index_add_(0, text, picked).to(packed.ids.device)
+    rows, cols, text = pooling.row.to(device), pooling.col.to(device), pooling.text.to(device)
+    picked = x[rows, cols].float() * pooling.weight.to(device)[:, None]
+    out = torch.zeros((len(pooling.texts), x.shape[-1]), dtype=torch.float32, device=device)
+    return out.index_add_(0, text, picked).to(pooling.row.device)
 
 
-def _batches(groups: list[list[int]], batch_size: int) -> list[list[list[int]]]:
-    """Consecutive groups holding up to `batch_size` texts (a bigger group goes alone)."""
-    batches: list[list[list[int]]] = []
-    count = 0
-    for g in groups:
-        if batches and count + len(g) <= batch_size:
-            batches[-1].append(g)
-            count += len(g)
-        else:
-            batches.append([g])
-            count = len(g)
-    return batches
+# model -> whether tree attention gives the dense path's hidden states; weak keys so models can be freed
+_TREE_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def resolve_attention(lm: LoadedModel, attention: str = "auto") -> str:
+    """Which attention path extraction takes: "tree" (CPU, when the model supports it and its
+    hidden states equal the dense path's, checked once per model) or "dense"."""
+    check_attention(attention)
+    if attention == "dense" or (attention == "auto" and lm.device.type != "cpu"):
+        return "dense"
+    ok = checked_once(_TREE_OK, lm.model, lambda: supports_tree_attention(lm.model) and _tree_matches_dense(lm))
+    if attention == "tree" and not ok:
+        raise ValueError(f"model {lm.name}: tree attention is not supported for this architecture "
+                         "(use attention='dense')")
+    return "tree" if ok else "dense"
+
+
+@torch.inference_mode()
+def _tree_matches_dense(lm: LoadedModel) -> bool:
+    """Every layer's hidden states of a small tree, computed both ways."""
+    base = find_layout(lm.model).base
+    row = probe_row(lm.model.get_input_embeddings().weight.shape[0])
+    ids, pos, mask = dense_inputs(lm, [row])
+    dense = base(input_ids=ids, position_ids=pos, attention_mask=mask, output_hidden_states=True,
+                 use_cache=False).hidden_states
+    try:
+        with tree_attention(lm.model):
+            ids, pos, plan = tree_inputs(lm, row)
+            tree = base(input_ids=ids, position_ids=pos, tree_plan=plan, output_hidden_states=True,
+                        use_cache=False).hidden_states
+    except Exception:  # an exotic forward signature: the dense path is always correct
+        return False
+    return len(tree) == len(dense) and all(
+        t.shape == d.shape and agrees(lm, t.float(), d.float()) for t, d in zip(tree, dense, strict=True))
 
 
 def _default_progress() -> Progress:
@@ -303,62 +310,85 @@ def _default_progress() -> Progress:
     )
 
 
+def _check_completions(encoded: EncodedTexts, position: str) -> None:
+    if position == "mean":
+        empty = [t for t, ids in enumerate(encoded.ids) if encoded.completion_start[t] >= len(ids)]
+        if empty:
+            raise ValueError(f"text {empty[0]}: the completion is empty, so position='mean' has no tokens to average")
+
+
 def iter_hidden(
     lm: LoadedModel, encoded: EncodedTexts, *, sites: Sequence[str] = SITES, position: str = "last",
-    batch_size: int = 8,
+    batch_tokens: int | None = None, attention: str = "auto",
 ) -> Iterator[HiddenBatch]:
-    """Yield activations batch by batch (longest prompts first).
+    """Yield activations batch by batch, on the scoring engine's machinery.
 
-    Texts with the same prefix string are packed into one row that computes their common leading
-    tokens once (an example's prompt is read once for all of its responses); `batch_size` counts
-    texts, and one prompt's texts always share a batch. A batch that runs out of memory is split
-    in halves and retried (the scoring engine's back-off), and only that batch: the batches after
-    it keep `batch_size`. Streaming lets the activation store write rows straight into
-    memory-mapped files, so a split's activations never have to fit in RAM at once. Rows are
-    padded on the tokenizer's `padding_side`; explicit position ids make the results the same.
+    Texts with the same prefix string are one prefix-tree example (their common leading tokens
+    are its prompt), packed with the engine's rows (`genies.models.prefix_tree`): with tree
+    attention (CPU) one unpadded tree of up to `batch_tokens` nodes per forward, else dense rows
+    of up to `ROW_TOKENS` nodes bucketed by length into batches of `batch_tokens` padded tokens.
+    One prompt's texts always share a forward. A batch that runs out of memory is split in
+    halves and retried (only that batch). Only the requested `sites` are computed and read, at
+    the requested `position`. Streaming lets the activation store write rows straight into
+    memory-mapped files, so a split's activations never have to fit in RAM at once. Dense rows
+    are padded on the tokenizer's `padding_side`; explicit position ids make the results the same.
     """
     _check(sites, position)
+    _check_completions(encoded, position)
     layout = find_layout(lm.model)
-    pad_id = pad_token_id(lm)
-    # The embeddings say where inputs go and the dtype of the mask: the first GPU of a sharded
-    # model, and the compute dtype of a quantized one (whose linear weights are packed integers).
-    embeddings = lm.model.get_input_embeddings().weight
-    device, dtype = embeddings.device, embeddings.dtype
-    groups = sorted(_groups(encoded.group_keys), key=lambda g: -sum(len(encoded.ids[t]) for t in g))
+    groups = group_texts(encoded)
+    budget = batch_tokens or default_batch_tokens(lm)
+    use_tree = resolve_attention(lm, attention) == "tree"
     captured: list[torch.Tensor | None] = [None] * len(layout.out_projs)
-    state: dict[str, _Packed] = {}
+    state: dict[str, _Pooling] = {}
     done: list[HiddenBatch] = []
 
     def make_hook(layer: int):
         def hook(module, args, kwargs):
             x = args[0] if args else next(iter(kwargs.values()))
-            captured[layer] = _pool(state["packed"], x)
+            captured[layer] = _pool(state["pooling"], x)
         return hook
 
-    def run(batch: list[list[int]]) -> None:
-        packed = _pack(encoded, batch, position, pad_id, lm.tokenizer.padding_side, dtype, device)
-        state["packed"] = packed
-        with torch.inference_mode():
-            out = layout.base(input_ids=packed.ids, attention_mask=packed.mask, position_ids=packed.positions,
-                              output_hidden_states="residual" in sites, use_cache=False)
+    def forward(rows: Sequence[TreeRow], offsets: Sequence[int], **inputs) -> None:
+        pooling = _pooling(encoded, groups, rows, offsets, position, lm.device)
+        state["pooling"] = pooling
+        out = layout.base(**inputs, output_hidden_states="residual" in sites, use_cache=False)
         values = {}
         if "residual" in sites:
-            values["residual"] = torch.stack([_pool(packed, h) for h in out.hidden_states], 1).cpu().numpy()
+            values["residual"] = torch.stack([_pool(pooling, h) for h in out.hidden_states], 1).cpu().numpy()
         if "heads" in sites:
             heads = torch.stack(captured, 1)
-            values["heads"] = heads.reshape(len(packed.texts), len(captured), layout.num_heads, -1).cpu().numpy()
-        done.append(HiddenBatch(packed.texts, values))
+            values["heads"] = heads.reshape(len(pooling.texts), len(captured), layout.num_heads, -1).cpu().numpy()
+        done.append(HiddenBatch(pooling.texts, values))
+
+    if use_tree:  # a batch is the groups of one tree; on out-of-memory it splits into two trees
+
+        def run(members: list[int]) -> None:
+            row = TreeRow.build(groups.examples, members)
+            ids, pos, plan = tree_inputs(lm, row)
+            forward([row], [0], input_ids=ids, position_ids=pos, tree_plan=plan)
+
+        batches = pack_rows(groups.examples, budget)
+    else:  # a batch is a list of padded rows
+        all_rows = [TreeRow.build(groups.examples, members) for members in pack_rows(groups.examples, ROW_TOKENS)]
+
+        def run(members: list[int]) -> None:
+            rows = [all_rows[r] for r in members]
+            ids, pos, mask = dense_inputs(lm, rows)
+            offsets = [pad_offset(lm, len(row.tokens), ids.shape[1]) for row in rows]
+            forward(rows, offsets, input_ids=ids, position_ids=pos, attention_mask=mask)
+
+        batches = length_batches([len(r.tokens) for r in all_rows], budget)
 
     handles = []
     if "heads" in sites:
         handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(layout.out_projs)]
     progress = _default_progress()
     try:
-        with progress:
+        with progress, torch.inference_mode(), (tree_attention(lm.model) if use_tree else nullcontext()):
             task = progress.add_task(f"hidden states ({lm.name})", total=len(encoded))
-            for batch in _batches(groups, max(1, batch_size)):
-                # One prompt's texts share a packed row, so the back-off splits a batch by groups
-                # and gives up on a single group; the halves finish before the next batch starts.
+            for batch in batches:
+                # the halves of a batch that ran out of memory finish before the next batch starts
                 run_with_backoff(lm, [batch], run)
                 while done:
                     finished = done.pop(0)
@@ -382,8 +412,8 @@ def warn_truncated(encoded: EncodedTexts, max_length: int | None) -> None:
 
 def extract_hidden(
     lm: LoadedModel, prefixes: Sequence[str], completions: Sequence[str], *, sites: Sequence[str] = SITES,
-    position: str = "last", add_bos: bool = True, add_eos: bool = False, batch_size: int = 8,
-    max_length: int | None = None,
+    position: str = "last", add_bos: bool = True, add_eos: bool = False, batch_tokens: int | None = None,
+    attention: str = "auto", max_length: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Activations of `prefix + completion` for each text, as float32 arrays keyed by site.
 
@@ -396,9 +426,78 @@ def extract_hidden(
                            max_length=max_length)
     warn_truncated(encoded, max_length)
     result: dict[str, np.ndarray] = {}
-    for batch in iter_hidden(lm, encoded, sites=sites, position=position, batch_size=batch_size):
+    for batch in iter_hidden(lm, encoded, sites=sites, position=position, batch_tokens=batch_tokens,
+                             attention=attention):
         for site, values in batch.values.items():
             if site not in result:
                 result[site] = np.empty((len(encoded), *values.shape[1:]), np.float32)
             result[site][batch.indices] = values
+    return result
+
+
+def extract_hidden_naive(
+    lm: LoadedModel, prefixes: Sequence[str], completions: Sequence[str], *, sites: Sequence[str] = SITES,
+    position: str = "last", add_bos: bool = True, add_eos: bool = False, batch_tokens: int | None = None,
+    max_length: int | None = None,
+) -> dict[str, np.ndarray]:
+    """The reference: every text as its own padded sequence through the whole model.
+
+    Same tokenization, truncation and dtype as `extract_hidden`, but no sharing: each text is
+    one sequence (bucketed by length into batches of `batch_tokens` padded tokens, with a 2-D
+    padding mask and position ids that skip the padding), the residual stream is the model's own
+    `output_hidden_states` (logits included, as a plain forward computes them) and the heads
+    are the inputs of the attention output projections; the positions are read afterwards.
+    Used to test the extractor and as the benchmark baseline.
+    """
+    _check(sites, position)
+    max_length = context_length(lm, max_length)
+    encoded = encode_texts(lm.tokenizer, prefixes, completions, add_bos=add_bos, add_eos=add_eos,
+                           max_length=max_length)
+    _check_completions(encoded, position)
+    layout = find_layout(lm.model)
+    lengths = [len(ids) for ids in encoded.ids]
+    result: dict[str, np.ndarray] = {}
+    captured: list[torch.Tensor | None] = [None] * len(layout.out_projs)
+
+    def make_hook(layer: int):
+        def hook(module, args, kwargs):
+            captured[layer] = args[0] if args else next(iter(kwargs.values()))
+        return hook
+
+    def store(site: str, j: int, value: torch.Tensor) -> None:
+        if site not in result:
+            result[site] = np.empty((len(encoded), *value.shape), np.float32)
+        result[site][j] = value.float().cpu().numpy()
+
+    def run(batch: list[int]) -> None:
+        width = max(lengths[j] for j in batch)
+        ids = torch.full((len(batch), width), pad_token_id(lm), dtype=torch.long)
+        attn = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, j in enumerate(batch):
+            at = pad_offset(lm, lengths[j], width)
+            ids[b, at: at + lengths[j]] = torch.tensor(encoded.ids[j])
+            attn[b, at: at + lengths[j]] = 1
+        position_ids = (attn.cumsum(1) - 1).clamp(min=0)
+        out = lm.model(input_ids=ids.to(lm.device), attention_mask=attn.to(lm.device),
+                       position_ids=position_ids.to(lm.device), output_hidden_states="residual" in sites,
+                       use_cache=False)
+        for b, j in enumerate(batch):
+            at = pad_offset(lm, lengths[j], width)
+            first = lengths[j] - 1 if position == "last" else int(encoded.completion_start[j])
+            span = slice(at + first, at + lengths[j])
+            if "residual" in sites:
+                store("residual", j, torch.stack([h[b, span].float().mean(0) for h in out.hidden_states]))
+            if "heads" in sites:
+                heads = torch.stack([c[b, span].float().mean(0) for c in captured])
+                store("heads", j, heads.reshape(len(captured), layout.num_heads, -1))
+
+    handles = []
+    if "heads" in sites:
+        handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(layout.out_projs)]
+    try:
+        with torch.inference_mode():
+            run_with_backoff(lm, length_batches(lengths, batch_tokens or default_batch_tokens(lm)), run)
+    finally:
+        for handle in handles:
+            handle.remove()
     return result

@@ -40,15 +40,14 @@ import torch
 
 from genies.data.schema import Example
 from genies.models.base import LoadedModel, context_length, pad_token_id, tokenize
-from genies.models.batching import common_prefix_length, run_with_backoff
-from genies.models.tree_attention import TreeAttentionPlan, plan_segments, supports_tree_attention, tree_attention
+from genies.models.batching import run_with_backoff
+from genies.models.prefix_tree import (ROW_TOKENS, TokenizedExample, TreeRow, agrees, check_attention, checked_once,
+                                       default_batch_tokens, dense_inputs, length_batches, pack_rows, pad_offset,
+                                       probe_row, tree_inputs)
+from genies.models.tree_attention import supports_tree_attention, tree_attention
 
 log = logging.getLogger(__name__)
 
-CPU_BATCH_TOKENS = 2048
-GPU_BATCH_TOKENS = 32768
-ROW_TOKENS = 384  # nodes per prefix-tree row: short examples share rows, long ones stand alone (PERFORMANCE.md)
-ATTENTION_CHOICES = ("auto", "tree", "dense")
 HEAD_CHUNK = 128  # positions per LM-head chunk: bounds the [chunk, vocab] logits buffer
 
 
@@ -65,13 +64,6 @@ class ResponseScores:
     @property
     def truncated(self) -> bool:
         return self.truncated_prompt_tokens > 0
-
-
-@dataclass(frozen=True)
-class TokenizedExample:
-    prompt: list[int]
-    responses: list[list[int]]  # each ends with EOS
-    truncated: int
 
 
 def count_truncated(scores: Sequence[ResponseScores]) -> int:
@@ -134,25 +126,6 @@ def _report_truncation(tokenized: Sequence[TokenizedExample], limit: int) -> Non
                     n, len(tokenized), limit)
 
 
-def default_batch_tokens(lm: LoadedModel) -> int:
-    return GPU_BATCH_TOKENS if lm.device.type == "cuda" else CPU_BATCH_TOKENS
-
-
-def _batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, grouped so that rows x longest row <= batch_tokens (>= 1 row)."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for idx in order:
-        if current and (len(current) + 1) * lengths[idx] > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(idx)
-    if current:
-        batches.append(current)
-    return batches
-
-
 class _OutputHead:
     """hidden states -> logits without running the LM head over prompt positions.
 
@@ -172,7 +145,7 @@ class _OutputHead:
         if self.decoder is None or self.decoder is model:
             self.split = False
         else:
-            self.split = _checked_once(_SPLIT_OK, model, lambda: self._split_matches(lm))
+            self.split = checked_once(_SPLIT_OK, model, lambda: self._split_matches(lm))
 
     @torch.inference_mode()
     def _split_matches(self, lm: LoadedModel) -> bool:
@@ -183,7 +156,7 @@ class _OutputHead:
         except Exception:  # an exotic decoder signature: the full-model path is always correct
             return False
         full = self.model(input_ids=ids, use_cache=False).logits.float()
-        return _agrees(lm, split.to(full.device), full)  # a sharded model's head may sit on another GPU
+        return agrees(lm, split.to(full.device), full)  # a sharded model's head may sit on another GPU
 
     def hidden(self, **inputs) -> torch.Tensor:
         """Last hidden states (split path) or logits (fallback path) for every position."""
@@ -208,110 +181,6 @@ class _OutputHead:
 
 # model -> whether hidden-state x head equals its logits; weak keys so models can be freed
 _SPLIT_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _checked_once(cache: weakref.WeakKeyDictionary, model: torch.nn.Module, check: Callable[[], bool]) -> bool:
-    """The result of a per-model fast-path check, computed on the model's first use only."""
-    if model not in cache:
-        cache[model] = check()
-    return cache[model]
-
-
-def _agrees(lm: LoadedModel, got: torch.Tensor, want: torch.Tensor) -> bool:
-    """Whether a fast path reproduces the reference path, within the rounding of the model's dtype."""
-    tol = 1e-4 if lm.dtype == torch.float32 else 2e-2
-    return torch.allclose(got, want, atol=tol * max(1.0, want.abs().max().item()), rtol=0)
-
-
-@dataclass
-class _TreeRow:
-    """Several examples packed as one prefix tree: every distinct token prefix is one position.
-
-    Node order is creation order, so a node's ancestors always come before it; the attention
-    mask lets each node see exactly its ancestors and itself, and its position id is its depth.
-    A prompt shared by several responses, a common prompt preamble (the Alpaca header) or a
-    common response opening is therefore computed once.
-    """
-
-    tokens: list[int]
-    depth: list[int]
-    parent: list[int]
-    examples: list[int]
-    pred: list[int]  # node whose output predicts each scored token
-    targets: list[int]
-    owner: list[int]  # flat response number (in example order within the row) of each scored token
-    runs: list[tuple[int, int]]  # [start, end) of the new nodes of each walk: chains for tree attention
-
-    @classmethod
-    def build(cls, tokenized: Sequence[TokenizedExample], members: list[int]) -> _TreeRow:
-        row = cls([], [], [], members, [], [], [], [])
-        children: dict[tuple[int, int], int] = {}
-
-        def walk(node: int, ids: Sequence[int]) -> list[int]:
-            path = []
-            first_new = len(row.tokens)
-            for tok in ids:
-                child = children.get((node, tok))
-                if child is None:
-                    child = children[(node, tok)] = len(row.tokens)
-                    row.tokens.append(tok)
-                    row.parent.append(node)
-                    row.depth.append(row.depth[node] + 1 if node >= 0 else 0)
-                path.append(child)
-                node = child
-            if len(row.tokens) > first_new:  # a new node has no children yet, so new nodes form one chain
-                row.runs.append((first_new, len(row.tokens)))
-            return path
-
-        n_resp = 0
-        for i in members:
-            t = tokenized[i]
-            last = walk(-1, t.prompt)[-1]
-            for response in t.responses:
-                path = walk(last, response)
-                row.pred.extend([last, *path[:-1]])
-                row.targets.extend(response)
-                row.owner.extend([n_resp] * len(response))
-                n_resp += 1
-        return row
-
-    def ancestors(self, width: int, offset: int) -> np.ndarray:
-        """[width, width] bool: node i may attend to node j (j is i or an ancestor); pads see themselves."""
-        allowed = np.zeros((width, width), dtype=bool)
-        for i, parent in enumerate(self.parent):
-            if parent >= 0:
-                allowed[offset + i, offset: offset + i] = allowed[offset + parent, offset: offset + i]
-            allowed[offset + i, offset + i] = True
-        pads = [j for j in range(width) if not offset <= j < offset + len(self.tokens)]
-        allowed[pads, pads] = True
-        return allowed
-
-
-def _pack_rows(tokenized: Sequence[TokenizedExample], row_tokens: int) -> list[list[int]]:
-    """Group examples into prefix-tree rows of at most about `row_tokens` nodes.
-
-    Sorting by prompt ids puts identical prompts and shared preambles next to each other, and
-    in a sorted list the longest prefix shared with any earlier prompt is the one shared with
-    the previous prompt, so the row's node count is tracked (as an upper bound) without
-    building trees. Longer rows share more; with the dense mask they also cost attention
-    quadratic in row length, with tree attention they do not.
-    """
-    order = sorted(range(len(tokenized)), key=lambda i: tokenized[i].prompt)
-    rows: list[list[int]] = []
-    size = 0
-    prev: Sequence[int] = ()
-    for i in order:
-        t = tokenized[i]
-        own = len(t.prompt) + sum(len(r) for r in t.responses)
-        extra = own - common_prefix_length(prev, t.prompt) if rows else own
-        if not rows or size + extra > row_tokens:
-            rows.append([i])
-            size = own
-        else:
-            rows[-1].append(i)
-            size += extra
-        prev = t.prompt
-    return rows
 
 
 def score_examples(
@@ -339,7 +208,7 @@ def score_examples(
     budget = batch_tokens or default_batch_tokens(lm)
     results: list[ResponseScores | None] = [None] * len(tokenized)
 
-    def record(rows: Sequence[_TreeRow], sums: Sequence[np.ndarray]) -> None:
+    def record(rows: Sequence[TreeRow], sums: Sequence[np.ndarray]) -> None:
         for row, row_sums in zip(rows, sums):
             start = 0
             for i in row.examples:
@@ -352,18 +221,18 @@ def score_examples(
     if use_tree:  # a batch is the examples of one tree; on out-of-memory it splits into two trees
 
         def run(members: list[int]) -> None:
-            row = _TreeRow.build(tokenized, members)
+            row = TreeRow.build(tokenized, members)
             record([row], _score_tree(lm, head, row))
 
-        batches = _pack_rows(tokenized, budget)
+        batches = pack_rows(tokenized, budget)
     else:  # a batch is a list of padded rows
-        rows = [_TreeRow.build(tokenized, members) for members in _pack_rows(tokenized, row_tokens)]
+        rows = [TreeRow.build(tokenized, members) for members in pack_rows(tokenized, row_tokens)]
 
         def run(members: list[int]) -> None:
             batch_rows = [rows[r] for r in members]
             record(batch_rows, _score_dense_rows(lm, head, batch_rows))
 
-        batches = _batches([len(r.tokens) for r in rows], budget)
+        batches = length_batches([len(r.tokens) for r in rows], budget)
     with torch.inference_mode(), (tree_attention(lm.model) if use_tree else nullcontext()):
         run_with_backoff(lm, batches, run)
     return results  # type: ignore[return-value]
@@ -374,18 +243,11 @@ def resolve_attention(lm: LoadedModel, attention: str = "auto") -> str:
     return "tree" if _use_tree_attention(lm, _OutputHead(lm), attention) else "dense"
 
 
-def check_attention(attention: str) -> str:
-    """`attention` itself if it names an attention path, else a ValueError listing the choices."""
-    if attention not in ATTENTION_CHOICES:
-        raise ValueError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}; got {attention!r}")
-    return attention
-
-
 def _use_tree_attention(lm: LoadedModel, head: _OutputHead, attention: str) -> bool:
     check_attention(attention)
     if attention == "dense" or (attention == "auto" and lm.device.type != "cpu"):
         return False
-    known = _checked_once(_TREE_OK, lm.model,
+    known = checked_once(_TREE_OK, lm.model,
                           lambda: supports_tree_attention(lm.model) and _tree_matches_dense(lm, head))
     if attention == "tree" and not known:
         raise ValueError(f"model {lm.name}: tree attention is not supported for this architecture "
@@ -400,64 +262,34 @@ _TREE_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 @torch.inference_mode()
 def _tree_matches_dense(lm: LoadedModel, head: _OutputHead) -> bool:
     """Run a small tree (shared prompt, shared response opening, a second prompt) both ways."""
-    vocab = head.head.weight.shape[0]
-    ids = [[(3 + t) % vocab for t in seq] for seq in ([1, 2, 3, 4], [5, 6], [5, 7, 8], [1, 2, 9], [10])]
-    tokenized = [TokenizedExample(ids[0], [ids[1], ids[2]], 0), TokenizedExample(ids[3], [ids[4]], 0)]
-    row = _TreeRow.build(tokenized, [0, 1])
-    ids_t, pos, mask = _dense_inputs(lm, [row])
+    row = probe_row(head.head.weight.shape[0])
+    ids_t, pos, mask = dense_inputs(lm, [row])
     dense = head.hidden(input_ids=ids_t, position_ids=pos, attention_mask=mask).float()
     try:
         with tree_attention(lm.model):
-            ids_t, pos, plan = _tree_inputs(lm, row)
+            ids_t, pos, plan = tree_inputs(lm, row)
             tree = head.hidden(input_ids=ids_t, position_ids=pos, tree_plan=plan).float()
     except Exception:  # an exotic forward signature: the dense path is always correct
         return False
-    return tree.shape == dense.shape and _agrees(lm, tree, dense)
+    return tree.shape == dense.shape and agrees(lm, tree, dense)
 
 
-def _dense_inputs(lm: LoadedModel, rows: Sequence[_TreeRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Padded ids, position ids (depths) and the additive 4-D ancestor mask of a batch of rows."""
-    width = max(len(r.tokens) for r in rows)
-    ids = np.full((len(rows), width), pad_token_id(lm), dtype=np.int64)
-    pos = np.zeros((len(rows), width), dtype=np.int64)
-    allowed = np.empty((len(rows), width, width), dtype=bool)
-    for b, row in enumerate(rows):
-        at = _pad_offset(lm, len(row.tokens), width)
-        ids[b, at: at + len(row.tokens)] = row.tokens
-        pos[b, at: at + len(row.tokens)] = row.depth
-        allowed[b] = row.ancestors(width, at)
-    mask = torch.zeros(allowed.shape, dtype=lm.dtype).masked_fill_(~torch.from_numpy(allowed), torch.finfo(lm.dtype).min)
-    return (torch.from_numpy(ids).to(lm.device), torch.from_numpy(pos).to(lm.device), mask[:, None].to(lm.device))
-
-
-def _tree_inputs(lm: LoadedModel, row: _TreeRow) -> tuple[torch.Tensor, torch.Tensor, TreeAttentionPlan]:
-    """Unpadded ids and position ids of one tree, and its segment-wise attention plan."""
-    ids = torch.tensor([row.tokens], device=lm.device)
-    pos = torch.tensor([row.depth], device=lm.device)
-    return ids, pos, plan_segments(row.parent, row.runs, dtype=lm.dtype, device=lm.device)
-
-
-def _pad_offset(lm: LoadedModel, length: int, width: int) -> int:
-    """Where a sequence of `length` starts in a padded row of `width`, per the tokenizer's padding side."""
-    return width - length if lm.tokenizer.padding_side == "left" else 0
-
-
-def _score_tree(lm: LoadedModel, head: _OutputHead, row: _TreeRow) -> list[np.ndarray]:
+def _score_tree(lm: LoadedModel, head: _OutputHead, row: TreeRow) -> list[np.ndarray]:
     """One forward pass over one unpadded tree with segment-wise attention."""
-    ids, pos, plan = _tree_inputs(lm, row)
+    ids, pos, plan = tree_inputs(lm, row)
     states = head.hidden(input_ids=ids, position_ids=pos, tree_plan=plan)
     return _response_sums(lm, head, states, [row], [0])
 
 
-def _score_dense_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[_TreeRow]) -> list[np.ndarray]:
+def _score_dense_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[TreeRow]) -> list[np.ndarray]:
     """One forward pass over a padded batch of rows with a dense 4-D ancestor mask."""
-    ids, pos, mask = _dense_inputs(lm, rows)
+    ids, pos, mask = dense_inputs(lm, rows)
     states = head.hidden(input_ids=ids, position_ids=pos, attention_mask=mask)
     width = ids.shape[1]
-    return _response_sums(lm, head, states, rows, [_pad_offset(lm, len(row.tokens), width) for row in rows])
+    return _response_sums(lm, head, states, rows, [pad_offset(lm, len(row.tokens), width) for row in rows])
 
 
-def _response_sums(lm: LoadedModel, head: _OutputHead, states: torch.Tensor, rows: Sequence[_TreeRow],
+def _response_sums(lm: LoadedModel, head: _OutputHead, states: torch.Tensor, rows: Sequence[TreeRow],
                    offsets: Sequence[int]) -> list[np.ndarray]:
     """Per-response log-prob sums per row from the last hidden states (or logits) of a batch."""
     device = states.device  # the last layer's device: not the input's when the model is sharded
@@ -511,7 +343,7 @@ def score_examples_naive(
         for b, j in enumerate(batch):
             i, k = seqs[j]
             seq = tokenized[i].prompt + tokenized[i].responses[k]
-            at = _pad_offset(lm, len(seq), width)
+            at = pad_offset(lm, len(seq), width)
             ids[b, at: at + len(seq)] = torch.tensor(seq)
             attn[b, at: at + len(seq)] = 1
         position_ids = (attn.cumsum(1) - 1).clamp(min=0)
@@ -520,7 +352,7 @@ def score_examples_naive(
         for b, j in enumerate(batch):
             i, k = seqs[j]
             p, n = len(tokenized[i].prompt), len(tokenized[i].responses[k])
-            at = _pad_offset(lm, lengths[j], width)
+            at = pad_offset(lm, lengths[j], width)
             rows = logits[b, at + p - 1: at + p + n - 1].float().log_softmax(-1)
             target = torch.tensor(tokenized[i].responses[k], device=device)
             sums[i][k] = rows.gather(1, target[:, None]).double().sum().item()
@@ -528,6 +360,6 @@ def score_examples_naive(
             progress(len(batch))
 
     with torch.inference_mode():
-        run_with_backoff(lm, _batches(lengths, batch_tokens or default_batch_tokens(lm)), run)
+        run_with_backoff(lm, length_batches(lengths, batch_tokens or default_batch_tokens(lm)), run)
     return [_finish(t, s) for t, s in zip(tokenized, sums)]
 

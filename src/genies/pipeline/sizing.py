@@ -31,7 +31,6 @@ Peaks use the longest example (a batch is padded to its longest row), times use 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -263,7 +262,8 @@ class Sizer:
     # -- scoring engine (zero_shot, few_shot) ---------------------------------------------------
     def scoring(self, method: Any, data: DataShape) -> Workload:
         from genies.interventions.few_shot import FewShot
-        from genies.models.scoring import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, HEAD_CHUNK, ROW_TOKENS
+        from genies.models.prefix_tree import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, ROW_TOKENS
+        from genies.models.scoring import HEAD_CHUNK
 
         s, p = self.shape, self.precision
         shots = method.num_shots * (data.prompt_tokens + data.response_tokens + 1) if isinstance(method, FewShot) else 0
@@ -280,16 +280,20 @@ class Sizer:
     # -- hidden-state extraction (representation methods) ---------------------------------------
     def extraction(self, templates: Sequence[tuple[str, float]], examples: int, data: DataShape, extract: bool
                    ) -> Workload:
+        from genies.models.prefix_tree import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, ROW_TOKENS
+
         s, p = self.shape, self.precision
-        rows = max(1, int(extraction_batch() // max(1.0, data.responses)))  # one packed row per prompt
+        budget = GPU_BATCH_TOKENS if self.gpu else CPU_BATCH_TOKENS  # the activation store's default
         peak = MemoryEstimate(self.base_weights)
         flops = 0.0
         for _, extra in templates:
             width = data.longest_query + math.ceil(data.responses * extra) + 1  # + BOS
-            tokens = rows * width
+            # tokens per forward: the budget, or the whole split when smaller; a query longer than it goes alone
+            tokens = max(width, min(budget, math.ceil(examples * (data.query_tokens + data.responses * extra + 1))))
+            mask = tokens * max(ROW_TOKENS, width) * p.bytes if self.gpu else 0  # dense rows on GPUs, tree on CPU
             memory = MemoryEstimate(
                 self.base_weights, activations=(s.num_layers + 1) * tokens * s.hidden_size * p.bytes,
-                buffers=tokens * inference_layer_bytes(s, p) + rows * width * width * p.bytes + quantized_buffer(s, p))
+                buffers=tokens * inference_layer_bytes(s, p) + mask + quantized_buffer(s, p))
             peak = max(peak, memory, key=lambda m: m.total)
             flops += forward_flops(s, examples * (data.query_tokens + data.responses * extra + 1))
         counted = flops if extract else 0.0
@@ -406,13 +410,6 @@ def packed_lines(rows: int, mean: float, longest: int, line_tokens: int) -> tupl
     per_line = max(1, int(line_tokens // mean)) if mean <= line_tokens else 1
     lines = math.ceil(rows / per_line)
     return lines, max(longest, math.ceil(min(rows, per_line) * mean))
-
-
-def extraction_batch() -> int:
-    """Texts per extraction batch: the activation store's default `batch_size`."""
-    from genies.models.activations import ActivationStore
-
-    return int(inspect.signature(ActivationStore).parameters["batch_size"].default)
 
 
 def extraction_templates(method: Intervention) -> list[tuple[str, float]]:
@@ -547,7 +544,7 @@ def _fixes(method: Intervention, kind: str, distribution: str | None, sizer: Siz
     if setting is not None:
         name, value = setting
         if name == "batch_tokens" and not value:
-            from genies.models.scoring import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS
+            from genies.models.prefix_tree import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS
 
             value = GPU_BATCH_TOKENS if hardware.gpu else CPU_BATCH_TOKENS
         while value > 1:
