@@ -115,7 +115,7 @@ def test_scores_do_not_depend_on_eval_batch_size(tiny_llama, fitted) -> None:
 @pytest.mark.parametrize("method", [Lora(**{**FAST, "steps": 3, "batch_size": 6}),
                                     Lora(**{**FAST, "steps": 3, "batch_size": 6, "last_layers": 1}),
                                     PromptTuning(learning_rate=3e-2, steps=3, batch_size=6)],
-                         ids=["packed", "layer-cache", "unpacked"])
+                         ids=["packed", "layer-cache", "prompt_tuning"])
 def test_training_does_not_depend_on_micro_batch_size(tiny_llama, method) -> None:
     """What lets micro_batch_size stay out of cache keys: gradient accumulation over micro
     batches of 1, 4 (uneven) or 6 pairs trains the same tensors, on every forward path. (Lora's
@@ -231,11 +231,12 @@ def tiny_arch(request, tmp_path_factory):
 
 
 @pytest.mark.parametrize("max_length", [None, 12])
-def test_packed_scores_equal_unpacked_scores(tiny_arch, max_length) -> None:
+@pytest.mark.parametrize("method", [Lora(r=4, dropout=0.0), PromptTuning(num_virtual_tokens=3)],
+                         ids=["lora", "prompt_tuning"])
+def test_packed_scores_equal_unpacked_scores(tiny_arch, max_length, method) -> None:
     """Prefix trees (CPU's choice on every test architecture, absolute positions included) and
     block-masked rows (the GPU's, and the fallback) give the one-sequence-per-response rewards,
     whatever the batch sizes and the tokenizer's padding side."""
-    method = Lora(r=4, dropout=0.0)
     model, head = perturbed(method, tiny_arch)
     model.eval()
     pad = rm.pad_token_id(tiny_arch)
@@ -281,8 +282,9 @@ def test_scoring_halves_a_batch_that_runs_out_of_memory(tiny_llama, monkeypatch)
 @pytest.mark.parametrize("method, forward", [
     (Lora(**{**FAST, "steps": 1, "batch_size": 6}), "packed"),
     (Lora(**{**FAST, "steps": 1, "batch_size": 6, "last_layers": 2}), "layer-cache"),
-    (FullFineTune(allow_cpu=True, steps=1, batch_size=6, learning_rate=1e-3), "packed")],
-    ids=["lora", "lora-last-layers", "full_fine_tune"])
+    (FullFineTune(allow_cpu=True, steps=1, batch_size=6, learning_rate=1e-3), "packed"),
+    (PromptTuning(steps=1, batch_size=6), "packed")],
+    ids=["lora", "lora-last-layers", "full_fine_tune", "prompt_tuning"])
 def test_one_training_step_packed_equals_the_unpacked_step(tiny_llama4, method, forward) -> None:
     """Known answer: one optimizer step through the shared-prompt pass leaves the same
     parameters as through two sequences per pair."""
@@ -312,12 +314,14 @@ def test_a_decoder_ignoring_the_packed_mask_falls_back_to_unpacked(tiny_llama, m
         np.testing.assert_array_equal(a, b)
 
 
-def test_prompt_tuning_never_packs(tiny_llama) -> None:
-    method = PromptTuning()
+def test_prompt_tuning_packs_with_its_virtual_tokens_as_the_shared_prefix(tiny_llama) -> None:
+    method = PromptTuning(num_virtual_tokens=3)
     model, head = method.build(tiny_llama, 0)
     pad = rm.pad_token_id(tiny_llama)
-    assert not pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
-                           lambda seqs: rm.rewards(model, seqs, pad, torch.device("cpu")))
+    assert pk.can_pack(model, head, pad, torch.device("cpu"), torch.float32,
+                       lambda seqs: rm.rewards(model, seqs, pad, torch.device("cpu")))
+    assert pk.with_virtual(model, [[7, 8], [7, 9]]) == [[-1, -2, -3, 7, 8], [-1, -2, -3, 7, 9]]
+    assert pk.PackedRow.pack(pk.with_virtual(model, [[7, 8], [7, 9]])).positions == [0, 1, 2, 3, 4, 4]
 
 
 @pytest.fixture(scope="module")
@@ -341,11 +345,12 @@ def loss_and_grads(model, pair_rewards, idx) -> tuple[float, dict[str, torch.Ten
     return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("last_layers", [None, 2])
+@pytest.mark.parametrize("last_layers", [None, 2, "prompt_tuning"])
 def test_packed_and_cached_training_pass_equal_the_unpacked_one(tiny_arch, last_layers, monkeypatch) -> None:
-    """Loss and LoRA/head gradients of one pair-row per pair (and, with only the top layers
-    trainable, of the frozen-layer cache) equal those of two separate sequences per pair."""
-    method = Lora(r=4, dropout=0.0, last_layers=last_layers)
+    """Loss and LoRA/head gradients (prompt tuning: virtual-token/head gradients) of one pair-row
+    per pair (and, with only the top layers trainable, of the frozen-layer cache) equal those of
+    two separate sequences per pair."""
+    method = PromptTuning() if last_layers == "prompt_tuning" else Lora(r=4, dropout=0.0, last_layers=last_layers)
     model, head = perturbed(method, tiny_arch)
     model.train()
     chosen, rejected = pair_ids(tiny_arch, 6)
@@ -354,14 +359,15 @@ def test_packed_and_cached_training_pass_equal_the_unpacked_one(tiny_arch, last_
     # the frozen-layer cache needs the decoder's layer list at `.layers`: GPT-2 (`h`) and OPT
     # (`decoder.layers`) train through the packed pass instead
     cacheable = tiny_arch.name not in ("tiny-gpt2", "tiny-opt")
-    assert fast_name == ("layer-cache" if last_layers is not None and cacheable else "packed")
+    assert fast_name == ("layer-cache" if isinstance(last_layers, int) and cacheable else "packed")
     monkeypatch.setattr(rm, "can_pack", lambda *a: False)
     slow_name, slow = rm.pair_scorer(model, head, tiny_arch, chosen, rejected, 4, FitContext(), "t")
     assert slow_name == "unpacked"
     fast_loss, fast_grads = loss_and_grads(model, fast, idx)
     slow_loss, slow_grads = loss_and_grads(model, slow, idx)
     assert fast_loss == pytest.approx(slow_loss, abs=1e-5)
-    assert any("lora_B" in n for n in slow_grads) and set(fast_grads) == set(slow_grads)
+    trained = "prompt_encoder" if last_layers == "prompt_tuning" else "lora_B"
+    assert any(trained in n for n in slow_grads) and set(fast_grads) == set(slow_grads)
     for name, grad in slow_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 

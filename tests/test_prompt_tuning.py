@@ -25,7 +25,7 @@ def test_prompt_tuning_learns_a_planted_feature_and_reloads(tiny_llama, tmp_path
     method = PromptTuning(learning_rate=3e-2, steps=40, batch_size=8)
     fit = method.fit(tiny_llama, dist.train_only(), FitContext(seed=0))
     assert set(fit.tensors) == {"prompt_embeddings", "base_model.score.weight"}
-    assert fit.tensors["prompt_embeddings"].shape[0] == 10 and fit.forward == "unpacked"
+    assert fit.tensors["prompt_embeddings"].shape[0] == 10 and fit.forward == "packed"
 
     def p_preferred(fitted, split: str) -> np.ndarray:
         scores = method.scorer(tiny_llama, fitted, FitContext())(dist.eval_set(split))

@@ -21,8 +21,9 @@ are halved on out-of-memory (`batching.run_with_backoff`). A training pair is on
 chosen + EOS, rejected + EOS]`, so the prompt's forward and backward pass are shared by both
 responses; with only the top layers trainable their input is computed once per pair
 (`_reward_packing.LayerCache`). Each shortcut is checked against the unpacked `rewards` on the
-model itself and skipped where it does not match (prompt tuning, whose virtual tokens PEFT
-prepends, always takes the unpacked path). `genies bench rm` and `genies bench train` time them
+model itself and skipped where it does not match. Prompt tuning's virtual tokens, which PEFT
+prepends inside its forward, are written out as the shared prefix of every row and tree
+(`_reward_packing.with_virtual`), so they too are computed once. `genies bench rm` and `genies bench train` time them
 against the unpacked passes (docs/PERFORMANCE.md).
 
 Precision and placement: the reward model is reloaded as the base model was loaded (its
@@ -69,6 +70,7 @@ from genies.interventions._reward_packing import (
     packed_rewards,
     prefix_tree,
     tree_rewards,
+    with_virtual,
 )
 from genies.interventions.base import Intervention, Scorer
 from genies.interventions.context import FitContext
@@ -431,7 +433,7 @@ def pair_scorer(model: nn.Module, head: str, lm: LoadedModel, chosen: Sequence[l
 
     if forward == "unpacked" or not can_pack(model, head, pad_id, device, dtype, unpacked):
         return "unpacked", lambda idx: unpacked([chosen[i] for i in idx] + [rejected[i] for i in idx]).view(2, -1).T
-    rows = [PackedRow.pack([c, r]) for c, r in zip(chosen, rejected)]
+    rows = [PackedRow.pack(with_virtual(model, [c, r])) for c, r in zip(chosen, rejected)]
     first = LayerCache.first_trainable_layer(model)
     if forward == "auto" and first is not None and LayerCache.fits(rows, model, dtype):
         cache = LayerCache(model, head, first, pad_id, device, dtype)
@@ -478,13 +480,14 @@ def score_responses(model: nn.Module, lm: LoadedModel, queries: Sequence[Query],
     pad_id, device = pad_token_id(lm), input_device(model)
     per_query = [encode_query(lm, q, max_length) for q in queries]
     scores: list[np.ndarray] = [np.zeros(0)] * len(queries)
+    inputs = [with_virtual(model, seqs) for seqs in per_query]
     if forward == "tree":
-        batches = [members for members, _ in tree_batches(per_query, batch_tokens)]
+        batches = [members for members, _ in tree_batches(inputs, batch_tokens)]
 
         def values(batch: list[int]) -> torch.Tensor:
-            return tree_rewards(model, head, prefix_tree([s for i in batch for s in per_query[i]]), device, lm.dtype)
+            return tree_rewards(model, head, prefix_tree([s for i in batch for s in inputs[i]]), device, lm.dtype)
     else:
-        rows = [PackedRow.pack(seqs) for seqs in per_query]
+        rows = [PackedRow.pack(seqs) for seqs in inputs]
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
         batches = _query_batches(order, [len(q.responses) for q in queries], batch_size)
 

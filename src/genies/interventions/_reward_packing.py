@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from genies.interventions._external import PrefixTree, tree_hidden
+from genies.interventions._external import PrefixTree
 from genies.models.batching import shared_prefix_length
-from genies.models.tree_attention import supports_tree_attention
+from genies.models.tree_attention import supports_tree_attention, tree_attention
 
 CACHE_LIMIT_BYTES = 2 << 30  # frozen-layer hidden states kept for training; above this, no cache
 
@@ -163,12 +163,40 @@ def read_rewards(model: nn.Module, head: str, hidden: torch.Tensor, batch: Batch
     return getattr(base_model(model), head)(hidden[lines, cols])[..., 0].float()
 
 
+def virtual_tokens(model: nn.Module) -> int | None:
+    """Virtual tokens PEFT's prompt tuning prepends to every input inside its own forward: 0 for a
+    model without, None for another prompt-learning method (prefix tuning: not packed)."""
+    config = getattr(model, "active_peft_config", None)
+    if not getattr(config, "is_prompt_learning", False):
+        return 0
+    return int(config.num_virtual_tokens) if str(config.peft_type) in ("PROMPT_TUNING", "PeftType.PROMPT_TUNING") \
+        else None
+
+
+def with_virtual(model: nn.Module, sequences: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Sequences as the packed and tree passes take them: prompt tuning's virtual tokens written
+    out as ids -1 ... -V in front (positions 0 ... V-1, as PEFT places them), so they are the
+    shared prefix of every row and tree and are computed once."""
+    virtual = list(range(-1, -(virtual_tokens(model) or 0) - 1, -1))
+    return [virtual + list(seq) for seq in sequences]
+
+
+def decoder_inputs(model: nn.Module, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The decoder's token input: `input_ids`, or for prompt tuning `inputs_embeds` with the
+    virtual tokens' trained embeddings at the negative ids (`with_virtual`)."""
+    if not virtual_tokens(model):
+        return {"input_ids": ids}
+    embeds = decoder_of(model).get_input_embeddings()(ids.clamp(min=0))
+    prompts = model.get_prompt(batch_size=1)[0].to(embeds.dtype)  # [V, hidden], trainable
+    return {"inputs_embeds": torch.where((ids < 0)[..., None], prompts[(-ids - 1).clamp(min=0)], embeds)}
+
+
 def packed_rewards(model: nn.Module, head: str, rows: Sequence[PackedRow], pad_id: int, device: torch.device,
                    compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The reward of every sequence of every row, flat in row order then sequence order."""
     batch = Batch.collate(rows, pad_id, device, compute_dtype)
     with autocast(device, compute_dtype):
-        hidden = decoder_of(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+        hidden = decoder_of(model)(**decoder_inputs(model, batch.input_ids), attention_mask=batch.attention_mask,
                                    position_ids=batch.position_ids, use_cache=False).last_hidden_state
         return read_rewards(model, head, hidden, batch)
 
@@ -187,6 +215,12 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+def _probes(model: nn.Module) -> list[list[int]]:
+    """Two sequences sharing a prefix and a third: what the fast paths are checked on."""
+    vocab = decoder_of(model).get_input_embeddings().num_embeddings
+    return [[int(t) % vocab for t in ids] for ids in ([3, 4, 5, 6, 7, 8], [3, 4, 5, 9, 10], [11, 12])]
+
+
 # model -> whether the packed path reproduces the unpacked rewards; weak keys so models can be freed
 _PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -195,21 +229,21 @@ def can_pack(model: nn.Module, head: str, pad_id: int, device: torch.device, com
              unpacked: Callable[[list[list[int]]], torch.Tensor]) -> bool:
     """Whether this model takes a 4-D mask and position ids through its decoder, checked once.
 
-    Prompt tuning prepends virtual tokens inside PEFT's forward, which calling the decoder
-    directly would skip, so it never packs; an architecture that ignores or rejects the custom
-    mask fails the comparison with `unpacked` (the reference path) on two prefix-sharing probes.
+    Prompt tuning's virtual tokens, which PEFT prepends inside its own forward, are written out
+    in front of every sequence (`with_virtual`); other prompt-learning methods never pack. An
+    architecture that ignores or rejects the custom mask fails the comparison with `unpacked`
+    (the reference path, which goes through the model's own forward) on two prefix-sharing probes.
     """
-    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+    if virtual_tokens(model) is None:
         return False
     known = _PACKS.get(model)
     if known is None:
-        vocab = decoder_of(model).get_input_embeddings().num_embeddings
-        probes = [[int(t) % vocab for t in ids] for ids in ([3, 4, 5, 6, 7, 8], [3, 4, 5, 9, 10], [11, 12])]
+        probes = _probes(model)
         with torch.no_grad(), _eval_mode(model):
             reference = unpacked(probes)
             try:
-                got = packed_rewards(model, head, [PackedRow.pack(probes[:2]), PackedRow.pack(probes[2:])], pad_id,
-                                     device, compute_dtype)
+                rows = [PackedRow.pack(with_virtual(model, probes[:2])), PackedRow.pack(with_virtual(model, probes[2:]))]
+                got = packed_rewards(model, head, rows, pad_id, device, compute_dtype)
                 known = bool(torch.allclose(got, reference, rtol=0, atol=_tolerance(compute_dtype, reference)))
             except (TypeError, ValueError, RuntimeError):  # a decoder signature without these inputs
                 known = False
@@ -221,9 +255,11 @@ def tree_rewards(model: nn.Module, head: str, tree: PrefixTree, device: torch.de
                  compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The reward of every sequence of `tree`, in the order they were added, from one forward
     pass with segment-wise attention."""
-    with autocast(device, compute_dtype):
-        hidden = tree_hidden(base_model(model), decoder_of(model), tree, device, compute_dtype)
-        return getattr(base_model(model), head)(hidden)[..., 0].float()
+    ids, positions, plan, ends = tree.inputs(device, compute_dtype)
+    with tree_attention(base_model(model)), autocast(device, compute_dtype):
+        hidden = decoder_of(model)(**decoder_inputs(model, ids), position_ids=positions, tree_plan=plan,
+                                   use_cache=False).last_hidden_state
+        return getattr(base_model(model), head)(hidden[0, ends.to(hidden.device)])[..., 0].float()
 
 
 def prefix_tree(sequences: Sequence[Sequence[int]]) -> PrefixTree:
@@ -242,19 +278,19 @@ def can_tree(model: nn.Module, head: str, device: torch.device, compute_dtype: t
     """Whether prefix trees with segment-wise attention give this model's unpacked rewards,
     checked once: the architecture must route attention through transformers' interface as
     plain softmax attention (`supports_tree_attention`) and pass the plan and position ids on.
-    Prompt tuning never takes it (see `can_pack`)."""
-    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+    Prompt tuning's virtual tokens are the root of every tree (see `can_pack`)."""
+    if virtual_tokens(model) is None:
         return False
     known = _TREES.get(model)
     if known is None:
         known = False
         if supports_tree_attention(base_model(model)):
-            vocab = decoder_of(model).get_input_embeddings().num_embeddings
-            probes = [[int(t) % vocab for t in ids] for ids in ([3, 4, 5, 6, 7, 8], [3, 4, 5, 9, 10], [11, 12])]
+            probes = _probes(model)
             with torch.no_grad(), _eval_mode(model):
                 reference = unpacked(probes)
                 try:
-                    got = tree_rewards(model, head, prefix_tree(probes), device, compute_dtype).to(reference.device)
+                    tree = prefix_tree(with_virtual(model, probes))
+                    got = tree_rewards(model, head, tree, device, compute_dtype).to(reference.device)
                     known = bool(torch.allclose(got, reference, rtol=0, atol=_tolerance(compute_dtype, reference)))
                 except (TypeError, ValueError, RuntimeError):  # a decoder that does not pass the plan on
                     known = False
