@@ -9,7 +9,7 @@ import typer
 
 
 def w2s_command(
-    weak: str = typer.Option("default:layers=4", "--weak", help="Weak model: any --model spec, or SPEC:layers=K "
+    weak: str = typer.Option("default:layers=4", "--weak", help="Weak model: any --model spec, or NAME:layers=K "
                              "(its first K decoder layers)."),
     strong: str = typer.Option("default", "--strong", help="Strong model (student and ceiling)."),
     method: str = typer.Option("lora", "--method", help="Student's and ceiling's intervention."),

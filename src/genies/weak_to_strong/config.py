@@ -20,7 +20,7 @@ LABELS = ("soft", "hard")
 class W2SConfig:
     """What a weak-to-strong run computes and where it writes (docs/w2s.md).
 
-    `weak` and `strong` are model specs as `genies run --model` takes them, plus `SPEC:layers=K`
+    `weak` and `strong` are model specs as `genies run --model` takes them, plus `NAME:layers=K`
     (the first K decoder layers); `method` trains the student and the ceiling, `weak_method` (default
     `method`) the weak supervisor. `labels` says what the student is handed: `soft` (the weak
     supervisor's probabilities, which reward-model losses read) or `hard` (its choices). `loss`

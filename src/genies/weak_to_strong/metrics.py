@@ -50,6 +50,7 @@ class SourceResult:
     pgr: Pgr
     weak_label_accuracy: float  # share of half B whose weak label is the ground truth (read after the fact)
     train_examples: int  # in half B
+    weak_labels_job: str  # the job store's key of the weak labels (predict/<key>.json), example by example
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def compare_on_split(preds: Sequence[Predictions], n_prompts: int, distribution:
 
 
 def source_result(source: str, test: Distribution, weak: Predictions, student: Predictions,
-                  ceiling: Predictions, weak_label_accuracy: float, train_examples: int, seed: int) -> SourceResult:
+                  ceiling: Predictions, weak_label_accuracy: float, train_examples: int, weak_labels_job: str,
+                  seed: int) -> SourceResult:
     n = len(test.test)
     (w, s, c), (rw, rs, rc) = compare_on_split([weak, student, ceiling], n, source, "test", seed)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -103,7 +105,7 @@ def source_result(source: str, test: Distribution, weak: Predictions, student: P
         low, high = None, None
     share = float(np.mean(~np.isfinite(replicates)))
     return SourceResult(source, len(weak.p_preferred), w, s, c, Pgr(point, low, high, share),
-                        weak_label_accuracy, train_examples)
+                        weak_label_accuracy, train_examples, weak_labels_job)
 
 
 def target_result(source: str, target: str, n_prompts: int, student: Predictions, ceiling: Predictions,

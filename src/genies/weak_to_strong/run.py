@@ -171,7 +171,7 @@ def compute(plan: W2SPlan, store: JobStore, distribution: Callable[[str], Distri
         sources.append(M.source_result(jobs.source, dist, *(store.load_predictions(j.key) for j in
                                                              (jobs.weak, jobs.student, jobs.ceiling)),
                                        M.weak_label_accuracy(part, lambda ex: relabel.apply(ex, weak_labels)),
-                                       len(part), seed))
+                                       len(part), jobs.weak_labels.key, seed))
     targets = [M.target_result(t.source, t.target, len(distribution(t.target).test),
                                store.load_predictions(t.student.key), store.load_predictions(t.ceiling.key), seed)
                for t in plan.targets if stored(t.student, t.ceiling)]
