@@ -122,6 +122,12 @@ def test_fraction_zero_is_the_ordinary_run_and_mixing_adds_only_its_own_jobs(tmp
     # the page's payload holds the ordinary row only
     assert page.count("src +25% tgt") == 0
     [ax, *_] = target_mix(load_runs([tmp_path / "run"])).axes
+    from typer.testing import CliRunner
+
+    from genies.cli import _build
+
+    shown = CliRunner().invoke(_build(), ["results", "show", str(tmp_path / "run")], env={"COLUMNS": "200"}).output
+    assert "src -> tgt +25% target" in shown and "src -> tgt +50% target" in shown
     assert [list(line.get_xdata()) for line in ax.lines][0] == [0.0, 0.25, 0.5]
 
 

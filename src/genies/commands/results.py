@@ -49,7 +49,8 @@ def _order(res: RunResults) -> dict[str, int]:
 
 def _shift(r: ResultRow) -> str:
     cue = f" [yellow]{CUE_MARK}[/]" if r.length_cue_flag else ""
-    return f"{escape(r.source)} -> {escape(r.target)}{cue}"
+    mix = f" +{r.target_mix:.0%} target" if r.target_mix else ""  # a --mix-target row
+    return f"{escape(r.source)} -> {escape(r.target)}{mix}{cue}"
 
 
 def shift_columns(rows: tuple[ResultRow, ...]) -> list[Column]:
