@@ -340,7 +340,7 @@ def target_mix(runs: Sequence[Run]) -> Figure | None:
         return None
     nrows, ncols = _grid(len(panels), 3)
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(3.4 * ncols + 0.4, 2.9 * nrows + 0.7), layout="constrained")
+        fig = Figure(figsize=(max(6.0, 3.4 * ncols + 0.4), 2.9 * nrows + 0.9), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
         for ax, (k, (source, target)) in zip(axes, panels):
             rows = [r for r in runs[k].rows if (r.source, r.target) == (source, target)]
@@ -369,6 +369,6 @@ def target_mix(runs: Sequence[Run]) -> Figure | None:
                 if label not in handles:
                     handles[label] = handle
                     labels.append(label)
-        fig.legend([handles[x] for x in labels], labels, loc="outside lower center", ncols=min(len(labels), 4),
-                   fontsize=8)
+        fig.legend([handles[x] for x in labels], labels, loc="outside lower center",
+                   ncols=min(len(labels), 2 if ncols == 1 else 4), fontsize=8)
     return fig
