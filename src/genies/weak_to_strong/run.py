@@ -203,8 +203,9 @@ def print_summary(results: M.W2SResults, console: Console) -> None:
         Column("ceiling", lambda r: acc(r.ceiling), "number"),
         Column("PGR", pgr, "number"),
         Column("PGR 95% CI", pgr_ci, "number", drop=1),
-    ], results.sources, notes=["accuracy on each source's test split; labels: weak labels' accuracy on the "
-                               "student's half; PGR = (student - weak) / (ceiling - weak)"])
+    ], results.sources, notes=["accuracy on each source's test split; labels: share of the student's half "
+                               "whose weak label (first-ranked response) is the preferred one (chance: 1 / "
+                               "responses per prompt); PGR = (student - weak) / (ceiling - weak)"])
     if results.targets:
         print_table(console, "generalization accuracy on the targets", [
             Column("source", lambda t: escape(t.source)),
