@@ -37,7 +37,7 @@ def test_rm_bench_scores_the_fitted_state_both_ways_alike(tiny_llama) -> None:
     assert result.max_abs_diff < 1e-4
     assert result.naive_tokens > result.packed_tokens > 0  # each prompt once
     assert all(getattr(result, k) > 0 for k in KEYS if k != "max_abs_diff")
-    assert result.state == "lora trained 2 steps of 4 pairs on a (seed 0)"
+    assert result.state == "lora trained 2 steps of 4 pairs on the first 8 train prompts of a (seed 0)"
 
 
 def test_fast_path_tokens_count_each_prefix_once() -> None:

@@ -99,10 +99,12 @@ def fast_path_tokens(per_query: Sequence[Sequence[list[int]]], forward: str, bat
 def run_rm_bench(lm: LoadedModel, method: RewardModelIntervention, datasets: Sequence[tuple[str, Distribution]], *,
                  n: int, train_steps: int = 2, on_step: Callable[[str, str], None] | None = None
                  ) -> RewardModelBenchResult:
-    """Fit `method` for `train_steps` steps on the first distribution's train split, then time
+    """Fit `method` for `train_steps` steps on the first distribution's first train prompts, then time
     both paths on the first `n` test examples of each; `on_step(name, path)` reports progress."""
     first_name, first = datasets[0]
-    fitted = dataclasses.replace(method, steps=train_steps).fit(lm, first.train_only(), FitContext(seed=0))
+    pairs = method.batch_size * train_steps  # the first prompts only: a fit builds its cache over all it is given
+    fitted = dataclasses.replace(method, steps=train_steps).fit(lm, first.limited(max_train=pairs).train_only(),
+                                                                FitContext(seed=0))
     model = method.load(lm, fitted)
     head = head_name(model)
     forward = scoring_forward(model, head, lm)
@@ -139,7 +141,8 @@ def run_rm_bench(lm: LoadedModel, method: RewardModelIntervention, datasets: Seq
     shape = {k: v for k, v in method.key_hparams().items() if k in ("r", "last_layers", "num_virtual_tokens")}
     return RewardModelBenchResult(
         model=lm.name, method=f"{method.name} {shape}", matmul_parameters=weights,
-        state=f"{method.name} trained {train_steps} steps of {method.batch_size} pairs on {first_name} (seed 0)",
+        state=f"{method.name} trained {train_steps} steps of {method.batch_size} pairs on the first {pairs} train "
+              f"prompts of {first_name} (seed 0)",
         distributions=list(queries), examples=len(per_query), responses=responses, forward=forward,
         packed_tokens=packed_tokens, naive_tokens=sum(len(s) for seqs in per_query for s in seqs),
         packed_seconds=seconds["packed"], naive_seconds=seconds["naive"],
