@@ -190,7 +190,6 @@ def test_ccs_recovers_a_planted_direction_without_labels():
 
 
 def test_ccs_normalisation_parity_and_determinism():
-    rng = np.random.default_rng(0)
     axis = np.eye(6)[0]
     x_yes, x_no, _ = planted_ccs(80, 6, seed=3, axis=axis)
     probe = P.fit_ccs(x_yes, x_no, seed=7, epochs=50, restarts=3)

@@ -60,7 +60,7 @@ def _table(table_id: str, head: Iterable[tuple[str, bool, str]], rows: Iterable[
     """A sortable table; `head` is (label, is_text, tooltip) per column, `rows` the <tr>s."""
     ths = "".join(f'<th class="{"t" if text else ""}" title="{html.escape(tip)}">{html.escape(label)}</th>'
                   for label, text, tip in head)
-    body = "".join(rows) or f'<tr><td class="empty t" colspan="99">no data</td></tr>'
+    body = "".join(rows) or '<tr><td class="empty t" colspan="99">no data</td></tr>'
     return (f'<div class="tablewrap fit"><table class="summary sortable" id="{table_id}"><thead><tr>{ths}</tr>'
             f"</thead><tbody>{body}</tbody></table></div>")
 

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from genies._io import write_atomic
 from genies.data.schema import Distribution
 from genies.errors import ConfigError, UnknownNameError
 from genies.interventions.base import Intervention
