@@ -60,7 +60,8 @@ class CCSFit:
           description="Contrast-consistent search on Yes/No answers; sign fixed on source pairs, pairwise scoring")
 @dataclass
 class CCS(Intervention[CCSFit]):
-    version = 2  # 2: legacy_oracle evaluates one seeded pair per prompt, as the original did
+    version = 3  # 2: legacy_oracle evaluates one seeded pair per prompt, as the original did; 3: hidden
+    # states from the prefix-tree extractor (float-level differences can flip tied rankings)
     epochs: int = hparam(1000, "full-batch AdamW steps of the probe")
     restarts: int = hparam(10, "random initialisations of the probe; the one with the lowest CCS loss is kept")
     lr: float = hparam(1e-3, "AdamW learning rate of the probe")

@@ -24,6 +24,7 @@ from genies.models.base import LoadedModel
           description="MMS on Yes-minus-No contrast features of the attention heads")
 @dataclass
 class CRA(R.CosineProbeMethod):
+    version = 2  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings)
     alpha: float = hparam(1.0, "weight of the No activations: feature = act(..Yes) - alpha * act(..No)")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:

@@ -30,6 +30,7 @@ STIMULUS_TEMPLATES = {1: "plain", 2: "lat_stim_2"}
           description="Residual-stream directions (class-mean or PCA) on the top-k layers, stimulus 1 or 2")
 @dataclass
 class LAT(R.CosineProbeMethod):
+    version = 2  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings)
     stimulus: int = hparam(1, "1: prompt + response; 2: the LAT stimulus template around the response",
                            choices=tuple(STIMULUS_TEMPLATES))
     direction: str = hparam("mean", "'mean' (the original code) or 'pca' (representation engineering)",

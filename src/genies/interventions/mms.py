@@ -25,6 +25,7 @@ from genies.models.base import LoadedModel
           description="Mass-mean shift: class-mean directions on the top-k attention heads, calibrated cosine score")
 @dataclass
 class MMS(R.CosineProbeMethod):
+    version = 2  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings)
     template: str = hparam("plain", "text template the head activations are read from")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
