@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -58,21 +59,28 @@ def scoring(
             done[0] += 1
 
         result = run_scoring_bench(lm, datasets, batch_tokens=batch_tokens, attention=attention, on_step=step)
-    table = Table(title=f"scoring benchmark: {escape(result.model)}, {result.examples} examples, "
-                        f"{result.response_tokens:,} scored tokens")
+    _show_engine_vs_naive(
+        result, f"scoring benchmark: {escape(result.model)}, {result.examples} examples, "
+                f"{result.response_tokens:,} scored tokens", "scored tokens/s",
+        f"max |engine - naive| {result.max_abs_diff:.1e}; {result.truncated_examples} truncated", as_json)
+
+
+def _show_engine_vs_naive(result: Any, title: str, rate: str, checks: str, as_json: bool) -> None:
+    """The table and summary line every engine-against-naive bench prints (and its JSON line)."""
+    table = Table(title=title)
     table.add_column("")
     table.add_column("engine", justify="right")
     table.add_column("naive", justify="right")
     table.add_row("seconds", f"{result.engine_seconds:.1f}", f"{result.naive_seconds:.1f}")
-    table.add_row("scored tokens/s", f"{result.engine_tokens_per_s:.1f}", f"{result.naive_tokens_per_s:.1f}")
+    table.add_row(rate, f"{result.engine_tokens_per_s:.1f}", f"{result.naive_tokens_per_s:.1f}")
     table.add_row("tokens processed", f"{result.unique_tokens:,}", f"{result.naive_tokens:,}")
     Console().print(table)
     Console().print(
         f"speedup vs naive {result.speedup_vs_naive:.2f}x ({result.attention} attention); "
         f"engine {result.engine_unique_tokens_per_s:.0f} unique "
         f"tokens/s = {result.fraction_of_limit:.2f} of the matmul limit ({result.limit_tokens_per_s:.0f} tokens/s at "
-        f"{result.matmul_gflops:.0f} GFLOP/s); max |engine - naive| {result.max_abs_diff:.1e}; "
-        f"{result.truncated_examples} truncated; peak RSS {result.peak_rss_mib:,.0f} MiB\n{escape(result.machine)}")
+        f"{result.matmul_gflops:.0f} GFLOP/s); {checks}; peak RSS {result.peak_rss_mib:,.0f} MiB\n"
+        f"{escape(result.machine)}")
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
 
@@ -114,24 +122,11 @@ def extraction(
         result = run_extraction_bench(lm, datasets, site=site, template=template, position=position,
                                       batch_tokens=batch_tokens, attention=attention,
                                       on_step=lambda name, method: status.update(f"{method} {name}"))
-    table = Table(title=f"extraction benchmark: {escape(result.model)}, {result.examples} examples, "
-                        f"{result.texts} texts, {result.site} at {result.position} ({escape(result.template)})")
-    table.add_column("")
-    table.add_column("engine", justify="right")
-    table.add_column("naive", justify="right")
-    table.add_row("seconds", f"{result.engine_seconds:.1f}", f"{result.naive_seconds:.1f}")
-    table.add_row("text tokens/s", f"{result.engine_tokens_per_s:.1f}", f"{result.naive_tokens_per_s:.1f}")
-    table.add_row("tokens processed", f"{result.unique_tokens:,}", f"{result.naive_tokens:,}")
-    Console().print(table)
-    Console().print(
-        f"speedup vs naive {result.speedup_vs_naive:.2f}x ({result.attention} attention); "
-        f"engine {result.engine_unique_tokens_per_s:.0f} unique "
-        f"tokens/s = {result.fraction_of_limit:.2f} of the matmul limit ({result.limit_tokens_per_s:.0f} tokens/s at "
-        f"{result.matmul_gflops:.0f} GFLOP/s); max |engine - naive| {result.max_abs_diff:.1e} (values up to "
-        f"{result.max_abs_value:.1e}); {result.truncated_texts} truncated; peak RSS {result.peak_rss_mib:,.0f} MiB\n"
-        f"{escape(result.machine)}")
-    if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+    _show_engine_vs_naive(
+        result, f"extraction benchmark: {escape(result.model)}, {result.examples} examples, {result.texts} texts, "
+                f"{result.site} at {result.position} ({escape(result.template)})", "text tokens/s",
+        f"max |engine - naive| {result.max_abs_diff:.1e} (values up to {result.max_abs_value:.1e}); "
+        f"{result.truncated_texts} truncated", as_json)
 
 
 def executor(
