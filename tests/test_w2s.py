@@ -27,6 +27,7 @@ from genies.interventions.registry import register
 from genies.interventions.scores import Scores
 from genies.pipeline.executor import LocalExecutor
 from genies.weak_to_strong import W2SConfig, w2s
+from genies.weak_to_strong.files import load_results
 from genies.weak_to_strong.metrics import pgr
 from genies.weak_to_strong.plan import halves
 
@@ -71,20 +72,23 @@ def test_pgr_is_well_above_zero_with_a_weak_supervisor_that_flips_a_quarter(tmp_
     (src,) = results.sources
     assert src.weak.value == pytest.approx(0.75)  # prompts 0, 4, ..., 36 of 40 flipped
     assert src.weak_label_accuracy == pytest.approx(0.75, abs=0.15)  # on the 32 examples of half B
-    assert src.ceiling.value > 0.9 and src.student.value > 0.9
-    assert src.pgr.value > 0.6 and src.pgr.low is not None and src.pgr.low > 0
+    (student,) = src.students
+    assert src.ceiling.value > 0.9 and student.accuracy.value > 0.9 and student.loss == "xent"
+    assert student.pgr.value > 0.6 and student.pgr.low is not None and student.pgr.low > 0
     assert src.weak.low <= src.weak.value <= src.weak.high
     (tgt,) = results.targets
-    assert tgt.target == "tgt" and tgt.student.value > 0.9
+    assert tgt.target == "tgt" and tgt.student("xent").accuracy.value > 0.9
     doc = json.loads((tmp_path / "run" / "w2s.json").read_text())
-    assert doc["sources"][0]["pgr"]["value"] == pytest.approx(src.pgr.value)
+    assert doc["sources"][0]["students"][0]["pgr"]["value"] == pytest.approx(student.pgr.value)
+    assert load_results(tmp_path / "run") == results
 
 
 def test_pgr_is_undefined_when_the_ceiling_is_not_above_the_weak_supervisor(tmp_path, tiny_llama, capsys) -> None:
     results = _run(tmp_path, tiny_llama, every=0)  # a perfect weak supervisor: ceiling <= weak = 1
     (src,) = results.sources
-    assert src.weak.value == 1.0 and src.pgr.value is None and src.pgr.low is None and not src.pgr.defined
-    assert json.loads((tmp_path / "run" / "w2s.json").read_text())["sources"][0]["pgr"]["value"] is None
+    pgr_ = src.student("xent").pgr
+    assert src.weak.value == 1.0 and pgr_.value is None and pgr_.low is None and not pgr_.defined
+    assert json.loads((tmp_path / "run" / "w2s.json").read_text())["sources"][0]["students"][0]["pgr"]["value"] is None
     from rich.console import Console
 
     from genies.weak_to_strong.run import print_summary
@@ -103,7 +107,8 @@ def test_only_the_ceiling_reads_the_ground_truth_of_the_students_half(tmp_path, 
                 for i, ex in enumerate(train)]
     before = _run(tmp_path, tiny_llama, name="a").sources[0]
     after = _run(tmp_path, tiny_llama, name="b", data=_data(permuted)).sources[0]
-    assert after.weak == before.weak and after.student == before.student
+    assert after.weak == before.weak  # the students too (their PGR reads the ceiling):
+    assert [s.accuracy for s in after.students] == [s.accuracy for s in before.students]
     assert after.weak_label_accuracy == pytest.approx(1 - before.weak_label_accuracy)  # measured after the fact
     assert after.ceiling.value < 0.5 < before.ceiling.value
 
@@ -122,7 +127,7 @@ def test_weak_labels_are_identical_across_reruns(tmp_path, tiny_llama) -> None:
 
 def test_bad_configurations_are_refused_in_one_line(tmp_path, tiny_llama) -> None:
     with pytest.raises(ConfigError, match="reward-model student"):
-        _run(tmp_path, tiny_llama, loss="aux_conf")
+        _run(tmp_path, tiny_llama, losses="aux_conf")
     with pytest.raises(ConfigError, match="cannot be a student"):
         w2s(W2SConfig(out=tmp_path / "z", method="zero_shot", shifts=(Shift("src", "tgt", "tgt", "test", "test"),)), weak_lm=tiny_llama,
             strong_lm=tiny_llama, distributions=_data())

@@ -15,7 +15,8 @@ def w2s_command(
     method: str = typer.Option("lora", "--method", help="Student's and ceiling's intervention."),
     weak_method: str = typer.Option(None, "--weak-method", help="Weak supervisor's intervention (default: --method; "
                                     "tfidf and zero_shot need no training of a language model)."),
-    loss: str = typer.Option("xent", "--loss", help="Student's loss: xent | aux_conf (reward-model students)."),
+    loss: list[str] = typer.Option(["xent"], "--loss", help="Student's loss: xent | aux_conf (reward-model "
+                                   "students); give it twice for one student each, sharing weak labels and ceiling."),
     aux_max: float = typer.Option(0.75, "--aux-max", help="Largest weight of the auxiliary confidence loss."),
     labels: str = typer.Option("soft", "--labels", help="What the student trains on: soft | hard weak labels."),
     shifts: str = typer.Option("genies", "--shifts", help="Shift list or file; each source is one experiment, "
@@ -42,9 +43,10 @@ def w2s_command(
     from genies.commands.run import parse_overrides
     from genies.pipeline.executor import LocalExecutor
     from genies.weak_to_strong import W2SConfig, w2s
-    from genies.weak_to_strong.run import RESULTS_FILE, print_summary
+    from genies.weak_to_strong.files import RESULTS_FILE
+    from genies.weak_to_strong.run import print_summary
 
-    config = W2SConfig(out=out, weak=weak, strong=strong, method=method, weak_method=weak_method, loss=loss,
+    config = W2SConfig(out=out, weak=weak, strong=strong, method=method, weak_method=weak_method, losses=tuple(loss),
                        aux_max=aux_max, labels=labels, shifts=shifts, preset=preset, budget=budget,
                        max_train=max_train, max_eval=max_eval, seed=seed, hparams=parse_overrides(set_),
                        device=device, dtype=dtype, cache_dir=cache_dir, data_root=data_root)

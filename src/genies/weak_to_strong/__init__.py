@@ -5,7 +5,20 @@ truth, and PGR says how much of the gap between weak and ceiling the student rec
 (docs/w2s.md)."""
 
 from genies.weak_to_strong.config import W2SConfig
-from genies.weak_to_strong.metrics import Accuracy, Pgr, SourceResult, TargetResult, W2SResults
+from genies.weak_to_strong.files import load_examples, load_results
+from genies.weak_to_strong.metrics import (
+    Accuracy,
+    LabelledExample,
+    Pgr,
+    SourceExamples,
+    SourceResult,
+    StudentResult,
+    TargetResult,
+    TargetStudent,
+    W2SResults,
+    W2SRun,
+)
 from genies.weak_to_strong.run import w2s
 
-__all__ = ["Accuracy", "Pgr", "SourceResult", "TargetResult", "W2SConfig", "W2SResults", "w2s"]
+__all__ = ["Accuracy", "LabelledExample", "Pgr", "SourceExamples", "SourceResult", "StudentResult", "TargetResult",
+           "TargetStudent", "W2SConfig", "W2SResults", "W2SRun", "load_examples", "load_results", "w2s"]

@@ -23,16 +23,17 @@ class W2SConfig:
     `weak` and `strong` are model specs as `genies run --model` takes them, plus `NAME:layers=K`
     (the first K decoder layers); `method` trains the student and the ceiling, `weak_method` (default
     `method`) the weak supervisor. `labels` says what the student is handed: `soft` (the weak
-    supervisor's probabilities, which reward-model losses read) or `hard` (its choices). `loss`
-    and `aux_max` are the student's loss (reward-model methods); the ceiling always trains with
-    `xent`, so runs with either loss share it."""
+    supervisor's probabilities, which reward-model losses read) or `hard` (its choices). `losses`
+    (one student each, sharing the weak labels and the ceiling) and `aux_max` are the students'
+    losses (reward-model methods; a single name is one loss); the ceiling always trains with
+    `xent`, so runs with any losses share it."""
 
     out: Path
     weak: str = "default:layers=4"
     strong: str = "default"
     method: str = "lora"
     weak_method: str | None = None
-    loss: str = "xent"
+    losses: str | tuple[str, ...] = ("xent",)
     aux_max: float = 0.75
     labels: str = "soft"
     shifts: str | tuple[Shift, ...] = "genies"
@@ -53,8 +54,13 @@ class W2SConfig:
         object.__setattr__(self, "out", Path(self.out))
         if not isinstance(self.shifts, str):
             object.__setattr__(self, "shifts", tuple(self.shifts))
-        if self.loss not in LOSSES:
-            raise UnknownNameError("loss", self.loss, LOSSES)
+        losses = (self.losses,) if isinstance(self.losses, str) else tuple(dict.fromkeys(self.losses))
+        object.__setattr__(self, "losses", losses)
+        if not losses:
+            raise ConfigError("a weak-to-strong run needs at least one student loss (--loss)")
+        for loss in losses:
+            if loss not in LOSSES:
+                raise UnknownNameError("loss", loss, LOSSES)
         if self.labels not in LABELS:
             raise UnknownNameError("label kind", self.labels, LABELS)
         if not 0.0 <= self.aux_max <= 1.0:

@@ -3,21 +3,24 @@ and PGR with a paired bootstrap interval.
 
 PGR = (student - weak) / (ceiling - weak), the accuracies on the source's test split. It is
 undefined (None, never a number) when the ceiling is not above the weak supervisor. Its interval
-resamples the test prompts once per replicate for all three (`intervals.prompt_draws`: they are
-measured on the same prompts) and keeps the replicates where the ceiling is above the weak
-supervisor; `undefined_share` says how many were dropped, so a wide gap in the data shows.
+resamples the test prompts once per replicate for weak, ceiling and every student
+(`intervals.prompt_draws`: they are measured on the same prompts) and keeps the replicates where
+the ceiling is above the weak supervisor; `undefined_share` says how many were dropped, so a wide
+gap in the data shows.
+
+Results are partial when jobs failed: a missing weak supervisor or ceiling is None (and so is
+every student's PGR, which needs both), a missing student is left out of `students`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from genies import intervals, metrics
-from genies.data.schema import Distribution
 from genies.interventions.scores import Predictions
 
 
@@ -41,32 +44,112 @@ class Pgr:
 
 
 @dataclass(frozen=True)
+class StudentResult:
+    """One strong student (one loss) on the source's test split."""
+
+    loss: str
+    accuracy: Accuracy
+    pgr: Pgr | None  # None: the weak supervisor's or the ceiling's jobs failed, so there is no gap
+
+
+@dataclass(frozen=True)
 class SourceResult:
     source: str
     test_pairs: int
-    weak: Accuracy
-    student: Accuracy
-    ceiling: Accuracy
-    pgr: Pgr
-    weak_label_accuracy: float  # share of half B whose weak label is the ground truth (read after the fact)
+    weak: Accuracy | None  # None: its jobs failed
+    ceiling: Accuracy | None
+    students: tuple[StudentResult, ...]  # in the run's order of losses; failed students left out
+    weak_label_accuracy: float | None  # share of half B whose weak label is the ground truth (read after the fact)
     train_examples: int  # in half B
     weak_labels_job: str  # the job store's key of the weak labels (predict/<key>.json), example by example
+
+    def student(self, loss: str) -> StudentResult | None:
+        return next((s for s in self.students if s.loss == loss), None)
+
+
+@dataclass(frozen=True)
+class TargetStudent:
+    loss: str
+    accuracy: Accuracy  # generalization accuracy on the target's test split
 
 
 @dataclass(frozen=True)
 class TargetResult:
     source: str
     target: str
-    student: Accuracy  # generalization accuracy on the target's test split
-    ceiling: Accuracy
+    students: tuple[TargetStudent, ...]
+    ceiling: Accuracy | None
+
+    def student(self, loss: str) -> TargetStudent | None:
+        return next((s for s in self.students if s.loss == loss), None)
+
+
+@dataclass(frozen=True)
+class W2SRun:
+    """What was run: models, methods, losses and the settings that change the numbers."""
+
+    weak: str
+    strong: str
+    weak_fingerprint: str
+    strong_fingerprint: str
+    method: str
+    weak_method: str
+    losses: tuple[str, ...]
+    aux_max: float
+    labels: str
+    preset: str
+    seed: int
+    shifts: str
+    max_train: int | None
+    max_eval: int | None
+    hyperparameters: Mapping[str, Mapping[str, Any]]  # by role: weak, ceiling, student <loss>
+    wall_seconds: float
 
 
 @dataclass(frozen=True)
 class W2SResults:
-    run: Mapping[str, Any]
+    run: W2SRun
     sources: tuple[SourceResult, ...]
     targets: tuple[TargetResult, ...]
     failed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudentChoice:
+    """A student's own label of a half-B example, derived as the weak labels are: the response
+    it ranks first and its mean probability of beating each other one."""
+
+    loss: str
+    preferred: int
+    probability: float
+
+
+@dataclass(frozen=True)
+class LabelledExample:
+    """A half-B example whose weak label is wrong, with the truth and what each student chose."""
+
+    index: int  # in half B
+    prompt: str
+    responses: tuple[str, ...]
+    truth: int
+    weak: int
+    weak_confidence: float
+    students: tuple[StudentChoice, ...]
+
+
+@dataclass(frozen=True)
+class SourceExamples:
+    source: str
+    half_b: int  # examples in half B
+    wrong_weak_labels: tuple[LabelledExample, ...] = field(default=())
+
+    def overruled(self, loss: str) -> list[LabelledExample]:
+        """The examples where the `loss` student picks the truth against its wrong weak label."""
+        return [e for e in self.wrong_weak_labels for s in e.students if s.loss == loss and s.preferred == e.truth]
+
+    def followed(self, loss: str) -> list[LabelledExample]:
+        """The examples where the `loss` student picks the same wrong response as its weak label."""
+        return [e for e in self.wrong_weak_labels for s in e.students if s.loss == loss and s.preferred == e.weak]
 
 
 def _hits(pred: Predictions, n_prompts: int, seed: int) -> intervals.PromptHits:
@@ -92,26 +175,36 @@ def compare_on_split(preds: Sequence[Predictions], n_prompts: int, distribution:
     return [_accuracy(p, r, seed) for p, r in zip(preds, reps)], reps
 
 
-def source_result(source: str, test: Distribution, weak: Predictions, student: Predictions,
-                  ceiling: Predictions, weak_label_accuracy: float, train_examples: int, weak_labels_job: str,
-                  seed: int) -> SourceResult:
-    n = len(test.test)
-    (w, s, c), (rw, rs, rc) = compare_on_split([weak, student, ceiling], n, source, "test", seed)
+def _pgr(w: Accuracy, s: Accuracy, c: Accuracy, rw: np.ndarray, rs: np.ndarray, rc: np.ndarray) -> Pgr:
     with np.errstate(invalid="ignore", divide="ignore"):
         replicates = np.where(rc > rw, (rs - rw) / np.where(rc > rw, rc - rw, 1.0), np.nan)
     point = pgr(w.value, s.value, c.value)
     low, high = intervals.percentile_interval(replicates) if point is not None else (None, None)
     if low is not None and not np.isfinite(low):
         low, high = None, None
-    share = float(np.mean(~np.isfinite(replicates)))
-    return SourceResult(source, len(weak.p_preferred), w, s, c, Pgr(point, low, high, share),
-                        weak_label_accuracy, train_examples, weak_labels_job)
+    return Pgr(point, low, high, float(np.mean(~np.isfinite(replicates))))
 
 
-def target_result(source: str, target: str, n_prompts: int, student: Predictions, ceiling: Predictions,
-                  seed: int) -> TargetResult:
-    (s, c), _ = compare_on_split([student, ceiling], n_prompts, target, "test", seed)
-    return TargetResult(source, target, s, c)
+def source_result(source: str, n_prompts: int, weak: Predictions | None, students: Mapping[str, Predictions],
+                  ceiling: Predictions | None, weak_label_accuracy: float | None, train_examples: int,
+                  weak_labels_job: str, seed: int) -> SourceResult:
+    """The source's accuracies (each None or left out where its jobs failed) and each student's PGR."""
+    named = {name: p for name, p in (("weak", weak), ("ceiling", ceiling), *students.items()) if p is not None}
+    accs, reps = compare_on_split(list(named.values()), n_prompts, source, "test", seed)
+    acc, rep = dict(zip(named, accs)), dict(zip(named, reps))
+    w, c = acc.pop("weak", None), acc.pop("ceiling", None)
+    results = tuple(StudentResult(loss, a, None if w is None or c is None else
+                                  _pgr(w, a, c, rep["weak"], rep[loss], rep["ceiling"])) for loss, a in acc.items())
+    pairs = len(next(iter(named.values())).p_preferred) if named else 0
+    return SourceResult(source, pairs, w, c, results, weak_label_accuracy, train_examples, weak_labels_job)
+
+
+def target_result(source: str, target: str, n_prompts: int, students: Mapping[str, Predictions],
+                  ceiling: Predictions | None, seed: int) -> TargetResult:
+    named = {name: p for name, p in (("ceiling", ceiling), *students.items()) if p is not None}
+    acc = dict(zip(named, compare_on_split(list(named.values()), n_prompts, target, "test", seed)[0]))
+    c = acc.pop("ceiling", None)
+    return TargetResult(source, target, tuple(TargetStudent(loss, a) for loss, a in acc.items()), c)
 
 
 def weak_label_accuracy(examples: Sequence[Any], relabel: Callable[[Sequence[Any]], Sequence[Any]]) -> float:

@@ -4,13 +4,14 @@ Per source, with halves A = Part(0, 1/2, seed) and B = Part(1/2, 1, seed) of its
 
 - stage 1 (the weak model): the weak supervisor fits on A's ground truth, labels B (a prediction
   on B) and is scored on the source's test split;
-- stage 2 (the strong model): the student fits on B with the weak labels (its key names the
-  labelling job's key), the ceiling on B's ground truth; both are scored on the source's test
-  split and on each target's.
+- stage 2 (the strong model): one student per loss fits on B with the weak labels (its key names
+  the labelling job's key), the ceiling on B's ground truth; all are scored on the source's test
+  split and on each target's, and each student also on B itself (the report's examples where it
+  overrules or follows a wrong weak label).
 
 A student needs its weak labels stored before it can fit, hence the stages; within a stage jobs
 are deduplicated by content hash as in `genies run` (two shifts from one source share the weak
-supervisor, the student and the ceiling).
+supervisor, the students and the ceiling).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from genies.pipeline.jobs import PredictJob
 from genies.pipeline.plan import Plan, PlanBuilder
 from genies.pipeline.views import Part, TrainView, WeakLabels
 
-WEAK, STUDENT, CEILING = "weak", "student", "ceiling"  # the method specs of the two builders
+WEAK, CEILING = "weak", "ceiling"  # method specs of the two builders; students are `student(loss)`
+
+
+def student(loss: str) -> str:
+    """The method spec of the student trained with `loss`."""
+    return f"student {loss}"
 
 
 def halves(seed: int) -> tuple[Part, Part]:
@@ -32,11 +38,18 @@ def halves(seed: int) -> tuple[Part, Part]:
 
 
 @dataclass(frozen=True)
+class StudentJobs:
+    loss: str
+    test: PredictJob  # on the source's test split
+    half_b: PredictJob  # on half B: its own labels of the examples it trained on
+
+
+@dataclass(frozen=True)
 class SourceJobs:
     source: str
     weak_labels: PredictJob  # the weak supervisor's predictions on half B
     weak: PredictJob  # ... on the source's test split
-    student: PredictJob
+    students: tuple[StudentJobs, ...]
     ceiling: PredictJob
 
 
@@ -44,7 +57,7 @@ class SourceJobs:
 class TargetJobs:
     source: str
     target: str
-    student: PredictJob
+    students: tuple[tuple[str, PredictJob], ...]  # (loss, prediction on the target's test split)
     ceiling: PredictJob
 
 
@@ -59,10 +72,10 @@ class W2SPlan:
         return sum(stage.n_jobs for stage in self.stages)
 
 
-def build_w2s_plan(shifts: Sequence[Shift], weak: PlanBuilder, strong: PlanBuilder, *, soft: bool,
-                   seed: int) -> W2SPlan:
-    """`weak` holds the method spec WEAK, `strong` STUDENT and CEILING (the same method; the
-    student may carry its own loss)."""
+def build_w2s_plan(shifts: Sequence[Shift], weak: PlanBuilder, strong: PlanBuilder, *, losses: Sequence[str],
+                   soft: bool, seed: int) -> W2SPlan:
+    """`weak` holds the method spec WEAK, `strong` CEILING and `student(loss)` for each of `losses`
+    (the same method, each student with its own loss)."""
     a, b = halves(seed)
     sources: dict[str, SourceJobs] = {}
     targets: dict[tuple[str, str], TargetJobs] = {}
@@ -71,13 +84,16 @@ def build_w2s_plan(shifts: Sequence[Shift], weak: PlanBuilder, strong: PlanBuild
         if src not in sources:
             supervisor = weak.fit(WEAK, src, TrainView(part=a))
             labels = weak.predict(supervisor, src, "train", b)
-            student = strong.fit(STUDENT, src, TrainView(part=b, labels=WeakLabels(labels.key, soft)))
+            view = TrainView(part=b, labels=WeakLabels(labels.key, soft))
+            fits = [(loss, strong.fit(student(loss), src, view)) for loss in losses]
             ceiling = strong.fit(CEILING, src, TrainView(part=b))
-            sources[src] = SourceJobs(src, labels, weak.predict(supervisor, src), strong.predict(student, src),
+            sources[src] = SourceJobs(src, labels, weak.predict(supervisor, src),
+                                      tuple(StudentJobs(loss, strong.predict(fit, src), strong.predict(fit, src, "train", b))
+                                            for loss, fit in fits),
                                       strong.predict(ceiling, src))
         jobs = sources[src]
         if shift.target != src and (src, shift.target) not in targets:
-            targets[(src, shift.target)] = TargetJobs(src, shift.target,
-                                                      strong.predict(jobs.student.fit, shift.target),
-                                                      strong.predict(jobs.ceiling.fit, shift.target))
+            targets[(src, shift.target)] = TargetJobs(
+                src, shift.target, tuple((s.loss, strong.predict(s.test.fit, shift.target)) for s in jobs.students),
+                strong.predict(jobs.ceiling.fit, shift.target))
     return W2SPlan((weak.plan, strong.plan), tuple(sources.values()), tuple(targets.values()))

@@ -3,15 +3,14 @@ write `w2s.json` in the run directory."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 
-from genies._io import write_atomic
+from genies.commands._format import number
 from genies.data.home import genies_home
 from genies.data.schema import Distribution
 from genies.errors import ConfigError
@@ -20,14 +19,14 @@ from genies.models.base import LoadedModel
 from genies.pipeline.api import resolve_data
 from genies.pipeline.executor import JobEnv, LocalExecutor, RunLog
 from genies.pipeline.plan import PlanBuilder, configure_methods
-from genies.pipeline.run_dir import plain_json
 from genies.pipeline.store import JobStore
-from genies.pipeline.views import WeakLabels
+from genies.pipeline.jobs import PredictJob
+from genies.pipeline.views import WeakLabels, weak_choices
+from genies.interventions.scores import Predictions
 from genies.weak_to_strong import metrics as M
 from genies.weak_to_strong.config import W2SConfig
-from genies.weak_to_strong.plan import CEILING, STUDENT, WEAK, W2SPlan, build_w2s_plan, halves
-
-RESULTS_FILE = "w2s.json"
+from genies.weak_to_strong.files import write_results
+from genies.weak_to_strong.plan import CEILING, WEAK, W2SPlan, build_w2s_plan, halves, student
 
 
 @dataclass(frozen=True)
@@ -55,20 +54,21 @@ class ModelHandle:
 
 
 def _methods(config: W2SConfig) -> dict[str, Intervention]:
-    """The weak supervisor's method, the student's (with its loss) and the ceiling's (xent)."""
+    """The weak supervisor's method, one student per loss and the ceiling (xent), by plan spec."""
     weak = configure_methods([config.weak_spec], config.preset, _overrides(config, config.weak_spec))
-    ceiling = configure_methods([config.method], config.preset, _overrides(config, config.method))
-    student_overrides = _overrides(config, config.method)
+    ceiling = configure_methods([config.method], config.preset, _overrides(config, config.method))[config.method]
     name = config.method.partition(":")[0]
-    hparams = {h.name for h in ceiling[config.method].describe()}
-    if "loss" in hparams:
-        student_overrides.setdefault(name, {}).update(loss=config.loss, aux_max=config.aux_max)
-    elif config.loss != "xent":
-        raise ConfigError(f"--loss {config.loss} needs a reward-model student (lora, prompt_tuning, full_fine_tune); "
-                          f"{config.method} fits on the weak labels as they are (use --loss xent)")
-    student = configure_methods([config.method], config.preset, student_overrides)
-    methods = {WEAK: weak[config.weak_spec], STUDENT: student[config.method], CEILING: ceiling[config.method]}
-    if not methods[STUDENT].needs_training_data:
+    takes_loss = "loss" in {h.name for h in ceiling.describe()}
+    methods = {WEAK: weak[config.weak_spec], CEILING: ceiling}
+    for loss in config.losses:
+        if not takes_loss and loss != "xent":
+            raise ConfigError(f"--loss {loss} needs a reward-model student (lora, prompt_tuning, full_fine_tune); "
+                              f"{config.method} fits on the weak labels as they are (use --loss xent)")
+        overrides = _overrides(config, config.method)
+        if takes_loss:
+            overrides.setdefault(name, {}).update(loss=loss, aux_max=config.aux_max)
+        methods[student(loss)] = configure_methods([config.method], config.preset, overrides)[config.method]
+    if not ceiling.needs_training_data:
         raise ConfigError(f"{config.method} reads no training data, so it cannot be a student")
     if methods[WEAK].reads_eval_labels:
         raise ConfigError(f"{config.weak_spec} reads the labels of what it scores, so it cannot label the student's "
@@ -114,14 +114,15 @@ def w2s(config: W2SConfig, *, weak_lm: LoadedModel | None = None, strong_lm: Loa
         return ModelHandle.resolve(spec, config)
 
     weak = handle(weak_lm, config.weak, methods[WEAK])
-    strong = handle(strong_lm, config.strong, methods[STUDENT], methods[CEILING])
+    strong_specs = (CEILING, *(student(loss) for loss in config.losses))
+    strong = handle(strong_lm, config.strong, *(methods[s] for s in strong_specs))
 
     def builder(handle: ModelHandle, specs: tuple[str, ...]) -> PlanBuilder:
         return PlanBuilder({s: methods[s] for s in specs}, seed=config.seed, model_fingerprint=handle.fingerprint,
                            precision=handle.precision, data_hash=data_hash)
 
-    plan = build_w2s_plan(data.shifts, builder(weak, (WEAK,)), builder(strong, (STUDENT, CEILING)),
-                          soft=config.labels == "soft", seed=config.seed)
+    plan = build_w2s_plan(data.shifts, builder(weak, (WEAK,)), builder(strong, strong_specs),
+                          losses=config.losses, soft=config.labels == "soft", seed=config.seed)
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     store = JobStore(config.cache_dir)
@@ -134,15 +135,13 @@ def w2s(config: W2SConfig, *, weak_lm: LoadedModel | None = None, strong_lm: Loa
                      activation_store=_activation_store())
         records += runner.execute(stage, env, log)
     failed = tuple(f"{r.label}: {r.error}" for r in records if r.status == "failed")
-    run_info = {"weak": weak.name, "strong": strong.name, "weak_fingerprint": weak.fingerprint,
-                "strong_fingerprint": strong.fingerprint, "method": methods[STUDENT].label,
-                "weak_method": methods[WEAK].label, "loss": config.loss, "aux_max": config.aux_max,
-                "labels": config.labels, "preset": config.preset, "seed": config.seed, "shifts": data.label,
-                "max_train": budget.max_train, "max_eval": budget.max_eval,
-                "hyperparameters": {**plan.stages[0].hparams, **plan.stages[1].hparams},
-                "wall_seconds": round(time.time() - started, 1)}
+    run_info = M.W2SRun(weak.name, strong.name, weak.fingerprint, strong.fingerprint, methods[CEILING].label,
+                        methods[WEAK].label, config.losses, config.aux_max, config.labels, config.preset, config.seed,
+                        data.label, budget.max_train, budget.max_eval,
+                        {role: methods[role].hparams() for role in (WEAK, *strong_specs)},
+                        round(time.time() - started, 1))
     results = compute(plan, store, distribution, config.seed, run_info, failed)
-    write_atomic(out / RESULTS_FILE, json.dumps(plain_json(asdict(results)), indent=1) + "\n")
+    write_results(out, results, collect_examples(plan, store, distribution, config.seed))
     log.write(f"finish w2s: {len(results.sources)} sources, {len(failed)} failed jobs")
     return results
 
@@ -153,67 +152,115 @@ def _activation_store() -> Any:
     return ActivationStore(genies_home() / "activations")
 
 
-def compute(plan: W2SPlan, store: JobStore, distribution: Callable[[str], Distribution], seed: int,
-            run_info: Mapping[str, Any], failed: tuple[str, ...] = ()) -> M.W2SResults:
-    """The metrics of every source and target whose jobs are all stored (the others failed)."""
-    def stored(*jobs: Any) -> bool:
-        return all(store.has_predictions(j.key) for j in jobs)
+def _loaded(store: JobStore, job: PredictJob) -> Predictions | None:
+    return store.load_predictions(job.key) if store.has_predictions(job.key) else None
 
+
+def compute(plan: W2SPlan, store: JobStore, distribution: Callable[[str], Distribution], seed: int,
+            run_info: M.W2SRun, failed: tuple[str, ...] = ()) -> M.W2SResults:
+    """The metrics of every source and target with at least one stored prediction: what failed
+    is None or left out (`genies.weak_to_strong.metrics`), so a partial run still has its table."""
     sources = []
     half_b = halves(seed)[1]
     for jobs in plan.sources:
-        if not stored(jobs.weak_labels, jobs.weak, jobs.student, jobs.ceiling):
+        weak, ceiling = _loaded(store, jobs.weak), _loaded(store, jobs.ceiling)
+        students = {s.loss: p for s in jobs.students if (p := _loaded(store, s.test)) is not None}
+        if weak is None and ceiling is None and not students:
             continue
         dist = distribution(jobs.source)
         part = half_b.select(dist.train, f"{jobs.source}/train")
-        weak_labels = store.load_predictions(jobs.weak_labels.key)
+        weak_labels = _loaded(store, jobs.weak_labels)
         relabel = WeakLabels(jobs.weak_labels.key, soft=False)
-        sources.append(M.source_result(jobs.source, dist, *(store.load_predictions(j.key) for j in
-                                                             (jobs.weak, jobs.student, jobs.ceiling)),
-                                       M.weak_label_accuracy(part, lambda ex: relabel.apply(ex, weak_labels)),
+        label_accuracy = (None if weak_labels is None else
+                          M.weak_label_accuracy(part, lambda ex: relabel.apply(ex, weak_labels)))
+        sources.append(M.source_result(jobs.source, len(dist.test), weak, students, ceiling, label_accuracy,
                                        len(part), jobs.weak_labels.key, seed))
-    targets = [M.target_result(t.source, t.target, len(distribution(t.target).test),
-                               store.load_predictions(t.student.key), store.load_predictions(t.ceiling.key), seed)
-               for t in plan.targets if stored(t.student, t.ceiling)]
-    return M.W2SResults(dict(run_info), tuple(sources), tuple(targets), failed)
+    targets = []
+    for t in plan.targets:
+        ceiling = _loaded(store, t.ceiling)
+        students = {loss: p for loss, job in t.students if (p := _loaded(store, job)) is not None}
+        if ceiling is not None or students:
+            targets.append(M.target_result(t.source, t.target, len(distribution(t.target).test), students, ceiling,
+                                           seed))
+    return M.W2SResults(run_info, tuple(sources), tuple(targets), failed)
+
+
+def collect_examples(plan: W2SPlan, store: JobStore, distribution: Callable[[str], Distribution],
+                     seed: int) -> tuple[M.SourceExamples, ...]:
+    """Per source, the half-B examples whose weak label is wrong, with the truth and each stored
+    student's own label of them (read after every job ran, like the weak-label accuracy)."""
+    out = []
+    half_b = halves(seed)[1]
+    for jobs in plan.sources:
+        weak_labels = _loaded(store, jobs.weak_labels)
+        if weak_labels is None:
+            continue
+        part = half_b.select(distribution(jobs.source).train, f"{jobs.source}/train")
+        weak = weak_choices(len(part), weak_labels)
+        own = {s.loss: weak_choices(len(part), p) for s in jobs.students if (p := _loaded(store, s.half_b)) is not None}
+        wrong = tuple(M.LabelledExample(i, ex.prompt, tuple(ex.responses), ex.preferred, w.preferred, w.confidence,
+                                        tuple(M.StudentChoice(loss, c[i].preferred, c[i].confidence)
+                                              for loss, c in own.items()))
+                      for i, (ex, w) in enumerate(zip(part, weak, strict=True)) if w.preferred != ex.preferred)
+        out.append(M.SourceExamples(jobs.source, len(part), wrong))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One line of the summary: a source and one of its students (None: every student failed)."""
+
+    source: M.SourceResult
+    student: M.StudentResult | None
+
+
+def pgr_text(p: M.Pgr | None) -> str:
+    """PGR as the tables show it: `undefined` when ceiling <= weak, `-` when it cannot be computed."""
+    return "-" if p is None else "undefined" if not p.defined else number(p.value)
 
 
 def print_summary(results: M.W2SResults, console: Console) -> None:
-    """The per-source table (weak, student, ceiling, PGR with its interval) and the targets'."""
+    """One row per source and student loss (weak, student, ceiling, PGR with its interval), then
+    the targets' generalization accuracies."""
     from rich.markup import escape
 
-    from genies.commands._format import Column, interval, number, print_table
+    from genies.commands._format import Column, interval, print_table
 
-    def acc(a: M.Accuracy) -> str:
-        return number(a.value)
+    def acc(a: M.Accuracy | None) -> str:
+        return "-" if a is None else number(a.value)
 
-    def pgr(r: M.SourceResult) -> str:
-        return "undefined" if not r.pgr.defined else number(r.pgr.value)
-
-    def pgr_ci(r: M.SourceResult) -> str:
-        return "-" if r.pgr.low is None else interval(r.pgr.low, r.pgr.high)
+    def pgr_ci(r: _Row) -> str:
+        p = r.student.pgr if r.student else None
+        return "-" if p is None or p.low is None else interval(p.low, p.high)
 
     run = results.run
-    title = f"weak-to-strong: {run['weak']} -> {run['strong']}, {run['method']} ({run['loss']}, {run['labels']} labels)"
+    rows = [_Row(s, st) for s in results.sources for st in (s.students or (None,))]
+    title = (f"weak-to-strong: {run.weak} -> {run.strong}, {run.method} ({', '.join(run.losses)}; "
+             f"{run.labels} labels)")
     print_table(console, escape(title), [
-        Column("source", lambda r: escape(r.source)),
-        Column("weak", lambda r: acc(r.weak), "number"),
-        Column("labels", lambda r: number(r.weak_label_accuracy), "number", drop=2),
-        Column("student", lambda r: acc(r.student), "number"),
-        Column("ceiling", lambda r: acc(r.ceiling), "number"),
-        Column("PGR", pgr, "number"),
+        Column("source", lambda r: escape(r.source.source)),
+        Column("loss", lambda r: escape(r.student.loss) if r.student else "-"),
+        Column("weak", lambda r: acc(r.source.weak), "number"),
+        Column("labels", lambda r: number(r.source.weak_label_accuracy), "number", drop=2),
+        Column("student", lambda r: acc(r.student.accuracy if r.student else None), "number"),
+        Column("ceiling", lambda r: acc(r.source.ceiling), "number"),
+        Column("PGR", lambda r: pgr_text(r.student.pgr if r.student else None), "number"),
         Column("PGR 95% CI", pgr_ci, "number", drop=1),
-    ], results.sources, notes=["accuracy on each source's test split; labels: share of the student's half "
-                               "whose weak label (first-ranked response) is the preferred one (chance: 1 / "
-                               "responses per prompt); PGR = (student - weak) / (ceiling - weak)"])
-    if results.targets:
+    ], rows, notes=["accuracy on each source's test split; labels: share of the students' half whose weak label "
+                    "(first-ranked response) is the preferred one (chance: 1 / responses per prompt); PGR = "
+                    "(student - weak) / (ceiling - weak); -: its jobs failed"])
+    target_rows = [(t, st) for t in results.targets for st in (t.students or (None,))]
+    if target_rows:
         print_table(console, "generalization accuracy on the targets", [
-            Column("source", lambda t: escape(t.source)),
-            Column("target", lambda t: escape(t.target)),
-            Column("student", lambda t: acc(t.student), "number"),
-            Column("student CI", lambda t: interval(t.student.low, t.student.high), "number", drop=1),
-            Column("ceiling", lambda t: acc(t.ceiling), "number"),
-            Column("ceiling CI", lambda t: interval(t.ceiling.low, t.ceiling.high), "number", drop=1),
-        ], results.targets)
+            Column("source", lambda r: escape(r[0].source)),
+            Column("target", lambda r: escape(r[0].target)),
+            Column("loss", lambda r: escape(r[1].loss) if r[1] else "-"),
+            Column("student", lambda r: acc(r[1].accuracy if r[1] else None), "number"),
+            Column("student CI", lambda r: interval(r[1].accuracy.low, r[1].accuracy.high) if r[1] else "-",
+                   "number", drop=1),
+            Column("ceiling", lambda r: acc(r[0].ceiling), "number"),
+            Column("ceiling CI", lambda r: interval(r[0].ceiling.low, r[0].ceiling.high) if r[0].ceiling else "-",
+                   "number", drop=1),
+        ], target_rows)
     for line in results.failed:
         console.print(f"failed: {escape(line)}", highlight=False, style="red")
