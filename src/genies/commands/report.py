@@ -6,7 +6,8 @@ one page. `--serve` shows it on 127.0.0.1 only, for machines where opening a fil
 
 `genies judge` folders get their own pages (`genies.report.judge_page`): one folder its judge
 report (default DIR/report.html), several a leaderboard (default ./leaderboard.html: it belongs
-to none of them). Run and judge folders are never mixed in one page.
+to none of them). Run and judge folders are never mixed in one page. A `genies w2s` folder (it
+holds w2s.json) gets the weak-to-strong page (`genies.report.w2s_page`), on its own.
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ def report(
     # does a file the system refuses to read or write: `genies` prints it as one line.
     from genies.errors import ConfigError
     from genies.report.leaderboard import judge_folders
+    from genies.weak_to_strong.files import is_w2s_folder
 
+    w2s = [d for d in run_dirs if is_w2s_folder(d)]
+    if w2s and (len(run_dirs) > 1 or reference is not None):
+        raise ConfigError(f"genies report: {w2s[0]} is a `genies w2s` folder; its page shows it alone, without "
+                          "--reference")
     judges = judge_folders(run_dirs)
     if judges and reference is not None:
         raise ConfigError("--reference compares `genies run` results with published DEs; a judge folder has none")
@@ -57,9 +63,14 @@ def report(
         from genies.report.judge_page import build_judge_pages
         from genies.report.load import ReportError
         from genies.report.serve import serve, served_files
+        from genies.report.w2s_page import build_w2s_report
 
         try:
-            path = build_judge_pages(run_dirs, out) if judges else build_report(run_dirs, out, reference_dir=reference)
+            if w2s:
+                path = build_w2s_report(run_dirs[0], out)
+            else:
+                path = build_judge_pages(run_dirs, out) if judges else build_report(run_dirs, out,
+                                                                                     reference_dir=reference)
         except OSError as err:
             raise ReportError(err.filename or out, err.strerror or str(err)) from err
     console.print(f"report: {escape(str(path.resolve()))}")
