@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
 
 from genies.data.schema import Distribution, Example
@@ -137,3 +140,65 @@ def test_hard_labels_keep_their_hash_and_soft_ones_change_it() -> None:
     soft = [dataclasses.replace(ex, confidence=0.8) for ex in examples]
     assert examples_hash(soft) != examples_hash(examples)
     assert [p.confidence for p in train_pairs(soft, 0)] == [0.8] * 3
+
+
+def test_a_part_outside_the_unit_interval_is_refused_with_its_bounds() -> None:
+    with pytest.raises(ConfigError) as err:
+        Part(0.5, 1.5, seed=0)
+    assert str(err.value) == "a part of a split needs 0 <= start < stop <= 1, got [0.5, 1.5)"
+    with pytest.raises(ConfigError, match=r"got \[-0\.1, 0\.5\)"):
+        Part(-0.1, 0.5, seed=0)
+    assert Part(0.0, 1.0, seed=0).indices(4, "src/train") == [0, 1, 2, 3]  # both bounds are allowed
+
+
+def test_a_part_selects_the_positions_its_split_name_draws() -> None:
+    examples = _examples("src", 30)
+    part = Part(0.0, 0.5, seed=4)
+    for name in ("src/train", "tgt/train"):
+        assert part.select(examples, name) == [examples[i] for i in part.indices(30, name)]
+    assert part.select(examples, "src/train") != part.select(examples, "tgt/train")
+
+
+def _pairs(rows: list[tuple[int, int, int, float]]):
+    from genies.interventions.scores import Predictions
+
+    i, p, d, prob = (np.array(c) for c in zip(*rows))
+    return Predictions(i, p, d, prob.astype(np.float64), None, {})
+
+
+def test_weak_labels_of_certain_pairs_are_finite_and_silent() -> None:
+    """Probabilities of exactly 0 and 1 (a confident supervisor) are floored at 1e-9 and
+    1 - 1e-9: no log(0) warning, and two responses that both certainly beat the stored preferred
+    one tie (the first wins) instead of making inf - inf = NaN."""
+    from genies.pipeline.views import weak_choices
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        choices = weak_choices(3, _pairs([(0, 0, 1, 0.0), (0, 0, 2, 0.0), (1, 0, 1, 1.0), (2, 1, 0, 1.0)]))
+    # example 0: scores (0, L, L) with L = logit(1 - 1e-9): top 1, mean(sigmoid(0), sigmoid(L)) = 0.75
+    # example 1: (0, -L): top 0, sigmoid(L) = 1 - 1e-9 -> 1.0; example 2: (-L, 0): top 1
+    assert [(c.preferred, c.confidence) for c in choices] == [(1, 0.75), (0, 1.0), (1, 1.0)]
+
+
+def test_weak_labels_rank_by_six_decimals_not_by_integers() -> None:
+    """P(0 beats 1) = 0.45: response 1 leads by logit 0.2, which rounding to whole numbers would
+    make a tie (won by response 0)."""
+    from genies.pipeline.views import weak_choices
+
+    (choice,) = weak_choices(1, _pairs([(0, 0, 1, 0.45)]))
+    assert (choice.preferred, choice.confidence) == (1, 0.55)
+
+
+def test_weak_label_errors_name_the_example_and_the_problem() -> None:
+    from genies.errors import JobError
+    from genies.pipeline.views import WeakLabels, weak_choices
+
+    with pytest.raises(JobError) as err:
+        weak_choices(2, _pairs([(0, 0, 1, 0.5), (2, 0, 1, 0.5)]))
+    assert str(err.value) == "weak labels: a prediction names example 2 of a part of 2 examples"
+    long_prompt = "a prompt of more than forty characters, cut at forty"
+    examples = [Example(long_prompt, ("a", "b"), 0)]
+    with pytest.raises(JobError) as err:  # the supervisor scored a third response the example lacks
+        WeakLabels("job", soft=True).apply(examples, _pairs([(0, 0, 1, 0.5), (0, 0, 2, 0.1)]))
+    assert str(err.value) == ("weak labels: example 'a prompt of more than forty characters, ' has 2 responses, "
+                              "the weak label names response 2")
