@@ -13,7 +13,8 @@ reach the mutated function. A mutant is killed when one of them fails (or times 
     python scripts/mutate.py metrics --resume      # keep earlier verdicts (mutmut's cache)
     python scripts/mutate.py metrics --ref HEAD    # the committed code, not edits in progress
     python scripts/mutate.py probes --ref HEAD --survivors   # after adding tests: rerun only the
-                                                   # last run's survivors, keep the other verdicts
+                                                   # last run's survivors (and the mutants a stopped
+                                                   # run left unchecked), keep the other verdicts
     python scripts/mutate.py pipeline --only src/genies/pipeline/plan.py src/genies/pipeline/jobs.py
                                                    # some files of a module (against all its tests)
     python scripts/mutate.py --list                # the modules and their tests
@@ -161,9 +162,13 @@ def run_module(name: str, *, resume: bool, max_children: int, ref: str | None,
     proc = mutmut(folder, "run", "--max-children", str(max_children), *rerun)
     elapsed = time.monotonic() - started
     status = results(folder)
-    if proc.returncode != 0 or not status:
+    if not status:
         print(f"{name}: mutmut run failed (exit {proc.returncode}); see the output above", file=sys.stderr)
         return {"module": name, "error": proc.returncode}
+    unchecked = sum(v == "not checked" for v in status.values())
+    if proc.returncode != 0:  # stopped part way: its verdicts so far still count, the rest are listed
+        print(f"{name}: mutmut stopped (exit {proc.returncode}) with {unchecked} mutants not checked; they count "
+              f"as survivors until `--survivors` reruns them", file=sys.stderr)
     counted = {k: v for k, v in status.items() if v != "skipped"}
     killed = sorted(k for k, v in counted.items() if v in KILLED)
     survivors = sorted(k for k, v in counted.items() if v not in KILLED)
@@ -179,6 +184,7 @@ def run_module(name: str, *, resume: bool, max_children: int, ref: str | None,
         "score": round(score, 4),
         "seconds": round(elapsed),
         "rerun": "survivors of the previous run only" if survivors_only else "all mutants",
+        "not_checked": unchecked,
         "survivors": {k: counted[k] for k in survivors},
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
