@@ -7,7 +7,7 @@ import csv
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from genies.data.schema import Distribution, Example
 from genies.data.shift import Shift
+from genies.intervals import Comparison
+from genies.metrics import Aggregate
 from genies.pipeline.results import compute_results
 from genies.pipeline.run_dir import (
     COLUMNS,
@@ -28,6 +30,7 @@ from genies.pipeline.run_dir import (
     ResultRow,
     RunDirError,
     RunResults,
+    evaluation_name,
     load_run,
     plain_json,
     read_evaluation,
@@ -272,3 +275,225 @@ def test_results_show_raises_a_genies_error_naming_a_missing_folder(tmp_path: Pa
     result = CliRunner().invoke(app, ["show", str(tmp_path / "nothing")])
     assert isinstance(result.exception, RunDirError)
     assert str(result.exception) == f"{tmp_path / 'nothing'}: run directory not found"
+
+
+# ---- the run directory's files, byte for byte, and every error its reader can raise ----
+
+NAN = float("nan")
+
+
+def _golden_run() -> tuple[ComputedRun, ResultRow, Evaluation]:
+    """One evaluation, one row pointing at it (a NaN, an inf and a False among its values), and
+    one of each other record, with names that need sanitizing."""
+    examples = (Example("p?", ("yes", "no"), 0), Example("q?", ("a", "b", "c"), 2))
+    ev = Evaluation("_my method!_", "src/x y", "tgt", "test", 0.5, NAN, 0.75, examples, np.array([0, 1, 1]),
+                    np.array([0, 2, 2]), np.array([1, 0, 1]), np.array([0.9, NAN, 0.25]), ((1.5, NAN), None),
+                    {"k": np.float32(0.5), "bad": math.inf})
+    row = replace(_distinct_row(ev.path), de_ci_low=NAN, de_ci_high=math.inf, length_cue_flag=False,
+                  target_tuned_evaluation="")
+    results = RunResults({"model": "m"}, (row,), (Aggregate("m", "all", 0.25, NAN, 0.5, 2, 0.75),),
+                         (FailedJob("fit x", "boom"),), ("x: a->b",),
+                         (Comparison("a", "b", 2, 0.125, -0.5, 0.75, 0.5),))
+    return ComputedRun(results, (ev,)), row, ev
+
+
+def test_a_run_directory_is_written_as_exactly_these_files(tmp_path: Path) -> None:
+    computed, row, ev = _golden_run()
+    (tmp_path / "evaluations").mkdir()
+    (tmp_path / "evaluations" / "stale.json").write_text("{}")
+    (tmp_path / "evaluations" / "notes.txt").write_text("kept")
+    written = write_run(tmp_path, computed)
+    assert written.run_dir == tmp_path and written.rows == (row,)
+    assert sorted(p.name for p in (tmp_path / "evaluations").iterdir()) == ["my_method--src_x_y--tgt.json",
+                                                                            "notes.txt"]
+    assert ev.path == "evaluations/my_method--src_x_y--tgt.json"
+    evaluation = {
+        "intervention": "_my method!_", "trained_on": "src/x y", "distribution": "tgt", "split": "test",
+        "accuracy": 0.5, "brier": None, "average_probability": 0.75,
+        "examples": [{"prompt": "p?", "responses": ["yes", "no"], "preferred": 0},
+                     {"prompt": "q?", "responses": ["a", "b", "c"], "preferred": 2}],
+        "pairs": [{"example_index": 0, "preferred_index": 0, "dispreferred_index": 1, "p_preferred": 0.9},
+                  {"example_index": 1, "preferred_index": 2, "dispreferred_index": 0, "p_preferred": None},
+                  {"example_index": 1, "preferred_index": 2, "dispreferred_index": 1, "p_preferred": 0.25}],
+        "response_scores": [[1.5, None], None], "info": {"k": 0.5, "bad": None}}
+    assert (tmp_path / ev.path).read_text() == json.dumps(evaluation) + "\n"
+
+    text = (tmp_path / "results.json").read_text()
+    assert text.startswith('{\n "schema_version": 2,\n "run": {\n  "model": "m"\n },\n "rows": [\n  {\n   "source": ')
+    assert text.endswith("\n ]\n}\n")
+    doc = json.loads(text)
+    assert list(doc) == ["schema_version", "run", "rows", "aggregates", "failed", "failed_cells", "comparisons"]
+    assert doc["rows"][0] == {**asdict(row), "de_ci_low": None, "de_ci_high": None}
+    assert doc["aggregates"] == [{"intervention": "m", "scope": "all", "mean_de": 0.25, "ci_low": None,
+                                  "ci_high": 0.5, "n_shifts": 2, "mean_generalization_accuracy": 0.75}]
+    assert doc["failed"] == [{"job": "fit x", "error": "boom"}] and doc["failed_cells"] == ["x: a->b"]
+    assert doc["comparisons"] == [{"a": "a", "b": "b", "n_shifts": 2, "mean_difference": 0.125, "ci_low": -0.5,
+                                   "ci_high": 0.75, "share_a_better": 0.5}]
+
+    header, line, end = (tmp_path / "results.csv").read_text().split("\n")
+    assert header == ",".join(COLUMNS) and end == ""
+    cells = dict(zip(COLUMNS, line.split(","), strict=True))
+    assert (cells["de_ci_low"], cells["de_ci_high"], cells["length_cue_flag"]) == ("", "", "False")
+    assert cells["source"] == "source-value" and cells["generalization_accuracy"] == repr(row.generalization_accuracy)
+
+    back = load_run(tmp_path)
+    assert back.run == {"model": "m"} and back.failed == computed.results.failed
+    assert back.failed_cells == ("x: a->b",) and back.comparisons == computed.results.comparisons
+    (agg,) = back.aggregates
+    assert math.isnan(agg.ci_low) and replace(agg, ci_low=0.0) == Aggregate("m", "all", 0.25, 0.0, 0.5, 2, 0.75)
+    read = read_evaluation(tmp_path / ev.path)
+    assert (read.intervention, read.trained_on, read.distribution, read.split) == ("_my method!_", "src/x y",
+                                                                                  "tgt", "test")
+    assert (read.accuracy, read.average_probability, read.info) == (0.5, 0.75, {"k": 0.5, "bad": None})
+    assert math.isnan(read.brier) and read.p_preferred.dtype == np.float64
+    np.testing.assert_array_equal(read.p_preferred, [0.9, NAN, 0.25])
+    assert read.response_scores[0][0] == 1.5 and read.response_scores[1] is None
+
+
+def test_write_run_names_every_missing_evaluation(tmp_path: Path) -> None:
+    computed, row, _ = _golden_run()
+    rows = (replace(row, source_evaluation="evaluations/b.json", baseline_evaluation="evaluations/a.json"),)
+    with pytest.raises(ValueError) as err:
+        write_run(tmp_path, ComputedRun(replace(computed.results, rows=rows), computed.evaluations))
+    assert str(err.value) == "rows point at evaluations that are not written: evaluations/a.json, evaluations/b.json"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluation_names_keep_only_safe_characters() -> None:
+    assert evaluation_name("a/b c", None, "x..y-z") == "a_b_c--none--x..y-z.json"
+    assert evaluation_name("__m__", "!!src", "d") == "m--src--d.json"
+
+
+def test_plain_json_unwraps_numpy_and_stringifies_the_rest() -> None:
+    value = {1: (np.int64(2), np.float32(0.5), NAN, -math.inf, True, None, "s", Path("x")), "a": np.array([1, 2])}
+    assert plain_json(value) == {"1": [2, 0.5, None, None, True, None, "s", "x"], "a": [1, 2]}
+    assert type(plain_json({"n": np.int64(2)})["n"]) is int
+
+
+def test_aggregate_finds_one_intervention_and_scope() -> None:
+    aggs = tuple(Aggregate(i, s, k, 0.0, 1.0, 1, 0.5) for k, (i, s) in
+                 enumerate([("a", "category:x"), ("a", "all"), ("b", "all")]))
+    results = RunResults({}, (), aggs)
+    assert results.aggregate("a") is aggs[1] and results.aggregate("a", "category:x") is aggs[0]
+    assert results.aggregate("b", "category:x") is None and results.aggregate("c") is None
+
+
+def _written(tmp_path: Path, **changes: Any) -> Path:
+    """A run directory whose results.json is the golden one with `changes` to its document."""
+    write_run(tmp_path, _golden_run()[0])
+    doc = json.loads((tmp_path / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**doc, **changes}))
+    return tmp_path / "results.json"
+
+
+def _load_error(run: Path) -> str:
+    with pytest.raises(RunDirError) as err:
+        load_run(run)
+    return str(err.value)
+
+
+def test_load_run_names_the_file_and_the_problem(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert _load_error(tmp_path / "empty") == (f"{tmp_path / 'empty' / 'results.json'}: file not found: is "
+                                               f"{tmp_path / 'empty'} a finished `genies run` folder?")
+    path = tmp_path / "results.json"
+    for doc in ([], {"schema_version": 2}, {"schema_version": 2, "rows": {}}):
+        path.write_text(json.dumps(doc))
+        assert _load_error(tmp_path) == f"{path}: expected an object with a 'rows' list"
+    path.write_text("{")
+    assert _load_error(tmp_path).startswith(f"{path}: not valid JSON (Expecting property name")
+    path.write_text(json.dumps({"schema_version": 1, "rows": []}))
+    assert _load_error(tmp_path) == (f"{path}: schema_version 1 is not supported (this genies reads 2); rerun the "
+                                     "same `genies run` command to rewrite it from the cached jobs")
+    path.write_text(json.dumps({"rows": []}))
+    assert _load_error(tmp_path).startswith(f"{path}: schema_version None is not supported")
+
+
+def test_load_run_reads_absent_optional_parts_as_empty(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 2, "rows": [], "run": None,
+                                                       "failed_cells": [3]}))
+    back = load_run(tmp_path)
+    assert (back.run, back.rows, back.aggregates, back.failed, back.comparisons) == ({}, (), (), (), ())
+    assert back.failed_cells == ("3",) and back.run_dir == tmp_path
+
+
+@pytest.mark.parametrize(("part", "record", "problem"), [
+    ("rows", 7, "row 0 is not an object"),
+    ("rows", {"target": "t"}, "row 0 lacks source, target_reference, generalization_accuracy"),
+    ("rows", {"generalization_accuracy": True}, "row 0: generalization_accuracy should be a float, not True"),
+    ("rows", {"length_cue_flag": 1}, "row 0: length_cue_flag should be a bool, not 1"),
+    ("rows", {"source": None}, "row 0: source should be a str, not None"),
+    ("aggregates", {"n_shifts": 2.0}, "aggregate 0: n_shifts should be a int, not 2.0"),
+    ("aggregates", {"n_shifts": False}, "aggregate 0: n_shifts should be a int, not False"),
+    ("aggregates", {"scope": 1}, "aggregate 0: scope should be a str, not 1"),
+    ("failed", {"error": 3}, "failed job 0: error should be a str, not 3"),
+    ("comparisons", {"mean_difference": "0.1"}, "comparison 0: mean_difference should be a float, not '0.1'"),
+])
+def test_a_mistyped_record_names_the_file_the_record_and_the_field(tmp_path: Path, part: str, record: Any,
+                                                                   problem: str) -> None:
+    doc = json.loads((_written(tmp_path).read_text()))
+    first = doc[part][0]
+    doc[part][0] = record if not isinstance(record, dict) else (
+        {k: v for k, v in first.items() if k not in ("source", "target_reference", "generalization_accuracy")}
+        | record if "target" in record else {**first, **record})
+    path = _written(tmp_path, **{part: doc[part]})
+    assert _load_error(tmp_path) == f"{path}: {problem}"
+
+
+def test_typed_records_take_integers_and_null_for_floats(tmp_path: Path) -> None:
+    doc = json.loads(_written(tmp_path).read_text())
+    aggregate = {**doc["aggregates"][0], "mean_de": 1, "ci_high": None}
+    _written(tmp_path, aggregates=[aggregate])
+    (back,) = load_run(tmp_path).aggregates
+    assert type(back.mean_de) is float and back.mean_de == 1.0 and math.isnan(back.ci_high) and back.n_shifts == 2
+
+
+def _evaluation_error(path: Path, doc: Any) -> str:
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RunDirError) as err:
+        read_evaluation(path)
+    assert str(err.value).startswith(f"{path}: ")
+    return str(err.value)[len(f"{path}: "):]
+
+
+def test_read_evaluation_names_the_example_or_pair_that_does_not_fit(tmp_path: Path) -> None:
+    path = tmp_path / "e.json"
+    examples = [{"prompt": "p", "responses": ["a", "b"], "preferred": 0},
+                {"prompt": "q", "responses": ["a", "b", "c"], "preferred": 2}]
+
+    def pair(e: int, a: int, b: int) -> dict[str, Any]:
+        return {"example_index": e, "preferred_index": a, "dispreferred_index": b, "p_preferred": 0.5}
+
+    assert _evaluation_error(path, {"examples": examples}) == "missing key 'pairs'"
+    assert _evaluation_error(path, ["not", "an", "object"]).startswith("missing key ")
+    for bad in ({"responses": ["a", "b"], "preferred": 2}, {"responses": ["a", "b"], "preferred": -1},
+                {"responses": ["a", "b"]}, {"responses": "ab", "preferred": 0}, ["a", "b"]):
+        assert _evaluation_error(path, {"examples": [examples[0], bad], "pairs": []}) == (
+            "example 1: 'preferred' does not index its responses")
+    for e in (2, -1):
+        assert _evaluation_error(path, {"examples": examples, "pairs": [pair(0, 0, 1), pair(e, 0, 1)]}) == (
+            f"pair 1: example_index {e} outside 0..1")
+    for a, b in ((0, 3), (3, 0), (-1, 0), (0, -1)):
+        assert _evaluation_error(path, {"examples": examples, "pairs": [pair(1, a, b)]}) == (
+            "pair 0: response index outside the example's 3 responses")
+    # the boundaries are inside: first and last example, first and last response
+    path.write_text(json.dumps({"examples": [{"responses": ["a", "b"], "preferred": 1}, *examples],
+                                "pairs": [pair(0, 1, 0), pair(2, 2, 0), pair(2, 0, 2)]}))
+    ev = read_evaluation(path)
+    assert [ex.prompt for ex in ev.examples] == ["", "p", "q"] and ev.examples[0].preferred == 1
+    assert ev.examples[2].responses == ("a", "b", "c")
+    np.testing.assert_array_equal(ev.example_index, [0, 2, 2])
+    np.testing.assert_array_equal(ev.preferred_index, [1, 2, 0])
+    np.testing.assert_array_equal(ev.dispreferred_index, [0, 0, 2])
+    assert (ev.intervention, ev.trained_on, ev.distribution, ev.split, ev.info, ev.response_scores) == (
+        "", None, "", "", {}, None)
+    assert math.isnan(ev.accuracy) and math.isnan(ev.brier) and math.isnan(ev.average_probability)
+
+
+def test_read_evaluation_names_a_missing_or_broken_file(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError) as err:
+        read_evaluation(tmp_path / "none.json")
+    assert str(err.value) == f"{tmp_path / 'none.json'}: file not found"
+    (tmp_path / "e.json").write_text("[1,")
+    with pytest.raises(RunDirError, match=r"e\.json: not valid JSON \(Expecting value"):
+        read_evaluation(tmp_path / "e.json")
