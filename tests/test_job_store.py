@@ -5,11 +5,13 @@ predictions. Uses the stand-in methods and helpers of test_pipeline."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from genies.interventions.fitted import save_fitted
 from genies.interventions.scores import Predictions
 from genies.pipeline import executor
 from genies.pipeline.store import JobStore
@@ -141,3 +143,64 @@ def test_a_kill_inside_a_group_resumes_with_exactly_its_missing_predictions(tmp_
     fresh_dir = tmp_path / "fresh"
     run(tiny_llama, METHODS, **run_kwargs(fresh_dir))
     assert (tmp_path / "run" / "results.csv").read_bytes() == (fresh_dir / "run" / "results.csv").read_bytes()
+
+
+@dataclass(frozen=True)
+class _State:
+    """A fitted state as a method declares one."""
+
+    weights: np.ndarray
+    note: str
+
+
+def test_the_store_lays_out_fits_and_predictions_by_key(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GENIES_HOME", str(tmp_path / "home"))
+    assert JobStore().root == tmp_path / "home" / "jobs"
+    store = JobStore(tmp_path / "jobs")
+    assert store.fit_dir("k") == tmp_path / "jobs" / "fit" / "k"
+    assert store.predict_file("k") == tmp_path / "jobs" / "predict" / "k.json"
+    store.fit_dir("k").mkdir(parents=True)
+    assert not store.has_fit("k"), "a folder without fitted.json is not a stored fit"
+    with store.publish_fit("k") as staging:
+        save_fitted(_State(np.array([1.5, -2.0]), "n"), staging, intervention="m")
+    assert store.has_fit("k") and not store.has_fit("other")
+    back = store.load_fitted("k", _State)
+    assert back.note == "n" and np.array_equal(back.weights, [1.5, -2.0])
+    assert not store.has_predictions("k")
+    store.save_predictions("k", _predictions())
+    assert store.has_predictions("k") and not store.has_predictions("other")
+
+
+def test_predictions_are_stored_as_this_json_document_and_read_back_typed(tmp_path) -> None:
+    """Integer method scores come back as floats, a missing score as NaN, an example without
+    scores as None; the index arrays stay integers even when empty (they index examples)."""
+    store = JobStore(tmp_path)
+    pred = Predictions(example_index=np.array([0, 1, 1, 2]), preferred_index=np.array([0, 0, 0, 1]),
+                       dispreferred_index=np.array([1, 1, 2, 0]), p_preferred=np.array([0.25, 1.0, 0.5, 0.0]),
+                       response_scores=[np.array([1.0, np.nan]), np.array([3, 5, 7]), None],
+                       info={"n": np.int64(3), "loss": float("nan")})
+    store.save_predictions("k", pred)
+    assert json.loads(store.predict_file("k").read_text()) == {
+        "example_index": [0, 1, 1, 2], "preferred_index": [0, 0, 0, 1], "dispreferred_index": [1, 1, 2, 0],
+        "p_preferred": [0.25, 1.0, 0.5, 0.0], "response_scores": [[1.0, None], [3, 5, 7], None],
+        "info": {"n": 3, "loss": None}}
+    back = store.load_predictions("k")
+    for name in ("example_index", "preferred_index", "dispreferred_index", "p_preferred"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(pred, name))
+    assert back.p_preferred.dtype == np.float64
+    first, second, third = back.response_scores
+    assert first.dtype == second.dtype == np.float64 and first[0] == 1.0 and np.isnan(first[1])
+    assert second.tolist() == [3.0, 5.0, 7.0] and third is None
+    assert back.info == {"n": 3, "loss": None}
+
+    empty = np.array([], dtype=np.int64)
+    store.save_predictions("empty", Predictions(empty, empty, empty, np.array([]), None, {}))
+    back = store.load_predictions("empty")
+    assert [getattr(back, n).dtype for n in ("example_index", "preferred_index", "dispreferred_index")] == [
+        np.int64] * 3
+    assert back.response_scores is None and back.info == {}
+    store.predict_file("old").write_text(json.dumps({"example_index": [0], "preferred_index": [0],
+                                                     "dispreferred_index": [1], "p_preferred": [0.5],
+                                                     "info": None}))
+    old = store.load_predictions("old")
+    assert old.response_scores is None and old.info == {}
