@@ -286,7 +286,7 @@ def _golden_run() -> tuple[ComputedRun, ResultRow, Evaluation]:
     """One evaluation, one row pointing at it (a NaN, an inf and a False among its values), and
     one of each other record, with names that need sanitizing."""
     examples = (Example("p?", ("yes", "no"), 0), Example("q?", ("a", "b", "c"), 2))
-    ev = Evaluation("_my method!_", "src/x y", "tgt", "test", 0.5, NAN, 0.75, examples, np.array([0, 1, 1]),
+    ev = Evaluation("_my method!_", "src/x y", "tgt", "test", 0.5, 0.125, 0.75, examples, np.array([0, 1, 1]),
                     np.array([0, 2, 2]), np.array([1, 0, 1]), np.array([0.9, NAN, 0.25]), ((1.5, NAN), None),
                     {"k": np.float32(0.5), "bad": math.inf})
     row = replace(_distinct_row(ev.path), de_ci_low=NAN, de_ci_high=math.inf, length_cue_flag=False,
@@ -309,7 +309,7 @@ def test_a_run_directory_is_written_as_exactly_these_files(tmp_path: Path) -> No
     assert ev.path == "evaluations/my_method--src_x_y--tgt.json"
     evaluation = {
         "intervention": "_my method!_", "trained_on": "src/x y", "distribution": "tgt", "split": "test",
-        "accuracy": 0.5, "brier": None, "average_probability": 0.75,
+        "accuracy": 0.5, "brier": 0.125, "average_probability": 0.75,
         "examples": [{"prompt": "p?", "responses": ["yes", "no"], "preferred": 0},
                      {"prompt": "q?", "responses": ["a", "b", "c"], "preferred": 2}],
         "pairs": [{"example_index": 0, "preferred_index": 0, "dispreferred_index": 1, "p_preferred": 0.9},
@@ -330,7 +330,7 @@ def test_a_run_directory_is_written_as_exactly_these_files(tmp_path: Path) -> No
     assert doc["comparisons"] == [{"a": "a", "b": "b", "n_shifts": 2, "mean_difference": 0.125, "ci_low": -0.5,
                                    "ci_high": 0.75, "share_a_better": 0.5}]
 
-    header, line, end = (tmp_path / "results.csv").read_text().split("\n")
+    header, line, end = (tmp_path / "results.csv").read_bytes().decode().split("\n")  # "\n", not "\r\n"
     assert header == ",".join(COLUMNS) and end == ""
     cells = dict(zip(COLUMNS, line.split(","), strict=True))
     assert (cells["de_ci_low"], cells["de_ci_high"], cells["length_cue_flag"]) == ("", "", "False")
@@ -344,8 +344,8 @@ def test_a_run_directory_is_written_as_exactly_these_files(tmp_path: Path) -> No
     read = read_evaluation(tmp_path / ev.path)
     assert (read.intervention, read.trained_on, read.distribution, read.split) == ("_my method!_", "src/x y",
                                                                                   "tgt", "test")
-    assert (read.accuracy, read.average_probability, read.info) == (0.5, 0.75, {"k": 0.5, "bad": None})
-    assert math.isnan(read.brier) and read.p_preferred.dtype == np.float64
+    assert (read.accuracy, read.brier, read.average_probability) == (0.5, 0.125, 0.75)
+    assert read.info == {"k": 0.5, "bad": None} and read.p_preferred.dtype == np.float64
     np.testing.assert_array_equal(read.p_preferred, [0.9, NAN, 0.25])
     assert read.response_scores[0][0] == 1.5 and read.response_scores[1] is None
 
@@ -362,6 +362,13 @@ def test_write_run_names_every_missing_evaluation(tmp_path: Path) -> None:
 def test_evaluation_names_keep_only_safe_characters() -> None:
     assert evaluation_name("a/b c", None, "x..y-z") == "a_b_c--none--x..y-z.json"
     assert evaluation_name("__m__", "!!src", "d") == "m--src--d.json"
+    assert evaluation_name("MMS", "X_", "Big X") == "MMS--X--Big_X.json"
+
+
+def test_an_evaluation_with_misaligned_pair_arrays_is_not_written() -> None:
+    _, _, ev = _golden_run()
+    with pytest.raises(ValueError, match="zip"):
+        replace(ev, p_preferred=np.array([0.9, 0.1, 0.25, 0.5])).to_json()
 
 
 def test_plain_json_unwraps_numpy_and_stringifies_the_rest() -> None:
@@ -488,6 +495,9 @@ def test_read_evaluation_names_the_example_or_pair_that_does_not_fit(tmp_path: P
     assert (ev.intervention, ev.trained_on, ev.distribution, ev.split, ev.info, ev.response_scores) == (
         "", None, "", "", {}, None)
     assert math.isnan(ev.accuracy) and math.isnan(ev.brier) and math.isnan(ev.average_probability)
+    path.write_text(json.dumps({"examples": examples, "pairs": []}))  # no pairs: the indices still index
+    assert [getattr(read_evaluation(path), k).dtype for k in ("example_index", "preferred_index",
+                                                             "dispreferred_index")] == [np.int64] * 3
 
 
 def test_read_evaluation_names_a_missing_or_broken_file(tmp_path: Path) -> None:
