@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import socket
 import sys
 import time
@@ -33,6 +34,9 @@ from genies.pipeline.ray_executor import (JobResources, ModelRecipe, _Call, _che
                                           publish_output, read_files, register_shipped, shipped_registrations,
                                           write_files)
 from genies.pipeline.store import JobStore  # noqa: E402
+
+import test_executor_units  # noqa: E402, F401 - registers pt_exec (before any test copies the registry)
+from test_pipeline import SHIFTS, distributions  # noqa: E402 - registers pt_length and pt_zero
 
 GIB = 2**30
 
@@ -549,6 +553,7 @@ class FakeRay:
         self.actors: list[FakeActor] = []
         self.options: dict = {}
         self.put_values: list = []
+        self.fetched: list = []  # every value ray.get returned
         self.killed: list[FakeActor] = []
         self.faults: dict[str, tuple[str, int]] = {}
         self.initialized, self.inits, self.shutdowns = True, [], 0
@@ -580,6 +585,7 @@ class FakeRay:
     def get(self, ref: FakeRef):
         if ref.error is not None:
             raise ref.error
+        self.fetched.append(ref.value)
         return ref.value
 
     def put(self, value) -> FakeRef:
@@ -636,23 +642,34 @@ LOADS: list[int] = []
 
 
 @pytest.fixture
-def keep_torch_threads() -> Iterator[None]:
+def keep_torch_threads(monkeypatch) -> Iterator[None]:
+    """Workers run in this process: undo what they change in it. Torch's thread count, and the
+    registered classes: unpickling a class shipped by value in the process that pickled it gives
+    back the original class with its methods replaced by copies (whose module globals are copies
+    too), which a real worker, in a process of its own, never does to the driver."""
     import torch
 
+    classes = {cls: dict(vars(cls)) for cls in registry._REGISTRY.values()}
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+    for cls, attributes in classes.items():
+        for name, value in attributes.items():
+            if name not in ("__dict__", "__weakref__") and vars(cls).get(name) is not value:
+                setattr(cls, name, value)
 
 
-def _plan_and_data():
-    """test_pipeline's stand-ins (pt_length, baseline pt_zero) over its two shifts: 3 groups, 9 jobs."""
-    from test_pipeline import SHIFTS, distributions
-
+def _plan_and_data(recorder: dict | None = None):
+    """test_pipeline's stand-ins (pt_length, baseline pt_zero) over its two shifts: 3 groups, 9 jobs.
+    With `recorder` (its hyperparameters), also test_executor_units' pt_exec, whose fitted state is
+    the random draws of its seed: 4 groups, 13 jobs."""
     from genies.pipeline.plan import build_plan, configure_methods
 
     dists = distributions()
-    methods = configure_methods(["pt_length", "pt_zero"], None)
-    plan = build_plan(interventions=["pt_length"], shifts=SHIFTS, methods=methods, seed=0, model_fingerprint="fp",
+    interventions = ["pt_length"] if recorder is None else ["pt_length", "pt_exec"]
+    methods = configure_methods([*interventions, "pt_zero"], None, None if recorder is None else {"pt_exec": recorder})
+    plan = build_plan(interventions=interventions, shifts=SHIFTS, methods=methods, seed=0, model_fingerprint="fp",
                       precision={"dtype": "float32", "quantize": "none"},
                       data_hash=lambda n, s: dists[n].content_hash(s), baseline="pt_zero",
                       target_tuned=("pt_length",))
@@ -693,15 +710,30 @@ def _execute(tmp_path: Path, fake: FakeRay, plan, env, monkeypatch, **kwargs) ->
     return executor.execute(plan, env, RunLog(tmp_path / "run" / "log.txt"))
 
 
-def test_one_worker_computes_what_the_local_executor_does(tmp_path, monkeypatch, keep_torch_threads) -> None:
-    plan, dists = _plan_and_data()
+def _lines(text: str) -> list[str]:
+    """The display's plain lines without their timings."""
+    return [re.sub(r" \d+\.\ds ", " ", line) for line in text.splitlines()]
+
+
+def test_one_worker_computes_what_the_local_executor_does(tmp_path, monkeypatch, keep_torch_threads,
+                                                          capsys) -> None:
+    from genies.data.schema import Distribution
+    from genies.models.activations import ActivationStore
+
+    plan, dists = _plan_and_data(recorder={})
     want, local_store = _local(tmp_path, plan, dists)
+    shown = _lines(capsys.readouterr().out)
     LOADS.clear()
     fake = FakeRay([node(1.0)])
-    env = _env(tmp_path / "store", dists, activation_root=tmp_path / "acts")
+    env = _env(tmp_path / "cache" / "jobs", dists, activation_root=tmp_path / "acts")
     records = _execute(tmp_path, fake, plan, env, monkeypatch)
-    assert [_plain(r) for r in records] == want and len(want) == 9 and {r[3] for r in want} == {"done"}
-    assert _outputs(env.store) == _outputs(local_store)
+    assert [_plain(r) for r in records] == want and len(want) == plan.n_jobs == 13
+    assert {r[3] for r in want} == {"done"} and _lines(capsys.readouterr().out) == shown  # the same display
+    assert _outputs(env.store) == _outputs(local_store)  # pt_exec's state: the draws of the run's seed
+    worker_calls = registry._REGISTRY["pt_exec"].fit.__globals__["CALLS"]  # the shipped copy's
+    fit_call = [c for c in worker_calls if c[0] == "fit"][-1]  # after the local run's
+    assert isinstance(fit_call[3], ActivationStore) and fit_call[3].root == tmp_path / "acts"
+    assert sorted(v.id for v in fake.fetched if isinstance(v, Distribution)) == ["src", "tgt", "tgt2"]
     [actor] = fake.actors
     assert [label for label, _, _ in actor.groups] == [fit.label for fit in plan.fits.values()]
     assert LOADS == [1]  # one model load for every group of the worker
@@ -709,8 +741,8 @@ def test_one_worker_computes_what_the_local_executor_does(tmp_path, monkeypatch,
     assert fake.killed == [actor] and fake.shutdowns == 0  # Ray was up already: left running
     recipe = actor.recipe
     assert recipe.model == StubModel() and recipe.seed == 0 and recipe.threads == 1
-    assert recipe.store_root == (tmp_path / "store").resolve() and recipe.activation_root == tmp_path / "acts"
-    assert [pickle.loads(blob).name for blob in recipe.registrations] == ["pt_length", "pt_zero"]  # test classes
+    assert recipe.store_root == (tmp_path / "cache" / "jobs").resolve() and recipe.activation_root == tmp_path / "acts"
+    assert [pickle.loads(blob).name for blob in recipe.registrations] == ["pt_exec", "pt_length", "pt_zero"]
     assert recipe.probe.parent == env.store.root.resolve()
     assert recipe.probe.name.startswith(".ray-probe-") and not recipe.probe.exists()  # removed at the end
     assert actor.worker.shared and actor.worker.activations.root == tmp_path / "acts"
@@ -743,19 +775,20 @@ def test_ray_started_by_the_executor_is_shut_down(tmp_path, monkeypatch, keep_to
 def test_workers_outside_the_store_send_their_outputs_back(tmp_path, monkeypatch, keep_torch_threads) -> None:
     """GENIES_RAY_SHARED_FS=0: each worker computes in its node's store (GENIES_HOME), and the
     driver writes what comes back; the driver's store ends as a local run's."""
-    plan, dists = _plan_and_data()
+    plan, dists = _plan_and_data(recorder={"fail_on": "tgt2"})
     want, local_store = _local(tmp_path, plan, dists)
     monkeypatch.setenv("GENIES_RAY_SHARED_FS", "0")
     monkeypatch.setenv("GENIES_HOME", str(tmp_path / "node-home"))
     fake = FakeRay([node(2.0)])
     env = _env(tmp_path / "store", dists, activation_root=tmp_path / "acts")
     records = _execute(tmp_path, fake, plan, env, monkeypatch)
-    assert sorted(_plain(r) for r in records) == sorted(want)
+    assert sorted(_plain(r) for r in records) == sorted(want) and len(want) == 13
+    assert [r[4] for r in want if r[3] == "failed"] == ["RuntimeError: cannot score tgt2"]  # sends nothing back
     assert _outputs(env.store) == _outputs(local_store)
     assert _outputs(JobStore(tmp_path / "node-home" / "jobs")) == _outputs(local_store)
     assert len(fake.actors) == 2 and all(not a.worker.shared for a in fake.actors)
     assert all(a.worker.activations.root == tmp_path / "node-home" / "activations" for a in fake.actors)
-    assert sorted(len(a.groups) for a in fake.actors) == [1, 2]  # both workers took groups
+    assert all(a.groups for a in fake.actors) and sum(len(a.groups) for a in fake.actors) == 4
 
 
 def test_a_resumed_run_sends_only_what_is_missing(tmp_path, monkeypatch, keep_torch_threads) -> None:
@@ -899,3 +932,81 @@ def test_a_lost_worker_fails_the_rest_of_its_group_and_the_run_goes_on(tmp_path,
     assert failed == {second.key: "RayError: the worker died", third.key: f"not run: {second.label} failed"}
     assert len(records) == 9 and {r.key for r in records} == {*plan.fits, *plan.predicts}
     assert [label for label, _, _ in fake.actors[0].groups] == [f.label for f in fits]  # the worker went on
+
+
+@pytest.mark.parametrize("cpus, threads", [(2.0, 2), (0.5, 1)])
+def test_each_job_uses_as_many_threads_as_its_worker_reserves(tmp_path, monkeypatch, keep_torch_threads, cpus,
+                                                              threads) -> None:
+    import torch
+
+    plan, dists = _plan_and_data()
+    fake = FakeRay([node(4.0)])
+    records = _execute(tmp_path, fake, plan, _env(tmp_path / "store", dists), monkeypatch,
+                       resources=JobResources(num_cpus=cpus))
+    assert len(records) == 9 and fake.options["num_cpus"] == cpus
+    assert {a.recipe.threads for a in fake.actors} == {threads} and torch.get_num_threads() == threads
+    assert len(fake.actors) == (3 if cpus == 0.5 else 2)  # 4 CPUs: 8 half-CPU workers, or 2 two-CPU ones
+
+
+def test_the_node_setting_overrides_the_probe(tmp_path, monkeypatch, keep_torch_threads) -> None:
+    """GENIES_RAY_SHARED_FS=1: the node says it shares the store even where the probe is not seen."""
+    from genies.pipeline.ray_executor import GroupWorker, JobRecipe
+
+    monkeypatch.setenv("GENIES_RAY_SHARED_FS", "1")
+    recipe = JobRecipe(model=StubModel(), distributions={}, store_root=tmp_path / "driver-store",
+                       activation_root=tmp_path / "acts", seed=0, probe=tmp_path / "absent-probe", threads=1)
+    worker = GroupWorker(recipe)
+    assert worker.shares_store() is True and worker.store.root == tmp_path / "driver-store"
+    assert worker.activations.root == tmp_path / "acts"
+    monkeypatch.setenv("GENIES_RAY_SHARED_FS", "yes")  # anything but 0 / 1: the probe decides
+    assert GroupWorker(recipe).shares_store() is False
+    (tmp_path / "absent-probe").touch()
+    assert GroupWorker(recipe).shares_store() is True
+
+
+def test_a_worker_registers_the_classes_it_was_shipped(tmp_path, monkeypatch, keep_torch_threads) -> None:
+    from genies.pipeline.ray_executor import GroupWorker, JobRecipe
+
+    _no_plugins(monkeypatch)
+    blobs = shipped_registrations(_plan_of("pt_unit_a"))
+    del registry._REGISTRY["pt_unit_a"]  # the fixture's copy: a worker process that never imported this module
+    GroupWorker(JobRecipe(model=StubModel(), distributions={}, store_root=tmp_path, activation_root=None, seed=0,
+                          probe=tmp_path / "probe", threads=1, registrations=blobs))
+    assert registry._REGISTRY["pt_unit_a"].__name__ == "ShippedA"
+
+
+def test_a_training_view_ships_the_distributions_it_reads(tmp_path, monkeypatch, keep_torch_threads) -> None:
+    """A fit on src with part of its training set drawn from tgt2, predicting src only: tgt2 is
+    read by the fit alone, and must reach the worker all the same."""
+    from genies.pipeline.plan import PlanBuilder, configure_methods
+    from genies.pipeline.views import TargetMix, TrainView
+
+    dists = distributions()
+    builder = PlanBuilder(configure_methods(["pt_length"], None), seed=0, model_fingerprint="fp",
+                          precision={"dtype": "float32", "quantize": "none"},
+                          data_hash=lambda n, s: dists[n].content_hash(s))
+    fit = builder.fit("pt_length", "src", TrainView(mix=TargetMix("tgt2", 0.5, 0)))
+    builder.predict(fit, "src")
+    fake = FakeRay([node(1.0)])
+    records = _execute(tmp_path, fake, builder.plan, _env(tmp_path / "store", dists), monkeypatch)
+    assert [r.status for r in records] == ["done", "done"]
+    assert sorted(fake.actors[0].recipe.distributions) == ["src", "tgt2"]
+
+
+def test_a_worker_failing_to_start_after_another_is_up_costs_nothing(tmp_path, monkeypatch,
+                                                                    keep_torch_threads) -> None:
+    plan, dists = _plan_and_data()
+    fake = FakeRay([node(2.0)], starts=[0.0, "fail"])
+    records = _execute(tmp_path, fake, plan, _env(tmp_path / "store", dists), monkeypatch)
+    assert {r.status for r in records} == {"done"} and [len(a.groups) for a in fake.actors] == [3, 0]
+
+
+def test_the_executor_joins_the_address_it_was_given(monkeypatch) -> None:
+    fake = FakeRay([])
+    fake.initialized = False
+    fake.install(monkeypatch)
+    with pytest.raises(ConfigError, match="^--ray-address 'nowhere': expected auto or HOST:PORT"):
+        ray_executor.RayExecutor(StubModel(), "nowhere")
+    assert fake.inits == []
+    executor = ray_executor.RayExecutor(StubModel(), None, plain=True)
+    assert fake.inits and executor.plain is True and executor.resources == JobResources(1.0, 0.0, None)
