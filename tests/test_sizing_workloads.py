@@ -32,6 +32,7 @@ import pytest
 from genies.data.schema import Distribution, Example
 from genies.errors import ConfigError
 from genies.interventions import Intervention
+from genies.interventions._reward_model import PeftRewardModel
 from genies.interventions.registry import load_intervention
 from genies.models.memory import NF4_BITS, MemoryEstimate, ModelShape, Precision
 from genies.pipeline.sizing import DataShape, Sizer, Workload, extraction_templates, packed_lines
@@ -196,6 +197,9 @@ def test_extraction_batches_are_bounded_by_the_budget_and_the_longest_query() ->
 
 def test_extraction_on_gpu_counts_a_dense_mask_of_at_least_a_row() -> None:
     method = load_intervention("mms", "paper")
+    many = dataclasses.replace(DATA, train=100)  # 3600 nodes: under the GPU budget of 32768
+    _check(sizer(many, gpu=True).workload(method, "fit", "d"),
+           MemoryEstimate(LM, activations=3 * 3600 * 32, buffers=3600 * 352 + 3600 * 384 * 4), 2560 * 3600)
     _check(sizer(gpu=True).workload(method, "predict", "d"),
            MemoryEstimate(LM, activations=3 * 144 * 32, buffers=144 * 352 + 144 * 384 * 4), 2560 * 144)
     long = dataclasses.replace(DATA, longest_query=499, test=1)  # a 500-token row is wider than 384
@@ -208,6 +212,9 @@ def test_two_template_extraction_peaks_at_the_longer_and_times_both() -> None:
     ceil(4 * (35 + 51.75 + 1)) = 351 nodes, No: 4 * (35 + 51 + 1) = 348; the peak is Yes's."""
     work = sizer().workload(load_intervention("ccs", "paper"), "predict", "d")
     _check(work, MemoryEstimate(LM, activations=3 * 351 * 32, buffers=351 * 352), 2560 * (351 + 348))
+    one = dataclasses.replace(DATA, test=1)  # one text: the longest query + 52 + BOS = 113 nodes (Yes); time for 87.75 + 87 tokens
+    _check(sizer(one).workload(load_intervention("ccs", "paper"), "predict", "d"),
+           MemoryEstimate(LM, activations=3 * 113 * 32, buffers=113 * 352), 2560 * (87.75 + 87))
     quantized = sizer(precision=Precision("float32", "8bit")).workload(load_intervention("ccs", "paper"), "predict", "d")
     assert quantized.memory(False).buffers == 351 * 352 + 128 * 4
 
@@ -228,8 +235,15 @@ def test_reward_model_parts_per_method() -> None:
     assert bf16.reward_model(load_intervention("prompt_tuning", "paper", num_virtual_tokens=3)) == (
         2 * 1408, 3 * 8 + 8, 32 * 16, 2)
     assert bf16.reward_model(load_intervention("full_fine_tune", "paper")) == (4 * 1408, 1408, 1408 * 12, 2)
+    # a reward model of another kind trains its score head only (the fallback for methods to come)
+    assert bf16.reward_model(HeadOnly()) == (2 * 1408, 8, 8 * 16, 2)
     qlora = sizer(precision=Precision("bfloat16", "4bit")).reward_model(load_intervention("lora", "paper", r=2))
     assert qlora[0] == int(2 * 640 * NF4_BITS / 8 + (1408 - 1280) * 4)  # QLoRA: the rest in float32
+
+
+@dataclass
+class HeadOnly(PeftRewardModel):
+    name = "head_only"
 
 
 def _lora(**overrides: object) -> Intervention:
@@ -287,6 +301,8 @@ def test_lora_training_under_a_length_cap_and_micro_batches() -> None:
     assert capped.flops(False) == 2560 * (3 * 4 * 24) * 2
     loose = sizer().workload(_lora(max_length=100), "fit", "d")  # a cap above every row changes nothing
     assert loose.memory(False) == sizer().workload(_lora(), "fit", "d").memory(False)
+    alone = sizer().workload(_lora(max_length=12, micro_batch_size=1), "fit", "d")  # the longest row: 24, not 40
+    assert alone.memory(False).activations == 24 * 2 * 544
     micro = sizer().workload(_lora(micro_batch_size=2), "fit", "d")  # 2 pairs a forward: 60 wide
     assert micro.memory(False).activations == 60 * 2 * 544 and micro.memory(False).buffers == 60 * 224 + 60 * 60 * 4
     assert micro.flops(False) == 2560 * 360 * 2  # the same step: 4 pairs
@@ -336,6 +352,8 @@ def test_reward_scoring_pads_to_the_longest_query_under_its_cap() -> None:
            MemoryEstimate(LM + RM + 136 * 4, buffers=60 * 352 + 60 * 32 + 60 * 60 * 4), 2560 * 140)
     _check(sizer().workload(_lora(eval_batch_size=3, max_length=10), "predict", "d"),
            MemoryEstimate(LM + RM + 136 * 4, buffers=35 * 352 + 35 * 32 + 35 * 35 * 4), 2560 * 140)
+    _check(sizer().workload(_lora(eval_batch_size=3, max_length=15), "predict", "d"),  # 45 tokens at most
+           MemoryEstimate(LM + RM + 136 * 4, buffers=45 * 352 + 45 * 32 + 45 * 45 * 4), 2560 * 140)
     two = dataclasses.replace(DATA, responses=2, longest_query=30)  # 2 queries of 30 tokens a forward of 4
     _check(sizer(two).workload(_lora(eval_batch_size=4), "predict", "d"),
            MemoryEstimate(LM + RM + 136 * 4, buffers=60 * 352 + 60 * 32 + 60 * 60 * 4), 2560 * 4 * 30)
@@ -401,3 +419,12 @@ def test_workload_dispatch_and_the_distribution_it_reads() -> None:
     assert opaque.memory(False) == nothing and opaque.flops(False) == 0.0
     assert opaque.note == "opaque: not sized (runs code genies cannot see)"
     assert s.workload(Opaque(), "fit", "d").note == "opaque: not sized (runs code genies cannot see)"
+    # a method that trains on nothing (an external judge) has nothing to size in its fit
+    assert s.workload(Untrained(), "fit", "d").note == ""
+    assert s.workload(Untrained(), "predict", "d").note == "untrained: not sized (runs code genies cannot see)"
+
+
+@dataclass
+class Untrained(Opaque):
+    name = "untrained"
+    needs_training_data = False
