@@ -54,7 +54,9 @@ class Recorder(Intervention[Drawn]):
                       bool(train.test)))
         if self.fail_fit:
             raise ValueError("the fit broke\nsecond line")
-        return Drawn(*_draws())
+        drawn = Drawn(*_draws())
+        ctx.report("fitting")  # a method's own progress goes to the display's running-job line
+        return drawn
 
     def scorer(self, lm, fitted: Drawn, ctx: FitContext) -> Scorer:
         CALLS.append(("scorer", lm, fitted, ctx.state_dir))
@@ -122,7 +124,7 @@ def test_a_fresh_group_fits_once_and_predicts_in_order(tmp_path) -> None:
     items = list(run_group(fit, predicts, env, started.append))
     assert _plain(items) == [(fit.key, "fit", fit.label, "done", None, None),
                              *((p.key, "predict", p.label, "done", None, None) for p in predicts)]
-    assert started == [fit.label, *(p.label for p in predicts)]
+    assert started == [fit.label, "fitting", *(p.label for p in predicts)]
     assert all(rec.seconds >= 0 for rec, _ in items)
     store = env.store
     assert store.has_fit(fit.key) and all(store.has_predictions(p.key) for p in predicts)
@@ -267,14 +269,25 @@ def test_one_line_is_the_type_and_the_first_line_cut_at_500() -> None:
     assert one_line(ValueError("x" * 600)) == "ValueError: " + "x" * 488  # 500 characters
 
 
-def test_the_run_log_stamps_each_line_and_records_jobs(tmp_path) -> None:
+def test_the_run_log_stamps_each_line_and_records_jobs(tmp_path, monkeypatch) -> None:
+    import time
+    from datetime import datetime, timezone
+
     log = RunLog(tmp_path / "new" / "folder" / "log.txt")
-    log.write("start")
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # the stamps are UTC whatever the machine's zone
+    time.tzset()
+    try:
+        log.write("start")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     log.record(JobRecord("k1", "fit", "fit a on b", "done", 12.345))
     log.record(JobRecord("k2", "predict", "predict a", "failed", 0.0, "E: x"), "Traceback\n  line\nE: x\n\n")
     log.record(JobRecord("k3", "predict", "predict c", "cached"), "")
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
     text = (tmp_path / "new" / "folder" / "log.txt").read_text()
+    first = datetime.strptime(text[:20], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - first).total_seconds()) < 600
     assert re.fullmatch(
         f"{stamp}start\n{stamp}done       12.3s fit a on b \\[k1\\]\n{stamp}failed      0.0s predict a \\[k2\\]\n"
         f"{stamp}Traceback\n  line\nE: x\n{stamp}cached      0.0s predict c \\[k3\\]\n", text), text
