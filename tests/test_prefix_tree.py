@@ -71,7 +71,9 @@ def test_build_takes_only_its_members_in_their_order() -> None:
 def test_ancestors_are_the_textbook_mask(width: int, offset: int) -> None:
     """Exact, including the pads on either side of the row (right padding, left padding)."""
     row = TreeRow.build(EXAMPLES, [0, 1, 2])
-    np.testing.assert_array_equal(row.ancestors(width, offset), _ancestor_mask(row.parent, width, offset))
+    allowed = row.ancestors(width, offset)
+    assert allowed.dtype == bool
+    np.testing.assert_array_equal(allowed, _ancestor_mask(row.parent, width, offset))
 
 
 def test_pack_rows_fills_rows_up_to_the_budget_counting_shared_prefixes() -> None:
