@@ -43,3 +43,15 @@ def test_two_losses_share_weak_labels_and_ceiling_and_the_xent_student_is_cached
     assert " done " not in log  # every job of the xent-only run was a job of the two-loss run
     assert single.sources[0].students == (src.students[0],)
     assert single.sources[0].weak == src.weak and single.sources[0].ceiling == src.ceiling
+
+
+def test_the_command_takes_loss_twice_and_refuses_aux_conf_for_a_probe(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from genies.cli import _build
+
+    args = ["w2s", "--weak-method", "tfidf", "--method", "tfidf", "--loss", "xent", "--loss", "aux_conf", "--shifts",
+            "synthetic", "--out", str(tmp_path / "run")]
+    refused = CliRunner().invoke(_build(), args)
+    assert refused.exit_code == 2 and "--loss aux_conf needs a reward-model student" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
