@@ -16,11 +16,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from genies.data.schema import Distribution, Example
+from genies import intervals, metrics
+from genies.data.schema import Distribution, Example, eval_pairs
 from genies.data.shift import Shift
 from genies.intervals import Comparison
 from genies.metrics import Aggregate
-from genies.pipeline.results import compute_results
+from genies.pipeline.results import compute_results, result_row, summarize
 from genies.pipeline.run_dir import (
     COLUMNS,
     EVALUATION_FIELDS,
@@ -507,3 +508,129 @@ def test_read_evaluation_names_a_missing_or_broken_file(tmp_path: Path) -> None:
     (tmp_path / "e.json").write_text("[1,")
     with pytest.raises(RunDirError, match=r"e\.json: not valid JSON \(Expecting value"):
         read_evaluation(tmp_path / "e.json")
+
+
+def test_compute_results_takes_the_best_target_tuned_candidate_and_goes_on_past_a_failed_cell() -> None:
+    """Cells in plan order: one whose prediction is missing, one with two target-tuned
+    candidates (the second wins), one without a target-tuned reference, and a target-mixing
+    ablation of the second (kept as a row, left out of the aggregates)."""
+    m, zero = Fit("m", "src"), Fit("zero_shot", None)
+    shift = Shift("src", "tgt", "tgt", "skill", "extreme")
+    sid, base = Job(m, "src", "test", "sid"), Job(zero, "tgt", "test", "base")
+    weak, strong = Job(Fit("prompt", "tgt"), "tgt", "test", "weak"), Job(Fit("lora", "tgt"), "tgt", "test", "strong")
+
+    def gen(name: str) -> Job:
+        return Job(Fit(name, "src"), "tgt", "test", f"{name}-gen")
+
+    plan = Plan([Cell("lost", shift, gen("lost"), sid, base, (weak,)),
+                 Cell("m", shift, Job(m, "tgt", "test", "gen"), sid, base, (weak, strong)),
+                 Cell("alone", shift, gen("alone"), sid, base, ()),
+                 Cell("m", shift, gen("m-mixed"), sid, base, (weak, strong), target_mix=0.1)])
+    scores = [None, np.array([[0.5], [1.5]]), *[np.arange(len(ex.responses)) for ex in DISTS["tgt"].test[2:]]]
+    preds = {"gen": replace(_preds("tgt", 0.8), response_scores=scores), "sid": _preds("src", 0.7), "base": _preds("tgt", 0.4),
+             "weak": _preds("tgt", 0.3), "strong": _preds("tgt", 0.9), "alone-gen": _preds("tgt", 0.6),
+             "m-mixed-gen": _preds("tgt", 0.6)}
+    computed = _compute(plan, preds)
+    results = computed.results
+    assert results.failed_cells == ("lost: src->tgt",)
+    best, alone, mixed = results.rows
+    assert (best.intervention, best.target_tuned_capability, best.target_tuned_capability_intervention,
+            best.target_tuned_evaluation) == ("m", 1.0, "lora", "evaluations/lora--tgt--tgt.json")
+    assert best.differential_elicitation == pytest.approx(1.0) and best.target_mix == 0.0
+    assert alone.intervention == "alone" and alone.target_tuned_evaluation == ""
+    assert alone.target_tuned_capability_intervention == "" and math.isnan(alone.target_tuned_capability)
+    assert math.isnan(alone.differential_elicitation) and math.isnan(alone.de_ci_low)
+    assert (mixed.intervention, mixed.target_mix, mixed.generalization_accuracy) == ("m", 0.1, 1.0)
+    assert results.aggregate("m").n_shifts == 1 and results.aggregate("m").mean_de == pytest.approx(1.0)
+    assert "evaluations/prompt--tgt--tgt.json" not in {ev.path for ev in computed.evaluations}  # the loser
+    assert [ev.path for ev in computed.evaluations] == sorted(ev.path for ev in computed.evaluations)
+    (ev,) = [e for e in computed.evaluations if e.path == best.target_evaluation]
+    assert (ev.split, ev.brier, ev.average_probability) == ("test", pytest.approx(0.04), pytest.approx(0.8))
+    assert ev.response_scores == (None, (0.5, 1.5), *(tuple(float(v) for v in range(len(ex.responses)))
+                                                     for ex in DISTS["tgt"].test[2:]))
+
+
+def test_summarize_aggregates_and_compares_the_ordinary_rows_with_their_replicates() -> None:
+    """DE of a: 0.5 and 0.3 on two shifts, of b: 0.1 and 0.2, plus a target-mixing row of a (DE
+    9) that must count nowhere. Replicates spread around each DE widen the aggregate's interval
+    compared with replicates that all equal it (the two-level bootstrap reads them)."""
+    base = _distinct_row("")
+    rows, de = [], {}
+    for intervention, shift, value, mix in (("a", 1, 0.5, 0.0), ("a", 2, 0.3, 0.0), ("b", 1, 0.1, 0.0),
+                                            ("b", 2, 0.2, 0.0), ("a", 1, 9.0, 0.1)):
+        rows.append(replace(base, intervention=intervention, source=f"s{shift}", target=f"t{shift}",
+                            differential_elicitation=value, generalization_accuracy=0.5, target_mix=mix))
+    rng = np.random.default_rng(0)
+    flat = [np.full(200, r.differential_elicitation) for r in rows]
+    noisy = [r.differential_elicitation + rng.normal(0, 0.5, 200) for r in rows]
+    tight, wide = (summarize({}, rows, reps, seed=0, n_boot=200) for reps in (flat, noisy))
+    a = tight.aggregate("a")
+    assert (a.mean_de, a.n_shifts) == (pytest.approx(0.4), 2) and tight.aggregate("b").mean_de == pytest.approx(0.15)
+    assert wide.aggregate("a").ci_high - wide.aggregate("a").ci_low > 2 * (a.ci_high - a.ci_low)
+    (comparison,) = tight.comparisons
+    reseeded = summarize({}, rows, noisy, seed=1, n_boot=200).comparisons[0]
+    assert (reseeded.ci_low, reseeded.ci_high) != (wide.comparisons[0].ci_low, wide.comparisons[0].ci_high)
+    assert (comparison.a, comparison.b, comparison.n_shifts) == ("a", "b", 2)
+    assert (comparison.mean_difference, comparison.share_a_better) == (pytest.approx(0.25), 1.0)
+    with pytest.raises(ValueError):
+        summarize({}, rows, flat[:-1], seed=0, n_boot=200)
+
+
+def test_a_tied_prediction_is_settled_by_the_runs_seed() -> None:
+    ties = Distribution.from_examples("ties", [], [Example(f"p{i}", ("a", "b"), 0) for i in range(40)])
+    job = Job(Fit("m", "src"), "ties", "test", "k")
+    pred = Preds(np.arange(40), np.zeros(40, dtype=np.int64), np.ones(40, dtype=np.int64), np.full(40, 0.5))
+    cell = Cell("m", Shift("src", "ties", "ties", "skill", "extreme"), job, job, job, (job,))
+
+    def accuracy(seed: int) -> float:
+        computed = compute_results(Plan([cell]), Store({"k": pred}), {"ties": ties}.__getitem__, seed, {})
+        return computed.results.rows[0].generalization_accuracy
+
+    coin = [float(np.mean(np.random.default_rng(s).random(40) < 0.5)) for s in (7, 0)]
+    assert coin[0] != coin[1]
+    assert accuracy(7) == coin[0] and accuracy(0) == coin[1]
+
+
+def _hand_evaluation(name: str, p: list[float], accuracy: float, distribution: str = "tgt",
+                     split: str = "test") -> Evaluation:
+    """Four 3-response examples (the preferred response the longest), two pairs each."""
+    examples = tuple(Example(f"q{i}", ("aaaa", "bb", "c"), 0) for i in range(4))
+    pairs = eval_pairs(examples)
+    return Evaluation(name, "src", distribution, split, accuracy, 0.19, 0.65, examples,
+                      np.array([q.example_index for q in pairs]), np.array([q.preferred_index for q in pairs]),
+                      np.array([q.dispreferred_index for q in pairs]), np.array(p, dtype=np.float64))
+
+
+def test_a_result_row_holds_the_metrics_of_its_four_evaluations() -> None:
+    """Hand-computed from the evaluations' accuracies (generalization 0.625, baseline 0.25,
+    target-tuned 1.0) and the generalization pairs' probabilities; the preferred response is the
+    longer one in every pair. A 0.5 in each evaluation makes the replicates depend on the seed's
+    coins, so they must repeat exactly (four ties in each but the baseline)."""
+    gen = _hand_evaluation("m", [0.8, 0.8, 0.2, 0.2, 0.5, 0.5, 0.5, 0.5], 0.625)
+    base, tt = _hand_evaluation("zero_shot", [0.2, 0.5, 0.5, 0.2, 0.8, 0.5, 0.5, 0.5], 0.25), _hand_evaluation("lora", [0.9, 0.9, 0.1, 0.9, 0.5, 0.5, 0.5, 0.5], 1.0)
+    source = _hand_evaluation("m", [0.7] * 8, 0.5, distribution="src")
+    shift = Shift("src", "tgt", "tgt", "skill", "extreme")
+    row, reps = result_row(shift, "m", gen, source, base, tt, seed=3, n_boot=50)
+    assert (row.generalization_accuracy, row.baseline_accuracy, row.target_tuned_capability,
+            row.source_ID_accuracy) == (0.625, 0.25, 1.0, 0.5)
+    assert (row.differential_elicitation, row.elicitation) == (0.375, 0.625)
+    assert (row.brier, row.average_probability, row.target_mix) == (0.19, 0.65, 0.0)
+    # both orientations of every pair: bins at 0.8 and 0.2 of 4 items each, half of them won (off
+    # by 0.3); the ties' 8 items (0.5, won and lost) are calibrated
+    assert row.RMS_calibration_error == pytest.approx(0.3 * math.sqrt(8 / 16))
+    assert row.ece == pytest.approx(0.3 * 8 / 16)
+    assert math.isnan(row.legacy_RMS_calibration_error)  # no bin holds the 20 pairs it needs
+    assert (row.length_longer_accuracy, row.length_shorter_accuracy, row.length_cue_flag) == (1.0, 0.0, True)
+    # the accuracy interval resamples prompts (both pairs of an example together), with the run's seed
+    p, groups = gen.p_preferred, gen.example_index
+    assert (row.accuracy_ci_low, row.accuracy_ci_high) == metrics.bootstrap_accuracy_ci(p, 3, groups=groups, n_boot=50)
+    assert reps.shape == (50,) and (row.de_ci_low, row.de_ci_high) == intervals.percentile_interval(reps)
+    assert row.de_ci_low < row.de_ci_high
+    again = result_row(shift, "m", gen, source, base, tt, seed=3, n_boot=50)[1]
+    np.testing.assert_array_equal(again, reps)
+    # the prompt draws are the target's and the reference's own: renaming either changes them
+    for other in (result_row(shift, "m", replace(gen, distribution="other"), source, base, tt, seed=3, n_boot=50),
+                  result_row(shift, "m", replace(gen, split="validation"), source, base, tt, seed=3, n_boot=50),
+                  result_row(shift, "m", gen, source, base, replace(tt, distribution="other"), seed=3, n_boot=50),
+                  result_row(shift, "m", gen, source, base, replace(tt, split="validation"), seed=3, n_boot=50)):
+        assert not np.array_equal(other[1], reps, equal_nan=True)
