@@ -219,7 +219,7 @@ def summarize(name: str, folder: Path, returncode: int, elapsed: float, *, ref: 
             before = previous.get("by_file", {}).get(file, {"total": row["total"], "killed": 0})
             row["total"], row["killed"] = before["total"], before["killed"] + row["killed"]
         files = {**previous.get("by_file", {}), **files}
-    (folder / "survivors.diff").write_text(diffs(folder, survivors))
+    (folder / "survivors.diff").write_text(diffs(folder, [k for k in survivors if counted[k] != "not checked"]))
     summary = {
         "module": name,
         "mutated": only or MODULES[name][0],
@@ -277,8 +277,11 @@ def main() -> int:
         print(f"{s['module']}: {s['killed']}/{s['total']} killed = {100 * s['score']:.1f} %  ({s['seconds']} s)")
         for file, row in s["by_file"].items():  # type: ignore[union-attr]
             print(f"    {file}: {row['killed']}/{row['total']} = {100 * row['killed'] / row['total']:.1f} %")
+        if s["not_checked"]:
+            print(f"    not checked: {s['not_checked']} (a stopped run; `--survivors` checks them)")
         for mutant, status in s["survivors"].items():  # type: ignore[union-attr]
-            print(f"    {status}: {mutant}")
+            if status != "not checked":
+                print(f"    {status}: {mutant}")
     return 1 if failed else 0
 
 
