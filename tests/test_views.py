@@ -202,3 +202,58 @@ def test_weak_label_errors_name_the_example_and_the_problem() -> None:
         WeakLabels("job", soft=True).apply(examples, _pairs([(0, 0, 1, 0.5), (0, 0, 2, 0.1)]))
     assert str(err.value) == ("weak labels: example 'a prompt of more than forty characters, ' has 2 responses, "
                               "the weak label names response 2")
+
+
+def test_view_keys_name_each_derivation_by_its_fields() -> None:
+    """These names and fields enter every derived fit's cache key: renaming one silently orphans
+    the cached fits, so they are fixed here."""
+    from genies.pipeline.views import WeakLabels
+
+    assert TrainView().key() == {}
+    assert TrainView(part=Part(0.0, 0.5, 1), mix=TargetMix("tgt", 0.1, 2)).key() == {
+        "part": {"start": 0.0, "stop": 0.5, "seed": 1}, "mix": {"target": "tgt", "fraction": 0.1, "seed": 2}}
+    assert TrainView(labels=WeakLabels("job", soft=False)).key() == {"labels": {"job": "job", "soft": False}}
+
+
+def test_view_errors_say_what_is_wrong() -> None:
+    from genies.errors import JobError
+    from genies.pipeline.views import WeakLabels
+
+    with pytest.raises(ConfigError) as err:
+        TargetMix("tgt", 1.5, 0)
+    assert str(err.value) == "a target mix fraction must be in (0, 1], got 1.5"
+    assert TargetMix("tgt", 1.0, 0).n_target(7) == 7
+    with pytest.raises(ConfigError) as err:
+        TrainView(mix=TargetMix("tgt", 0.1, 0), labels=WeakLabels("job", soft=True))
+    assert str(err.value) == ("weak labels and a target mix cannot be combined: the mixed-in examples have no "
+                              "weak labels")
+    with pytest.raises(JobError) as err:
+        TrainView(labels=WeakLabels("job", soft=True)).train_split("src", DISTS.__getitem__)
+    assert str(err.value) == "a fit on weak labels needs the job store that holds them"
+
+
+def test_a_views_training_split_is_the_part_then_the_mix_or_the_weak_labels() -> None:
+    from genies.interventions.scores import Predictions
+    from genies.pipeline.views import WeakLabels
+
+    source = Distribution.from_examples("src", _examples("src", 30), _examples("src-test", 10), {"origin": "x"})
+    dists = {"src": source, "tgt": DISTS["tgt"]}
+    part, mix = Part(0.0, 0.5, 1), TargetMix("tgt", 0.2, 3)
+    mixed = TrainView(part=part, mix=mix).train_split("src", dists.__getitem__)
+    assert (mixed.id, mixed.metadata, mixed.test) == ("src", {"origin": "x"}, [])
+    held = part.select(source.train, "src/train")
+    assert mixed.train == mix.apply(held, DISTS["tgt"].train, "src")
+    assert sum(ex.prompt.startswith("tgt") for ex in mixed.train) == 3 and len(mixed.train) == 15
+
+    asked: list[str] = []
+
+    def predictions(key: str) -> Predictions:
+        asked.append(key)  # every example of the part: response 1 beats the stored preferred one, P = 0.25
+        n = 15
+        return Predictions(np.arange(n), np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), np.full(n, 0.25))
+
+    labelled = TrainView(part=part, labels=WeakLabels("weak-job", soft=True)).train_split(
+        "src", dists.__getitem__, predictions)
+    assert asked == ["weak-job"]
+    assert [ex.prompt for ex in labelled.train] == [ex.prompt for ex in held]
+    assert {(ex.preferred, ex.confidence) for ex in labelled.train} == {(1, 0.75)}
