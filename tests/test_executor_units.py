@@ -7,6 +7,7 @@ three predictions (test_pipeline's distributions)."""
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 from dataclasses import dataclass
@@ -139,6 +140,7 @@ def test_a_fresh_group_fits_once_and_predicts_in_order(tmp_path) -> None:
     assert CALLS[2:] == [("score", "tgt", "test", True), ("score", "src", "test", True),
                          ("score", "tgt2", "test", True)]
     assert env.load_model.loads == 1
+    assert json.loads((store.fit_dir(fit.key) / "fitted.json").read_text())["intervention"] == "pt_exec"
     saved = store.load_predictions(predicts[0].key)
     assert list(saved.p_preferred) == [0.75] * 5  # tgt's 5 pairs as the method scored them
 
@@ -196,7 +198,9 @@ def test_a_failed_fit_fails_its_predictions_without_running_them(tmp_path) -> No
     env = _env(tmp_path, dists)
     items = list(run_group(fit, predicts, env))
     (rec, tb), *rest = items
-    assert (rec.key, rec.kind, rec.status, rec.error) == (fit.key, "fit", "failed", "ValueError: the fit broke")
+    assert (rec.key, rec.kind, rec.label, rec.status, rec.error) == (fit.key, "fit", fit.label, "failed",
+                                                                     "ValueError: the fit broke")
+    assert isinstance(rec.seconds, float) and 0 <= rec.seconds < 60
     assert tb.startswith("Traceback") and "the fit broke\nsecond line" in tb
     assert _plain(rest) == [(p.key, "predict", p.label, "failed", f"not run: {fit.label} failed", None)
                             for p in predicts]
@@ -346,3 +350,21 @@ def test_the_eta_is_the_mean_time_of_jobs_that_ran(tmp_path) -> None:
         for k in range(4):
             display.finished(JobRecord(f"e{k}", "fit", "e", "done", 0.0), None)
         assert task.fields["eta"] == "0:00:00"  # more records than planned: nothing left, not negative
+
+
+def test_a_training_view_reads_stored_predictions(tmp_path) -> None:
+    """Weak labels: a fit's training data can be predictions an earlier job stored."""
+    from dataclasses import replace
+
+    plan, fit, predicts, dists = _group()
+    env = _env(tmp_path, dists)
+    list(run_group(fit, predicts, env))
+    read = []
+
+    def train_split(source, load, predictions):
+        read.append(predictions(predicts[0].key))
+        return load(source).train_only()
+
+    weak = replace(fit, key="weak", view=SimpleNamespace(label="(weak labels)", train_split=train_split))
+    assert [rec.status for rec, _ in run_group(weak, [], env)] == ["done"]
+    assert list(read[0].p_preferred) == list(env.store.load_predictions(predicts[0].key).p_preferred)
