@@ -386,3 +386,125 @@ def test_without_data_a_run_stops_or_falls_back_as_asked(tmp_path, monkeypatch) 
 def test_shift_objects_and_names_mix_with_a_table() -> None:
     mixed = resolve_data([Shift("src", "tgt", "tgt", "skill", "extreme")], distributions=distributions())
     assert mixed.label == "custom" and mixed.shifts[0].target == "tgt"
+
+
+# ---- what the run hands its executor, and what the configuration changes -------------------------
+
+class Spy(LocalExecutor):
+    """The local executor, keeping the plan and the job environment it was handed."""
+
+    def execute(self, plan, env, log):
+        self.plan, self.env = plan, env
+        return super().execute(plan, env, log)
+
+
+def _spied(tmp_path: Path, lm=StubModel(), **fields) -> Spy:
+    spy = Spy(plain=True, console=Console(file=io.StringIO()))
+    genies.run(_config(tmp_path, **fields), lm=lm, distributions=distributions(), executor=spy)
+    return spy
+
+
+def test_the_jobs_are_the_plan_of_the_runs_model_data_and_seed(tmp_path, monkeypatch) -> None:
+    from genies.data.home import genies_home
+    from genies.pipeline.plan import build_plan, configure_methods
+
+    monkeypatch.setenv("GENIES_HOME", str(tmp_path / "home"))
+    lm = StubModel()
+    spy = _spied(tmp_path, lm=lm, mix_target=(0.5,), out=tmp_path / "deeper" / "still" / "run")
+    limited = {n: d.limited(32, 16, seed=3) for n, d in distributions().items()}
+    want = build_plan(interventions=["pt_length"], shifts=SHIFTS, methods=configure_methods(
+        ["pt_length", "pt_zero"], "cpu"), seed=3, model_fingerprint="fp-stub",
+        precision={"dtype": "float32", "quantize": "none"}, data_hash=lambda n, s: limited[n].content_hash(s),
+        baseline="pt_zero", target_tuned=("pt_length",), mix_target=(0.5,))
+    assert set(spy.plan.fits) == set(want.fits) and set(spy.plan.predicts) == set(want.predicts)
+    assert len(want.fits) == 5  # a mixed fit per shift
+    doc = json.loads((tmp_path / "deeper" / "still" / "run" / "manifest.json").read_text())
+    assert sorted(j["key"] for j in doc["jobs"]) == sorted([*want.fits, *want.predicts])
+    assert doc["run"]["mix_target"] == [0.5]
+    env = spy.env
+    assert env.seed == 3 and env.store.root == tmp_path / "cache" and env.load_model() is lm
+    assert env.activation_store.root == genies_home() / "activations" == tmp_path / "home" / "activations"
+    assert env.distribution("tgt").content_hash("test") == limited["tgt"].content_hash("test")
+    assert any((tmp_path / "cache" / "predict").iterdir())
+
+
+def test_the_manifest_is_indented_json_ending_in_a_newline(tmp_path) -> None:
+    _run(tmp_path)
+    text = (tmp_path / "run" / "manifest.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=1) + "\n"
+
+
+def test_a_rerun_resumes_into_the_same_folder(tmp_path) -> None:
+    _run(tmp_path)
+    _run(tmp_path)
+    assert {j["status"] for j in _manifest(tmp_path)["jobs"]} == {"cached"}
+    starts = [line for line in (tmp_path / "run" / "log.txt").read_text().splitlines() if " start: " in line]
+    assert len(starts) == 2  # the log goes on
+
+
+def test_first_n_and_an_uncapped_budget(tmp_path) -> None:
+    _run(tmp_path, first_n=True, max_train=3, max_eval=2)
+    doc = _manifest(tmp_path)
+    assert doc["run"]["examples"] == "first N" and (doc["run"]["max_train"], doc["run"]["max_eval"]) == (3, 2)
+    assert doc["example_indices"]["tgt"] == {"train": [0, 1, 2], "test": [0, 1]}
+    _run(tmp_path, budget="paper", out=tmp_path / "paper")
+    doc = json.loads((tmp_path / "paper" / "manifest.json").read_text())
+    assert doc["run"]["budget"] == "paper" and doc["run"]["max_train"] is None and doc["run"]["max_eval"] is None
+    assert doc["example_indices"] == {"src": {}, "tgt": {}, "tgt2": {}}
+
+
+def test_target_tuned_modes_name_their_candidates(tmp_path) -> None:
+    from genies.pipeline.plan import TARGET_TUNED_BEST, TARGET_TUNED_DEFAULT
+
+    assert api.TARGET_TUNED_CANDIDATES == {"default": TARGET_TUNED_DEFAULT, "best": TARGET_TUNED_BEST, "none": ()}
+    _run(tmp_path, target_tuned="none", target_tuned_interventions=None)
+    doc = _manifest(tmp_path)
+    assert doc["run"]["target_tuned"] == "none" and doc["run"]["target_tuned_candidates"] == []
+    assert len(doc["jobs"]) == 7  # no target-tuned fit: pt_zero's fit and 2 predictions, pt_length's and 3
+
+
+def test_a_hyperparameter_file_is_recorded(tmp_path) -> None:
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"pt_length": {"scale": 0.3}}))
+    _run(tmp_path, hparams_file=path)
+    doc = _manifest(tmp_path)
+    assert doc["run"]["hparams_file"] == str(path) and doc["hyperparameters"]["pt_length"]["scale"] == 0.3
+
+
+@register("pt_preset", family="fine-tuning", description="test stand-in with presets")
+class WithPresets(LengthRule):
+    presets = {"fast": {"scale": 0.1}, "paper": {}}
+
+
+def test_the_preset_reaches_every_method(tmp_path) -> None:
+    _run(tmp_path, interventions=("pt_preset",), preset="fast")
+    doc = _manifest(tmp_path)
+    assert doc["run"]["preset"] == "fast" and doc["hyperparameters"]["pt_preset"]["scale"] == 0.1
+
+
+def test_a_run_on_data_found_on_disk(tmp_path, monkeypatch) -> None:
+    from genies.data.synth import ensure_synthetic, synthetic_shifts
+
+    monkeypatch.setenv("GENIES_HOME", str(tmp_path / "home"))
+    root = ensure_synthetic(8, 1)
+    shift = synthetic_shifts()[0]
+    executor = LocalExecutor(plain=True, console=Console(file=io.StringIO()))
+    genies.run(_config(tmp_path, shifts=(shift,), data_root=root), lm=StubModel(), executor=executor)
+    doc = _manifest(tmp_path)
+    assert doc["data_root"] == str(root) and doc["run"]["shifts"] == "custom"
+    assert set(doc["data_hashes"]) == {shift.source, shift.target}
+
+
+def test_without_data_the_run_falls_back_to_its_seeds_synthetic_suite(tmp_path, monkeypatch) -> None:
+    def no_data():
+        raise DataNotFoundError("no GENIES data found")
+
+    monkeypatch.setenv("GENIES_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(api, "find_data_root", no_data)
+    out = io.StringIO()
+    executor = LocalExecutor(plain=True, console=Console(file=out, width=300))
+    genies.run(_config(tmp_path, shifts="probing", synthetic_if_no_data=True, max_train=2, max_eval=2), lm=StubModel(),
+               executor=executor)
+    doc = _manifest(tmp_path)
+    assert doc["run"]["shifts"] == "synthetic" and doc["data_root"] == str(tmp_path / "home" / "synthetic" / "64-3")
+    assert "running the synthetic suite instead" in out.getvalue()
