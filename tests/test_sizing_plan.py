@@ -60,6 +60,7 @@ def test_describe_says_what_one_device_has() -> None:
     assert Hardware("cpu", "cpu", 1, int(1.5 * GIB)).describe() == "the CPU has 1.5 GiB"
     assert Hardware("cuda", "h100", 1, 72 * GIB).describe() == "one h100 GPU has 72.0 GiB"
     assert Hardware("cuda", "a100", 4, int(39.96 * GIB)).describe() == "each of 4 a100 GPUs has 40.0 GiB"
+    assert Hardware("cuda", "h100", 2, 72 * GIB).describe() == "each of 2 h100 GPUs has 72.0 GiB"
 
 
 def test_shards_as_the_loader_does() -> None:
@@ -91,14 +92,18 @@ def test_gpu_hardware_memory_and_capacity() -> None:
 
 
 class FakeGpus:
-    """What torch.cuda reports on a machine with `count` GPUs named `name`."""
+    """What torch.cuda reports on a machine with `count` GPUs: GPU 0 is `name` with `total`
+    bytes, the others A100s of 40 GiB (the planner sizes for GPU 0, as the loader fills it first)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int, name: str = "NVIDIA H200",
                  total: int = 140 * GIB) -> None:
+        names = [name] + ["NVIDIA A100-SXM4-40GB"] * (count - 1)
+        totals = [total] + [40 * GIB] * (count - 1)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: name)
-        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=0: type("P", (), {"total_memory": total}))
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: names[index])
+        monkeypatch.setattr(torch.cuda, "get_device_properties",
+                            lambda index: type("P", (), {"total_memory": totals[index]}))
 
 
 def test_hardware_for_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,7 +218,11 @@ def test_batch_setting_a_refusal_may_suggest() -> None:
 # -- fixes and the refusal ------------------------------------------------------------------------
 
 def _seven(quantize: str = "none", data: DataShape = TYPICAL_DATA) -> Sizer:
-    return Sizer(SEVEN, Precision("bfloat16", quantize), True, lambda name: data)
+    """7B on GPUs; distribution "d" has `data`'s shape, any other (a wrongly passed name) a far
+    larger one, so a fix sized for the wrong distribution shows."""
+    huge = DataShape(train=10**5, test=10**5, prompt_tokens=4000, response_tokens=1000, responses=4,
+                     longest_pair=12000, longest_query=16000)
+    return Sizer(SEVEN, Precision("bfloat16", quantize), True, lambda name: data if name == "d" else huge)
 
 
 def test_fixes_for_scoring_on_one_small_gpu() -> None:
@@ -262,6 +271,46 @@ def test_fixes_on_the_cpu() -> None:
                          roomy)[-1] == f"--set zero_shot.batch_tokens=2048 ({_gib(LM7 + 2048 * PER_NODE)} GiB)"
 
 
+def test_fixes_for_reward_model_training_name_what_it_needs_with_checkpointing() -> None:
+    """7B lora fit (r 64, 16 pairs padded to the 1038-token longest row) on a 32 GiB GPU: both
+    copies of the weights (24.9 GiB) and what training saves need 33.3 GiB even with
+    checkpointing. The fixes are sized with checkpointing on, as the job would run."""
+    hardware = Hardware("cuda", "h100", 1, 32 * GIB, capacity=80 * GIB)
+    method = load_intervention("lora", "paper")
+    sizer = _seven()
+    work = sizer.workload(method, "fit", "d")
+    assert work.memory(True).total > 32 * GIB
+
+    def need(s: Sizer, m: object, devices: int = 1) -> str:
+        return _gib(s.workload(m, "fit", "d").memory(True).per_device(devices))
+
+    quantized = _seven("4bit")
+    assert sizing._fixes(method, "fit", "d", sizer, hardware) == (
+        f"--quantize 4bit ({need(quantized, method)} GiB)", f"--gpus 2 ({need(sizer, method, 2)} GiB per GPU)",
+        f"--set lora.micro_batch_size=8 ({need(sizer, load_intervention('lora', 'paper', micro_batch_size=8))} GiB)")
+    assert sizing._fixes(method, "fit", "d", sizer, hardware) == (
+        "--quantize 4bit (15.7 GiB)", "--gpus 2 (17.2 GiB per GPU)", "--set lora.micro_batch_size=8 (29.3 GiB)")
+
+
+def test_a_batch_of_one_is_suggested_when_only_it_fits() -> None:
+    """Tiny lora, batch 2 (one line of 60 tokens) against one pair a forward (40, the longest row)."""
+    sizer = Sizer(SHAPE, Precision("float32"), False, lambda name: DATA)
+    method = load_intervention("lora", "paper", r=2, batch_size=2, steps=3)
+    one = sizer.workload(load_intervention("lora", "paper", r=2, batch_size=2, micro_batch_size=1), "fit", "d")
+    hardware = Hardware("cpu", "cpu", 1, one.memory(True).total)
+    assert sizer.workload(method, "fit", "d").memory(True).total > hardware.memory
+    assert sizing._fixes(method, "fit", "d", sizer, hardware)[-1] == "--set lora.micro_batch_size=1 (0.0 GiB)"
+
+
+def test_no_more_than_eight_gpus_are_suggested() -> None:
+    method = load_intervention("zero_shot", "paper", batch_tokens=2048)
+    buffers = 2048 * (PER_NODE + 768)
+    nine = Hardware("cuda", "h100", 1, -(-LM7 // 9) + buffers, capacity=80 * GIB)  # 9 GPUs would do
+    assert not any(f.startswith("--gpus") for f in sizing._fixes(method, "predict", "d", _seven(), nine))
+    eight = Hardware("cuda", "h100", 1, -(-LM7 // 8) + buffers, capacity=80 * GIB)
+    assert sizing._fixes(method, "predict", "d", _seven(), eight)[-1].startswith("--gpus 8 (")
+
+
 def test_full_fine_tuning_is_never_told_to_quantize() -> None:
     """Its 4-bit workload carries the note that it cannot train quantized weights."""
     hardware = Hardware("cuda", "h100", 1, 60 * GIB, capacity=80 * GIB)
@@ -308,6 +357,20 @@ def _plan(interventions: list[str]):
                       model_fingerprint="m", precision={}, data_hash=lambda n, s: f"{n}/{s}")
 
 
+def test_a_prediction_on_the_fitted_split_reuses_its_extraction() -> None:
+    """A sweep predicts on held-out examples of the source's train split: the fit extracted it."""
+    from genies.pipeline.plan import PlanBuilder
+
+    mms = load_intervention("mms", "paper")
+    jobs = PlanBuilder({"mms": mms}, seed=0, model_fingerprint="m", precision={}, data_hash=lambda n, s: n + s)
+    fit = jobs.fit("mms", "d")
+    jobs.predict(fit, "d", "train")
+    jobs.predict(fit, "d", "test")
+    tiny = Sizer(SHAPE, Precision("float32"), False, lambda name: DATA)
+    sizes = size_plan(jobs.plan, tiny, Hardware("cpu", "cpu", 1, 10**6, RATE))
+    assert [(s.kind, s.seconds) for s in sizes] == [("fit", 360.0), ("predict", 0.0), ("predict", 144.0)]
+
+
 def test_size_plan_counts_each_extraction_once_and_places_every_job() -> None:
     """mms and lat read the same plain hidden states: whichever job comes first extracts them
     (its time counted), the other only reads them (no time); every job fits the roomy CPU."""
@@ -316,6 +379,7 @@ def test_size_plan_counts_each_extraction_once_and_places_every_job() -> None:
     sizes = size_plan(plan, tiny, Hardware("cpu", "cpu", 1, 10**6, RATE))
     jobs = [job for fit in plan.fits.values() for job in (fit, *plan.predicts_of(fit))]
     assert [s.key for s in sizes] == [job.key for job in jobs] and [s.label for s in sizes] == [j.label for j in jobs]
+    assert [s.kind for s in sizes] == ["fit" if job in plan.fits.values() else "predict" for job in jobs]
     extracted: set[tuple[str, str]] = set()
     for size, job in zip(sizes, jobs, strict=True):
         fit = job if size.kind == "fit" else job.fit
@@ -341,7 +405,10 @@ def test_size_plan_turns_checkpointing_on_only_where_needed_and_shows_a_refused_
     """lora's fit needs 11552 + 2176 + 84480 + 130560 = 228768 bytes, 171168 with checkpointing;
     its prediction 5920 + 6176 + 46480 = 58576, zero-shot's 5920 + 64 * 352 = 28448."""
     plan = _plan(["lora"])
-    tiny = Sizer(SHAPE, Precision("float32"), False, lambda name: DATA)
+    huge = DataShape(train=10**4, test=10**4, prompt_tokens=400, response_tokens=100, responses=4,
+                     longest_pair=1200, longest_query=1600)  # any other name: a fix sized for it would not fit
+    names = {fit.source for fit in plan.fits.values()} | {p.distribution for p in plan.predicts.values()}
+    tiny = Sizer(SHAPE, Precision("float32"), False, lambda name: DATA if name in names else huge)
     for memory, fit_devices, checkpointing in ((228768, 1, False), (228767, 1, True), (171168, 1, True),
                                                (171167, 0, True)):
         sizes = size_plan(plan, tiny, Hardware("cpu", "cpu", 1, memory, RATE))
@@ -385,6 +452,12 @@ def test_totals_and_by_intervention() -> None:
     assert totals([_job(seconds=10.0, devices=3)])["device_hours"] == round(30 / 3600, 3)
     assert totals([_job(seconds=36.0, devices=0)])["device_hours"] == 0.01  # a refused job holds one device
     assert totals([_job(memory=MemoryEstimate(GIB + 2**20))])["peak_gib"] == 1.001
+    assert totals([_job(memory=MemoryEstimate(int(1.23456 * GIB)))])["peak_gib"] == 1.235
+    assert totals([_job(seconds=1.23456 * 3600)])["hours"] == 1.235
+    assert totals([_job(seconds=36000.0, devices=2)])["hours"] == 10.0  # hours of 3600 seconds
+    assert totals([_job(seconds=36000.0, devices=2)])["device_hours"] == 20.0
+    assert totals([_job(kind="fit"), _job(kind="fit"), _job(kind="predict")])["fits"] == 2
+    assert totals([_job(kind="fit"), _job(kind="predict"), _job(kind="predict")])["predictions"] == 2
     grouped = by_intervention(sizes)
     assert list(grouped) == ["b", "a"]
     assert grouped["b"] == totals([sizes[0], sizes[2], sizes[3]]) and grouped["a"] == totals([sizes[1]])
@@ -420,6 +493,31 @@ def test_check_run_reads_the_model_config_and_the_runs_caps(tmp_path: Path, monk
     mms_fit = next(s for s in sizes if s.method == "mms" and s.kind == "fit")
     # its own shape: 3 train texts of a 10-token prompt and 2 responses of 2 + EOS, + BOS: 51 nodes
     assert mms_fit.memory.activations == 3 * 51 * 32
+    mms_predict = next(s for s in check_run(plan, config, tmp_path) if s.method == "mms" and s.kind == "predict")
+    assert mms_predict.memory.activations == 3 * 1715 * 32  # 2 test texts (--max-eval): the longest query
+    assert next(s for s in check_run(plan, RunConfig(out=tmp_path / "run", device="cpu", max_eval=100), tmp_path)
+                if s.method == "mms" and s.kind == "predict").memory.activations == 3 * 2048 * 32
     small = RunConfig(out=tmp_path / "run", device="cuda", gpu_memory=1e-6, dtype="float32")
     with pytest.raises(ConfigError, match=r"^fit .* needs .* GiB .* but one h100 GPU has 0\.0 GiB; "):
         check_run(plan, small, tmp_path)
+
+
+def test_check_run_sizes_for_the_runs_placement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--device, --gpus, --dtype and --quantize decide the hardware and the precision: a cuda run
+    counts the dense mask of zero-shot's 1714-token query (its 64-node budget is below it)."""
+    from genies.pipeline.config import RunConfig
+
+    FakeGpus(monkeypatch, 1)
+    (tmp_path / "config.json").write_text(json.dumps(TINY), encoding="utf-8")
+    plan = _plan(["mms"])
+
+    def zero_shot(**options: object) -> JobSize:
+        config = RunConfig(out=tmp_path / "run", **options)
+        return next(s for s in check_run(plan, config, tmp_path) if s.method == "zero_shot" and s.kind == "predict")
+
+    on_gpu = zero_shot(dtype="float32")
+    assert on_gpu.memory == MemoryEstimate(LM, buffers=1714 * 352 + 1714 * 384 * 4) and on_gpu.sized_on == 1
+    assert zero_shot(device="cpu").memory == MemoryEstimate(LM, buffers=1714 * 352)
+    assert zero_shot(dtype="float32", gpus=2).sized_on == 2
+    assert zero_shot(device="cpu", dtype="bfloat16").memory.weights == 2 * 1480
+    assert zero_shot(device="cpu", quantize="8bit").memory.weights == 2 * (640 + 4 * (4 * 8 + 2 * 16 + 8)) + 200 * 4
