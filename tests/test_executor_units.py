@@ -10,6 +10,7 @@ import io
 import json
 import random
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,10 +50,12 @@ class Recorder(Intervention[Drawn]):
     fail_fit: bool = hparam(False, "raise in fit")
     fail_on: str = hparam("", "raise when scoring this distribution")
     short_on: str = hparam("", "score one query too few on this distribution")
+    pause: float = hparam(0.0, "seconds each fit and each scoring waits", execution=True)
 
     def fit(self, lm, train, ctx: FitContext) -> Drawn:
         CALLS.append(("fit", lm, ctx.seed, ctx.activation_store, ctx.state_dir, ctx.state_dir.is_dir(),
                       bool(train.test)))
+        time.sleep(self.pause)
         if self.fail_fit:
             raise ValueError("the fit broke\nsecond line")
         drawn = Drawn(*_draws())
@@ -64,6 +67,7 @@ class Recorder(Intervention[Drawn]):
 
         def score(data) -> Scores:
             CALLS.append(("score", data.distribution, data.split, data.labels is None))
+            time.sleep(self.pause)
             if data.distribution == self.fail_on:
                 raise RuntimeError(f"cannot score {data.distribution}")
             sizes = [len(q.responses) for q in data.queries]
@@ -77,6 +81,14 @@ class Recorder(Intervention[Drawn]):
 @dataclass
 class OwnModel(Recorder):
     uses_run_model = False
+
+
+@register("pt_exec_labels", family="fine-tuning", description="test stand-in: scores with the labels")
+@dataclass
+class ReadsLabels(Recorder):
+    @property
+    def reads_eval_labels(self) -> bool:
+        return True
 
 
 @pytest.fixture(autouse=True)
@@ -119,14 +131,14 @@ def _plain(items) -> list[tuple]:
 # ---- one group -----------------------------------------------------------------------------------
 
 def test_a_fresh_group_fits_once_and_predicts_in_order(tmp_path) -> None:
-    plan, fit, predicts, dists = _group()
+    plan, fit, predicts, dists = _group(pause=0.02)
     env = _env(tmp_path, dists)
     started: list[str] = []
     items = list(run_group(fit, predicts, env, started.append))
     assert _plain(items) == [(fit.key, "fit", fit.label, "done", None, None),
                              *((p.key, "predict", p.label, "done", None, None) for p in predicts)]
     assert started == [fit.label, "fitting", *(p.label for p in predicts)]
-    assert all(rec.seconds >= 0 for rec, _ in items)
+    assert all(0.02 <= rec.seconds < 60 for rec, _ in items)  # each job's own time
     store = env.store
     assert store.has_fit(fit.key) and all(store.has_predictions(p.key) for p in predicts)
     # fit: handed the run's model, the run's seed and activation store, its staging folder, train data only
@@ -214,7 +226,10 @@ def test_a_failed_prediction_fails_alone(tmp_path) -> None:
     items = list(run_group(fit, predicts, env))
     assert [(rec.status, rec.error) for rec, _ in items] == [
         ("done", None), ("done", None), ("failed", "RuntimeError: cannot score src"), ("done", None)]
-    assert "RuntimeError: cannot score src" in items[2][1] and items[2][0].key == predicts[1].key
+    assert "RuntimeError: cannot score src" in items[2][1]
+    failed = items[2][0]
+    assert (failed.key, failed.kind, failed.label) == (predicts[1].key, "predict", predicts[1].label)
+    assert isinstance(failed.seconds, float) and 0 <= failed.seconds < 60
     assert [env.store.has_predictions(p.key) for p in predicts] == [True, False, True]
 
 
@@ -368,3 +383,25 @@ def test_a_training_view_reads_stored_predictions(tmp_path) -> None:
     weak = replace(fit, key="weak", view=SimpleNamespace(label="(weak labels)", train_split=train_split))
     assert [rec.status for rec, _ in run_group(weak, [], env)] == ["done"]
     assert list(read[0].p_preferred) == list(env.store.load_predictions(predicts[0].key).p_preferred)
+
+
+def test_a_method_that_reads_labels_gets_them(tmp_path) -> None:
+    plan, fit, predicts, dists = _group(method="pt_exec_labels")
+    assert [rec.status for rec, _ in run_group(fit, predicts, _env(tmp_path, dists))] == ["done"] * 4
+    assert [c[3] for c in CALLS if c[0] == "score"] == [False] * 3  # labels present
+
+
+def test_a_prediction_scores_the_split_it_names(tmp_path) -> None:
+    """Sweeps score a held-out part of a source's train split: the job's split, not test."""
+    from genies.pipeline.plan import PlanBuilder
+
+    dists = distributions()
+    builder = PlanBuilder(configure_methods(["pt_exec"], None), seed=7, model_fingerprint="fp",
+                          precision={"dtype": "float32", "quantize": "none"},
+                          data_hash=lambda n, s: dists[n].content_hash(s))
+    fit = builder.fit("pt_exec", "src")
+    on_train = builder.predict(fit, "tgt", split="train")
+    env = _env(tmp_path, dists)
+    assert [rec.status for rec, _ in run_group(fit, [on_train], env)] == ["done", "done"]
+    assert [c[1:3] for c in CALLS if c[0] == "score"] == [("tgt", "train")]
+    assert len(env.store.load_predictions(on_train.key).p_preferred) == 4  # tgt has 4 train pairs, 5 test pairs
