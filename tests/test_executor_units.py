@@ -141,6 +141,8 @@ def test_a_fresh_group_fits_once_and_predicts_in_order(tmp_path) -> None:
     assert all(0.02 <= rec.seconds < 60 for rec, _ in items)  # each job's own time
     store = env.store
     assert store.has_fit(fit.key) and all(store.has_predictions(p.key) for p in predicts)
+    assert sorted(path.name for path in (store.root / "locks").iterdir()) == sorted(  # one lock per job
+        f"{key}.lock" for key in (fit.key, *(p.key for p in predicts)))
     # fit: handed the run's model, the run's seed and activation store, its staging folder, train data only
     kind, lm, seed, activations, staging, staging_is_dir, had_test = CALLS[0]
     assert (kind, lm.name, seed, activations, staging_is_dir, had_test) == (
@@ -273,6 +275,7 @@ def test_groups_pair_each_fit_with_its_predictions() -> None:
 
 
 def test_the_local_executor_runs_every_group_and_logs_each_job(tmp_path) -> None:
+    assert LocalExecutor().plain is False and LocalExecutor().console.stderr is True  # rich progress on stderr
     plan, fit, predicts, dists = _group()
     log = RunLog(tmp_path / "run" / "log.txt")
     records = LocalExecutor(plain=True).execute(plan, _env(tmp_path, dists), log)
@@ -339,6 +342,7 @@ def test_rich_display_shows_jobs_that_ran_and_names_the_running_one(tmp_path) ->
     with display:
         assert display.on_start == display.started
         task = display._progress.tasks[0]
+        assert (task.description, task.total, task.fields["eta"]) == ("jobs", 3, "-:--:--")
         display.started("x" * 80)
         assert task.description == "x" * 70
         display.finished(JobRecord("a", "fit", "fit [x]", "done", 1.26), None)
@@ -349,6 +353,8 @@ def test_rich_display_shows_jobs_that_ran_and_names_the_running_one(tmp_path) ->
     lines = [line.rstrip() for line in out.getvalue().splitlines() if "done" in line or "failed" in line]
     assert lines[:2] == ["  done    1.3s fit [x]", "failed    2.0s predict z - E: [boom]"]
     assert "predict y" not in out.getvalue()
+    # the bar's last state stays on screen: description, count, elapsed time and ETA
+    assert re.fullmatch(r"  jobs ━+ 3/3 0:00:0\d ETA 0:00:0\d", out.getvalue().splitlines()[-1].rstrip())
 
 
 def test_the_eta_is_the_mean_time_of_jobs_that_ran(tmp_path) -> None:
