@@ -350,6 +350,18 @@ def test_connect_without_an_address_starts_a_local_ray_on_this_processs_cpus(fak
                       "logging_level": logging.WARNING}]
 
 
+def test_a_local_ray_gets_the_cpus_this_process_may_use(fake_init, monkeypatch) -> None:
+    calls, _ = fake_init
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})  # pinned to one core of many
+    connect(None)
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS: no affinity, the machine's count
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    connect(None)
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one
+    connect(None)
+    assert [c["num_cpus"] for c in calls] == [1, 6, 1]
+
+
 def test_a_local_ray_that_cannot_start_is_one_line(fake_init) -> None:
     _, fail = fake_init
     fail[0] = RuntimeError("boom\nsecond line")
@@ -541,6 +553,7 @@ class FakeActor:
 
     def _run(self, fit, predicts, fit_files) -> FakeStream:
         self.groups.append((fit.label, [p.key for p in predicts], fit_files))
+        self.fake.dispatched.append(time.monotonic())
         return FakeStream(lambda: self.worker.run(fit, predicts, fit_files), self.fake.faults.get(fit.label))
 
 
@@ -554,6 +567,7 @@ class FakeRay:
         self.options: dict = {}
         self.put_values: list = []
         self.fetched: list = []  # every value ray.get returned
+        self.dispatched: list[float] = []  # when each group was handed to an actor
         self.killed: list[FakeActor] = []
         self.faults: dict[str, tuple[str, int]] = {}
         self.initialized, self.inits, self.shutdowns = True, [], 0
@@ -901,10 +915,10 @@ def test_after_the_grace_period_the_workers_that_are_up_start(tmp_path, monkeypa
     monkeypatch.setattr(ray_executor, "START_GRACE_S", 0.2)
     plan, dists = _plan_and_data()
     fake = FakeRay([node(2.0)], starts=[0.0, float("inf")])  # the second worker never comes up
-    started = time.monotonic()
     records = _execute(tmp_path, fake, plan, _env(tmp_path / "store", dists), monkeypatch)
     assert len(records) == 9 and [len(a.groups) for a in fake.actors] == [3, 0]
-    assert 0.2 <= time.monotonic() - started < 5
+    waited = fake.dispatched[0] - fake.actors[0].up_at  # the grace period, counted from the first worker up
+    assert 0.2 <= waited < 0.9
 
 
 def test_a_retried_call_reports_each_job_once(tmp_path, monkeypatch, keep_torch_threads) -> None:
