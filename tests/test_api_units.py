@@ -89,7 +89,8 @@ def test_the_manifest_records_the_run(tmp_path) -> None:
     assert doc["packages"] == package_versions(api.PACKAGES) and list(doc["packages"]) == list(api.PACKAGES)
     assert doc["hardware"] == {"platform": platform.platform(), "python": platform.python_version(),
                                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                               "cuda": torch.cuda.is_available(), "gpu": None}
+                               "cuda": torch.cuda.is_available(),
+                               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     started, finished = (datetime.fromisoformat(doc[k]) for k in ("started", "finished"))
     assert started.tzinfo == timezone.utc and started <= finished
     assert 0 <= doc["wall_seconds"] <= (finished - started).total_seconds() + 1 and doc["wall_seconds"] == round(

@@ -7,6 +7,7 @@ runs in tests/test_ray_executor.py; these run in milliseconds, so mutation testi
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 
 pytest.importorskip("ray")
 
@@ -1024,3 +1026,6 @@ def test_the_executor_joins_the_address_it_was_given(monkeypatch) -> None:
     assert fake.inits == []
     executor = ray_executor.RayExecutor(StubModel(), None, plain=True)
     assert fake.inits and executor.plain is True and executor.resources == JobResources(1.0, 0.0, None)
+    assert executor.console.stderr is True  # rich progress on stderr, as the local executor's
+    mine = Console(file=io.StringIO())
+    assert ray_executor.RayExecutor(StubModel(), None, console=mine).console is mine
