@@ -17,6 +17,7 @@ from genies.errors import ConfigError
 from genies.pipeline import jobs
 from genies.pipeline.jobs import FitJob, PredictJob, content_hash, fit_key, predict_key, stable_json
 from genies.pipeline.plan import BASELINE, TARGET_TUNED_DEFAULT, build_plan, configure_methods
+from genies.pipeline.views import Part
 
 import test_pipeline  # registers the stand-in methods
 from genies.interventions import register
@@ -154,6 +155,8 @@ def test_fit_and_predict_keys_hash_their_parts():
         method=method, model_fingerprint="fp", precision=FP32, source_hash="src:h", seed=3, libraries=jobs.package_versions())
     fit = FitJob("pt_length", "pt_length", stable_json(method.hparams()), "src", key)
     assert predict_key(fit=fit, distribution_hash="tgt:h", split="test") == content_hash("predict", key, "tgt:h", "test")
+    held_out = predict_key(fit=fit, distribution_hash="src:h", split="train", part=Part(0.0, 0.33, 5))
+    assert held_out == content_hash("predict", key, "src:h", "train", {"start": 0.0, "stop": 0.33, "seed": 5})
     assert PredictJob(fit, "tgt", "test", "k").label == "predict pt_length (trained on src) on tgt/test"
 
 

@@ -257,3 +257,26 @@ def test_a_views_training_split_is_the_part_then_the_mix_or_the_weak_labels() ->
     assert asked == ["weak-job"]
     assert [ex.prompt for ex in labelled.train] == [ex.prompt for ex in held]
     assert {(ex.preferred, ex.confidence) for ex in labelled.train} == {(1, 0.75)}
+
+
+def test_a_part_prediction_scores_only_its_examples_of_its_split() -> None:
+    from genies.interventions.scores import Predictions
+    from genies.pipeline.views import WeakLabels
+
+    source = Distribution.from_examples("src", _examples("src", 30), _examples("src-test", 10), {"origin": "x"})
+    dists = {"src": source, "tgt": DISTS["tgt"]}
+    jobs = _builder()
+    plain = jobs.fit("mms", "src")
+    part = Part(0.0, 0.5, 2)
+    on_test = jobs.predict(plain, "src", "test", part).data(dists.__getitem__)
+    assert (on_test.id, on_test.metadata, on_test.train) == ("src", {"origin": "x"}, [])
+    assert on_test.test == part.select(source.test, "src/test") and len(on_test.test) == 5
+    on_train = jobs.predict(plain, "src", "train", part).data(dists.__getitem__)
+    assert on_train.train == part.select(source.train, "src/train") and on_train.test == []
+    # a weak-label fit reads its labels through the store's predictions
+    weak = jobs.fit("mms", "src", TrainView(part=Part(0.5, 1.0, 0), labels=WeakLabels("job-a", soft=False)))
+    n = 15
+    stored = {"job-a": Predictions(np.arange(n), np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64),
+                                   np.full(n, 0.9))}
+    train = weak.train_data(dists.__getitem__, stored.__getitem__).train
+    assert len(train) == n and {(ex.preferred, ex.confidence) for ex in train} == {(0, 1.0)}
