@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -437,8 +436,8 @@ def pair_scorer(model: nn.Module, head: str, lm: LoadedModel, chosen: Sequence[l
     first = LayerCache.first_trainable_layer(model)
     if forward == "auto" and first is not None and LayerCache.fits(rows, model, dtype):
         cache = LayerCache(model, head, first, pad_id, device, dtype)
-        if cache.matches_plain(rows[0]):
-            with ctx.progress_bar(f"{label}: frozen layers", math.ceil(len(rows) / rows_per_pass)) as advance:
+        if cache.matches_plain():
+            with ctx.progress_bar(f"{label}: frozen layers", len(rows)) as advance:
                 cache.build(rows, rows_per_pass, advance)
             return "layer-cache", lambda idx: cache.rewards(idx).view(-1, 2)
     return "packed", lambda idx: packed_rewards(model, head, [rows[i] for i in idx], pad_id, device, dtype).view(-1, 2)

@@ -24,8 +24,8 @@ Frozen lower layers: when the trainable parameters live only in the top decoder 
 computes the hidden states entering the first trainable layer once per training row and each
 step then runs only the top layers from them (fed as `inputs_embeds` to the decoder with its
 layer list cut to the top layers, so the model still builds its own rotary embeddings and
-masks). Both shortcuts are checked once against the plain computation on the model itself and
-are not used when they do not match.
+masks). Both shortcuts are checked once against the plain computation on the model itself (on
+short probe sequences) and are not used when they do not match.
 """
 
 from __future__ import annotations
@@ -368,12 +368,15 @@ class LayerCache:
                                   position_ids=batch.position_ids, use_cache=False).last_hidden_state
             return read_rewards(self.model, self.head, hidden, batch)
 
-    def matches_plain(self, row: PackedRow) -> bool:
-        """Whether bottom-then-top equals the plain packed pass on `row` (in eval mode: this
-        checks the architecture plumbing, e.g. inputs_embeds taken as is and per-layer masks),
-        and whether the frozen layers give the same output under two random seeds in the
+    def matches_plain(self) -> bool:
+        """Whether bottom-then-top equals the plain packed pass on a probe row (in eval mode:
+        this checks the architecture plumbing, e.g. inputs_embeds taken as is and per-layer
+        masks), and whether the frozen layers give the same output under two random seeds in the
         current (training) mode: a frozen layer drawing dropout would make a cached output
-        differ from a fresh one."""
+        differ from a fresh one. Probes, not a training row: the plumbing is the same at any
+        length, and checking on the first training row ran it four times through the model,
+        about a tenth of a fit on long texts (docs/PERFORMANCE.md, "Training")."""
+        row = PackedRow.pack(with_virtual(self.model, _probes(self.model)[:2]))
         batch = self._collate([row])
         devices = [self.device] if torch.device(self.device).type == "cuda" else []
         try:
@@ -394,14 +397,15 @@ class LayerCache:
         return Batch.collate(rows, self.pad_id, self.device, self.compute_dtype)
 
     def build(self, rows: Sequence[PackedRow], rows_per_pass: int, advance: Callable[[int], None]) -> None:
-        """Compute and keep (unpadded) the frozen layers' output for every row."""
+        """Compute and keep (unpadded) the frozen layers' output for every row; `advance` is
+        told the rows done."""
         self.rows = list(rows)
         self.states = []
         for start in range(0, len(rows), rows_per_pass):
             batch = self._collate(rows[start: start + rows_per_pass])
             states = self._bottom(batch)
             self.states.extend(states[k, start: start + n].clone() for k, start, n in batch.placement)
-            advance(1)
+            advance(len(batch.placement))
 
     def rewards(self, idx: Sequence[int]) -> torch.Tensor:
         """The rewards of rows `idx` (flat, row then sequence order) from their cached states."""
