@@ -16,8 +16,8 @@ from genies.data.shift import Shift
 from genies.errors import ConfigError
 from genies.pipeline import jobs
 from genies.pipeline.jobs import FitJob, PredictJob, content_hash, fit_key, predict_key, stable_json
-from genies.pipeline.plan import BASELINE, TARGET_TUNED_DEFAULT, build_plan, configure_methods
-from genies.pipeline.views import Part
+from genies.pipeline.plan import BASELINE, TARGET_TUNED_DEFAULT, PlanBuilder, build_plan, configure_methods
+from genies.pipeline.views import Part, TargetMix, TrainView
 
 import test_pipeline  # registers the stand-in methods
 from genies.interventions import register
@@ -195,3 +195,47 @@ def test_precision_is_part_of_every_key():
         assert not set(base.fits) & set(other.fits)
         assert not set(base.predicts) & set(other.predicts)
     assert set(_plan(precision=dict(FP32))[0].fits) == set(base.fits)
+
+
+def test_a_target_mix_adds_an_ablation_cell_trained_on_the_mixed_set():
+    """With `mix_target` each intervention gets a second cell per shift: the same evaluations
+    (target and source test splits, baseline, reference), fitted on the source's train split with
+    that fraction of the target's mixed in (drawn from the run's seed)."""
+    methods = configure_methods(["pt_length"], None)
+    shift = SHIFTS[0]
+    plan = build_plan(interventions=["pt_length"], shifts=[shift], methods=methods, seed=4, model_fingerprint="fp",
+                      precision=FP32, data_hash=lambda d, s: f"h-{d}-{s}", baseline="pt_length",
+                      target_tuned=("pt_length",), mix_target=(0.25,))
+    ordinary, mixed = plan.cells
+    assert (ordinary.intervention, mixed.intervention) == ("pt_length", "pt_length")
+    assert (ordinary.target_mix, mixed.target_mix) == (0.0, 0.25)
+    assert ordinary.generalization.fit.view is None
+    assert mixed.generalization.fit.view == TrainView(mix=TargetMix(shift.target, 0.25, 4))
+    assert mixed.generalization.fit.key != ordinary.generalization.fit.key
+    assert mixed.source_id.fit is mixed.generalization.fit
+    assert (mixed.generalization.distribution, mixed.source_id.distribution) == (shift.target, shift.source)
+    assert mixed.baseline is ordinary.baseline and mixed.target_tuned == ordinary.target_tuned
+    # a baseline that reads training data is fitted on the target, the reference on the target reference
+    assert ordinary.baseline.fit.source == shift.target
+    assert ordinary.baseline.fit.view is None and ordinary.baseline.distribution == shift.target
+    assert [j.fit.source for j in ordinary.target_tuned] == [shift.target_reference]
+
+
+def test_a_method_with_its_own_models_keys_neither_the_run_model_nor_its_precision():
+    """An external judge brings its models (its code_version names them): its fit is shared by
+    runs of any model at any precision."""
+    bf16 = {"dtype": "bfloat16", "quantize": "none"}
+    plans = [_plan(interventions=("pt_own_models", "pt_length"), fingerprint=fp, precision=p)[0]
+             for fp, p in (("model-a", FP32), ("model-b", bf16))]
+    own = [{f.key for f in plan.fits.values() if f.intervention == "pt_own_models"} for plan in plans]
+    method = configure_methods(["pt_own_models"], None)["pt_own_models"]
+    assert own[0] == own[1] == {fit_key(method=method, model_fingerprint="", precision={}, seed=0, source_hash=None)}
+    runs = [{f.key for f in plan.fits.values() if f.intervention == "pt_zero"} for plan in plans]
+    assert runs[0] != runs[1]  # a method on the run's model is keyed by it
+
+
+def test_a_method_that_reads_no_data_drops_the_view_it_was_asked_for():
+    methods = configure_methods(["pt_zero"], None)
+    builder = PlanBuilder(methods, seed=0, model_fingerprint="fp", precision=FP32, data_hash=lambda d, s: "h")
+    fit = builder.fit("pt_zero", "src", TrainView(part=Part(0.0, 0.5, 0)))
+    assert (fit.source, fit.view) == (None, None)
