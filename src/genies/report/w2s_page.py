@@ -28,7 +28,7 @@ from genies.weak_to_strong.files import load_examples, load_results
 from genies.weak_to_strong.metrics import Accuracy, LabelledExample, Pgr, SourceExamples, SourceResult, W2SResults
 from genies.weak_to_strong.run import pgr_text
 
-WEAK_COLOR, CEILING_COLOR = "#9aa3ad", "#17202b"
+WEAK_COLOR, CEILING_COLOR = "#9aa3ad", "#5d6b7a"
 EXAMPLES_SHOWN = 200  # per list; a note says how many more there are
 
 
