@@ -15,14 +15,14 @@ from genies.data.home import genies_home
 from genies.data.schema import Distribution
 from genies.errors import ConfigError
 from genies.interventions.base import Intervention
+from genies.interventions.scores import Predictions
 from genies.models.base import LoadedModel
 from genies.pipeline.api import resolve_data
 from genies.pipeline.executor import JobEnv, LocalExecutor, RunLog
+from genies.pipeline.jobs import PredictJob
 from genies.pipeline.plan import PlanBuilder, configure_methods
 from genies.pipeline.store import JobStore
-from genies.pipeline.jobs import PredictJob
 from genies.pipeline.views import WeakLabels, weak_choices
-from genies.interventions.scores import Predictions
 from genies.weak_to_strong import metrics as M
 from genies.weak_to_strong.config import W2SConfig
 from genies.weak_to_strong.files import write_results
