@@ -294,15 +294,16 @@ def test_pad_id_falls_back_to_eos_then_is_a_named_error(tiny_llama) -> None:
 
 def test_encode_examples_tokenizes_prompt_and_each_response_apart(tiny_llama) -> None:
     tok = tiny_llama.tokenizer
-    examples = [Example("ab c", ("x", "yz."), 0), Example("d", ("e f",), 1)]
+    examples = [Example("ab c", ("x",), 0), Example("d", ("e f", "yz."), 1), Example("g", ("h",), 0)]
     got = encode_examples(tiny_llama, examples)
 
     def ids(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"]
 
     eos = tok.eos_token_id
-    assert got == [TokenizedExample(ids("ab c"), [ids("x") + [eos], ids("yz.") + [eos]], 0),
-                   TokenizedExample(ids("d"), [ids("e f") + [eos]], 0)]
+    assert got == [TokenizedExample(ids("ab c"), [ids("x") + [eos]], 0),
+                   TokenizedExample(ids("d"), [ids("e f") + [eos], ids("yz.") + [eos]], 0),
+                   TokenizedExample(ids("g"), [ids("h") + [eos]], 0)]
     assert encode_examples(tiny_llama, []) == []
 
 
@@ -420,6 +421,16 @@ def test_token_logprobs_is_the_log_softmax_at_the_target_over_several_chunks(
         got = head.token_logprobs(states.clone(), targets)
     assert got.dtype == torch.float32 and got.shape == (300,)
     torch.testing.assert_close(got.double(), want, atol=1e-5 if dtype == torch.float32 else 2e-2, rtol=0)
+
+
+def test_token_logprobs_stay_finite_when_positions_differ_by_thousands() -> None:
+    """Each position's log-sum-exp is shifted by its own maximum: one shared shift would underflow
+    every position far below the largest logit of the chunk to log(0)."""
+    head = _OutputHead(_fake_lm(_HeadOnly()))
+    logits = torch.tensor([[0.0, 1.0, 2.0], [-2000.0, -1999.0, -1998.0]])
+    got = head.token_logprobs(logits.clone(), torch.tensor([2, 0]))
+    want = torch.tensor([0.0, 1.0, 2.0]).log_softmax(-1)[[2, 0]]
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=0)  # float32 spacing near 2000 is 1.2e-4
 
 
 def test_response_sums_add_each_responses_token_logprobs_per_row() -> None:
