@@ -1029,4 +1029,5 @@ def test_the_executor_joins_the_address_it_was_given(monkeypatch) -> None:
     assert fake.inits and executor.plain is True and executor.resources == JobResources(1.0, 0.0, None)
     assert executor.console.stderr is True  # rich progress on stderr, as the local executor's
     mine = Console(file=io.StringIO())
-    assert ray_executor.RayExecutor(StubModel(), None, console=mine).console is mine
+    default = ray_executor.RayExecutor(StubModel(), None, console=mine)
+    assert default.console is mine and default.plain is False  # rich progress unless asked for plain lines
