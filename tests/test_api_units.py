@@ -525,3 +525,12 @@ def test_the_results_are_computed_with_the_runs_seed(tmp_path) -> None:
 
     assert rows(3) == [(r.target, r.de_ci_low, r.de_ci_high) for r in results.rows]
     assert rows(4) != rows(3)
+
+
+def test_without_an_executor_notes_go_to_stderr(tmp_path, monkeypatch, capsys) -> None:
+    table = distributions()
+    monkeypatch.setattr(api, "resolve_data", lambda *a, **k: api.ResolvedData(list(SHIFTS), table.__getitem__,
+                                                                             "custom", None, "the data note"))
+    genies.run(_config(tmp_path), lm=StubModel(), distributions=table)
+    captured = capsys.readouterr()
+    assert "the data note" in captured.err and "the data note" not in captured.out
