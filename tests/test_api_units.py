@@ -377,6 +377,8 @@ def test_without_data_a_run_stops_or_falls_back_as_asked(tmp_path, monkeypatch) 
     beside = resolve_data(str(shift_file), synthetic_if_no_data=True)
     assert (beside.data_root, beside.label, beside.note) == (root, str(shift_file), None)
     assert [(s.source, s.target) for s in beside.shifts] == [(shift.source, shift.target)]
+    with pytest.raises(DataNotFoundError, match="--shifts synthetic$"):  # shifts given as objects: no file to look beside
+        resolve_data([shift])
     # a shift file without its distributions beside it: no fallback either, the run stops
     elsewhere = tmp_path / "shifts.json"
     elsewhere.write_text(json.dumps([{"source": shift.source, "target": shift.target}]))

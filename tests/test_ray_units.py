@@ -723,7 +723,7 @@ def _outputs(store: JobStore) -> dict[str, bytes]:
 
 def _execute(tmp_path: Path, fake: FakeRay, plan, env, monkeypatch, **kwargs) -> list[JobRecord]:
     fake.install(monkeypatch)
-    executor = ray_executor.RayExecutor(StubModel(), None, plain=True, **kwargs)
+    executor = ray_executor.RayExecutor(StubModel(), None, **{"plain": True, **kwargs})
     return executor.execute(plan, env, RunLog(tmp_path / "run" / "log.txt"))
 
 
@@ -781,6 +781,14 @@ def test_the_display_names_each_job_as_it_starts(tmp_path, monkeypatch, keep_tor
     assert started == [r.label for r in records]
 
 
+def test_rich_progress_goes_to_the_given_console(tmp_path, monkeypatch, keep_torch_threads) -> None:
+    plan, dists = _plan_and_data()
+    out = io.StringIO()
+    _execute(tmp_path, FakeRay([node(1.0)]), plan, _env(tmp_path / "store", dists), monkeypatch, plain=False,
+             console=Console(file=out, width=200))
+    assert re.search(r"jobs .* 9/9 ", out.getvalue()) and "fit pt_zero on (no training data)" in out.getvalue()
+
+
 def test_ray_started_by_the_executor_is_shut_down(tmp_path, monkeypatch, keep_torch_threads) -> None:
     plan, dists = _plan_and_data()
     fake = FakeRay([node(1.0)])
@@ -833,6 +841,7 @@ def test_a_resumed_run_sends_only_what_is_missing(tmp_path, monkeypatch, keep_to
     recomputed = {gone.key, lost_fit.key, *(p.key for p in lost_predicts)}
     assert {k for k, s in status.items() if s == "done"} == recomputed and len(records) == 9
     assert status[trained.key] == "cached" and set(status.values()) == {"done", "cached"}
+    assert sorted(_plain(r)[:3] for r in records) == sorted(r[:3] for r in want)  # every job's key, kind, label
     cached_first = [r.key for r in records[:9 - len(recomputed) - 1]]
     assert gone.key not in cached_first and trained.key not in cached_first
     [actor] = fake.actors
