@@ -858,11 +858,12 @@ def test_a_shared_worker_is_sent_no_fit_files(tmp_path, monkeypatch, keep_torch_
 
     shutil.copytree(local_store.root, tmp_path / "store")
     store = JobStore(tmp_path / "store")
-    fit = next(f for f in plan.fits.values() if plan.predicts_of(f))
-    store.predict_file(plan.predicts_of(fit)[0].key).unlink()
+    fits = [f for f in plan.fits.values() if plan.predicts_of(f)][:2]
+    for fit in fits:  # two groups for one worker: the second goes to it as it comes back idle
+        store.predict_file(plan.predicts_of(fit)[0].key).unlink()
     fake = FakeRay([node(1.0)])
     _execute(tmp_path, fake, plan, _env(tmp_path / "store", dists), monkeypatch)
-    assert [(label, files) for label, _, files in fake.actors[0].groups] == [(fit.label, None)]
+    assert [(label, files) for label, _, files in fake.actors[0].groups] == [(f.label, None) for f in fits]
 
 
 def test_a_fully_cached_run_starts_no_worker(tmp_path, monkeypatch, keep_torch_threads) -> None:
