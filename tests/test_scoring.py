@@ -137,6 +137,8 @@ def test_bad_input_is_named(tiny_llama) -> None:
                        max_length=20)
     with pytest.raises(ValueError, match="example 0: the prompt is empty"):
         score_examples(tiny_llama, [Example("", ("a", "b"), 0)])
+    with pytest.raises(ValueError, match="^example 1: no responses to score$"):  # in-memory data is not validated
+        score_examples(tiny_llama, [Example("ok", ("a", "b"), 0), Example("ok", (), 0)])
 
 
 def test_shared_prefixes_across_examples_and_responses(tiny) -> None:
@@ -442,7 +444,7 @@ def test_response_sums_add_each_responses_token_logprobs_per_row() -> None:
     offsets = [0, 2]
     states = torch.randn(2, 6, 50, generator=torch.Generator().manual_seed(2))
     head = _OutputHead(_fake_lm(_HeadOnly()))
-    got = _response_sums(None, head, states, rows, offsets)
+    got = _response_sums(head, states, rows, offsets)
     logprobs = states.double().log_softmax(-1)
     for b, (row, at) in enumerate(zip(rows, offsets)):
         want = np.zeros(max(row.owner) + 1)

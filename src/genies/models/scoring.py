@@ -103,6 +103,8 @@ def tokenize_examples(lm: LoadedModel, examples: Sequence[Example], max_length: 
         if not tok.prompt:
             raise ValueError(f"example {i}: the prompt is empty after tokenization; the first response token "
                              "needs a preceding prompt token to be scored")
+        if not tok.responses:
+            raise ValueError(f"example {i}: no responses to score")
         longest = max(len(r) for r in tok.responses)
         keep = limit - longest
         if keep < 1:
@@ -278,7 +280,7 @@ def _score_tree(lm: LoadedModel, head: _OutputHead, row: TreeRow) -> list[np.nda
     """One forward pass over one unpadded tree with segment-wise attention."""
     ids, pos, plan = tree_inputs(lm, row)
     states = head.hidden(input_ids=ids, position_ids=pos, tree_plan=plan)
-    return _response_sums(lm, head, states, [row], [0])
+    return _response_sums(head, states, [row], [0])
 
 
 def _score_dense_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[TreeRow]) -> list[np.ndarray]:
@@ -286,10 +288,10 @@ def _score_dense_rows(lm: LoadedModel, head: _OutputHead, rows: Sequence[TreeRow
     ids, pos, mask = dense_inputs(lm, rows)
     states = head.hidden(input_ids=ids, position_ids=pos, attention_mask=mask)
     width = ids.shape[1]
-    return _response_sums(lm, head, states, rows, [pad_offset(lm, len(row.tokens), width) for row in rows])
+    return _response_sums(head, states, rows, [pad_offset(lm, len(row.tokens), width) for row in rows])
 
 
-def _response_sums(lm: LoadedModel, head: _OutputHead, states: torch.Tensor, rows: Sequence[TreeRow],
+def _response_sums(head: _OutputHead, states: torch.Tensor, rows: Sequence[TreeRow],
                    offsets: Sequence[int]) -> list[np.ndarray]:
     """Per-response log-prob sums per row from the last hidden states (or logits) of a batch."""
     device = states.device  # the last layer's device: not the input's when the model is sharded
