@@ -555,7 +555,7 @@ def test_summarize_aggregates_and_compares_the_ordinary_rows_with_their_replicat
     9) that must count nowhere. Replicates spread around each DE widen the aggregate's interval
     compared with replicates that all equal it (the two-level bootstrap reads them)."""
     base = _distinct_row("")
-    rows, de = [], {}
+    rows = []
     for intervention, shift, value, mix in (("a", 1, 0.5, 0.0), ("a", 2, 0.3, 0.0), ("b", 1, 0.1, 0.0),
                                             ("b", 2, 0.2, 0.0), ("a", 1, 9.0, 0.1)):
         rows.append(replace(base, intervention=intervention, source=f"s{shift}", target=f"t{shift}",
