@@ -217,6 +217,24 @@ def test_the_command_dispatches_and_a_broken_folder_is_one_line(planted_run, tmp
     assert mixed.exit_code == 2 and "its page shows it alone" in mixed.output
 
 
+def test_an_examples_file_naming_a_student_twice_is_one_line(planted_run, tmp_path) -> None:
+    import shutil
+
+    from genies.errors import FileError
+    from genies.weak_to_strong import load_examples
+
+    folder, _ = planted_run
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    path = copy / "w2s-examples.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    example = doc["sources"][0]["wrong_weak_labels"][0]
+    example["students"] = example["students"] * 2
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(FileError, match=r"sources\[0\]\.wrong_weak_labels\[0\]: student \w+ twice$"):
+        load_examples(copy)
+
+
 @pytest.mark.browser
 def test_the_page_renders_without_console_errors(planted_run, chromium_executable) -> None:
     playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")

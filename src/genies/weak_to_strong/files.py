@@ -43,7 +43,13 @@ def load_examples(folder: str | Path) -> tuple[SourceExamples, ...] | None:
     path = Path(folder) / EXAMPLES_FILE
     if not path.is_file():
         return None
-    return _decode(tuple[SourceExamples, ...], _read(path).get("sources"), path)
+    sources = _decode(tuple[SourceExamples, ...], _read(path).get("sources"), path)
+    for i, source in enumerate(sources):  # the page shows one choice per student and loss
+        for j, example in enumerate(source.wrong_weak_labels):
+            losses = [choice.loss for choice in example.students]
+            if twice := sorted({loss for loss in losses if losses.count(loss) > 1}):
+                raise FileError(path, f"sources[{i}].wrong_weak_labels[{j}]: student {twice[0]} twice")
+    return sources
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -51,7 +57,7 @@ def _read(path: Path) -> dict[str, Any]:
         raise FileError(path, "file not found: is this a `genies w2s --out` folder?")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise FileError(path, f"cannot be read as JSON ({err})") from err
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format", "none") if isinstance(doc, dict) else "not an object"
