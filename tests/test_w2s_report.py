@@ -233,24 +233,3 @@ def test_an_examples_file_naming_a_student_twice_is_one_line(planted_run, tmp_pa
     path.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(FileError, match=r"sources\[0\]\.wrong_weak_labels\[0\]: student \w+ twice$"):
         load_examples(copy)
-
-
-@pytest.mark.browser
-def test_the_page_renders_without_console_errors(planted_run, chromium_executable) -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    folder, _ = planted_run
-    args = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"]
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium_executable), args=args)
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto((folder / "report.html").as_uri())
-        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-        assert page.locator("#w2s-sources tbody tr").count() == 1
-        assert page.locator("#followed-0-xent .ex").count() >= 1
-        page.locator("#w2s-sources th").nth(4).click()  # sorting works
-        browser.close()
-    assert errors == []
