@@ -2,7 +2,9 @@
 which methods travel by value, how outputs travel back, the cluster address checks, and the
 driver's scheduling loop against an in-process stand-in for Ray (`FakeRay`: actors are plain
 objects, calls run at once, streaming generators yield one record per job). The real cluster
-runs in tests/test_ray_executor.py; these run in milliseconds, so mutation testing can afford them.
+runs in tests/test_ray_executor.py, inside its own loopback-only network namespace (`unshare -n`);
+these start no Ray process at all (`ray.init` is replaced; "ray start" below is only in expected
+error messages) and run in milliseconds, so mutation testing can afford them.
 """
 
 from __future__ import annotations
