@@ -456,6 +456,18 @@ def test_first_n_and_an_uncapped_budget(tmp_path) -> None:
     assert doc["example_indices"] == {"src": {}, "tgt": {}, "tgt2": {}}
 
 
+def test_the_jobs_read_the_capped_data_the_manifest_names(tmp_path) -> None:
+    """The budget caps the data the jobs read, not only the indices the manifest lists: the data
+    hashes (which enter every job key) are those of the seeded, or first-N, subset."""
+    for first_n, seed, out in ((False, 3, "seeded"), (True, None, "first")):
+        _run(tmp_path, first_n=first_n, max_train=3, max_eval=1, out=tmp_path / out)
+        doc = json.loads((tmp_path / out / "manifest.json").read_text())
+        for name, full in distributions().items():
+            capped = full.limited(3, 1, seed=seed)
+            assert doc["data_hashes"][name] == {split: capped.content_hash(split) for split in ("train", "test")}
+            assert len(capped.train) == 3 < len(full.train) and len(capped.test) == 1 < len(full.test)
+
+
 def test_target_tuned_modes_name_their_candidates(tmp_path) -> None:
     from genies.pipeline.plan import TARGET_TUNED_BEST, TARGET_TUNED_DEFAULT
 
