@@ -81,9 +81,9 @@ DESELECTED = {
 KILLED = {"killed", "timeout", "caught by type check"}
 
 
-# no cache folder and no timeout plugin inside the mutants copy (mutmut times mutants out); no
-# `slow` tests; each mutant's tests fastest first (scripts/mutate_fastest_first.py).
-PYTEST_ARGS = ["-p", "no:cacheprovider", "-p", "no:timeout", "-p", "mutate_fastest_first", "-m", "not slow",
+# no cache folder and no timeout plugin inside the mutants copy (mutmut times mutants out), and no
+# `slow` tests. (mutmut itself runs each mutant's tests fastest first and stops at the first failure.)
+PYTEST_ARGS = ["-p", "no:cacheprovider", "-p", "no:timeout", "-m", "not slow",
                *(arg for test in DESELECTED for arg in ("--deselect", test))]
 
 
@@ -126,8 +126,7 @@ def prepare(name: str, *, resume: bool, ref: str | None, only: list[str] | None 
 
 def mutmut(folder: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("mutmut")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     return subprocess.run(
         [str(exe), *args], cwd=folder, env=env, text=True, capture_output=capture, check=False
     )
@@ -180,19 +179,50 @@ def run_module(name: str, *, resume: bool, max_children: int, ref: str | None,
         # The last run's survivors (and the mutants a stopped run left unchecked), in a fresh folder with
         # today's tests and settings; the last run's killed verdicts stand (a test added since cannot
         # revive a mutant an existing test killed, as long as no test was removed or weakened and the
-        # mutated files are unchanged).
+        # mutated files are unchanged, which is checked: mutant numbers follow the code).
         last = WORK / name / "summary.json"
-        if not last.is_file():
+        kept = WORK / f"{name}.last-summary.json"  # survives the fresh folder and a rerun that fails
+        source = last if last.is_file() else kept
+        if not source.is_file():
             print(f"{name}: no earlier run to take survivors from ({last})", file=sys.stderr)
             return {"module": name, "error": 2}
-        previous = json.loads(last.read_text())
+        previous = json.loads(source.read_text())
         rerun, only = list(previous["survivors"]), previous["mutated"]
+        if not rerun:
+            print(f"{name}: the last run left no survivors; nothing to rerun", file=sys.stderr)
+            return previous
+        changed = [f for f, h in previous.get("sources", {}).items() if source_hashes(ref, [f]).get(f) != h]
+        if changed:
+            print(f"{name}: {', '.join(changed)} changed since the last run, so its mutants are not the same; "
+                  f"run the module in full", file=sys.stderr)
+            return {"module": name, "error": 2}
+        if source != kept:
+            shutil.copy(source, kept)
         resume = False
     folder = prepare(name, resume=resume, ref=ref, only=only)
     started = time.monotonic()
-    proc = mutmut(folder, "run", "--max-children", str(max_children), *rerun)
+    try:
+        returncode = mutmut(folder, "run", "--max-children", str(max_children), *rerun).returncode
+    except KeyboardInterrupt:  # what was checked still counts
+        returncode = 130
     elapsed = time.monotonic() - started
-    return summarize(name, folder, proc.returncode, elapsed, ref=ref, only=only, previous=previous, rerun=rerun)
+    return summarize(name, folder, returncode, elapsed, ref=ref, only=only, previous=previous, rerun=rerun)
+
+
+def source_hashes(ref: str | None, patterns: list[str]) -> dict[str, str]:
+    """Git blob hash of each mutated file (at `ref`, or in the working tree), to tell whether a
+    survivors rerun mutates the same code as the run whose verdicts it keeps."""
+    import fnmatch
+
+    listed = subprocess.run(["git", "ls-files", "src"], cwd=ROOT, capture_output=True, text=True, check=True)
+    files = [f for f in listed.stdout.split() if any(fnmatch.fnmatch(f, g) for g in patterns)]
+    if ref:
+        hashes = [subprocess.run(["git", "rev-parse", f"{ref}:{f}"], cwd=ROOT, capture_output=True, text=True,
+                                 check=False).stdout.strip() for f in files]
+    else:
+        hashes = [subprocess.run(["git", "hash-object", f], cwd=ROOT, capture_output=True, text=True,
+                                 check=False).stdout.strip() for f in files]
+    return dict(zip(files, hashes))
 
 
 def summarize(name: str, folder: Path, returncode: int, elapsed: float, *, ref: str | None,
@@ -232,6 +262,7 @@ def summarize(name: str, folder: Path, returncode: int, elapsed: float, *, ref: 
         "rerun": f"{len(rerun)} survivors of the previous run" if rerun else "all mutants",
         "not_checked": unchecked,
         "by_file": files,
+        "sources": previous.get("sources") or source_hashes(ref, only or MODULES[name][0]),
         "survivors": {k: counted[k] for k in survivors},
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -265,6 +296,9 @@ def main() -> int:
         outside = [p for p in args.only if not any(fnmatch.fnmatch(p, g) for g in MODULES[args.modules[0]][0])]
         if outside:
             parser.error(f"--only {' '.join(outside)}: not part of {args.modules[0]} ({' '.join(MODULES[args.modules[0]][0])})")
+    if args.ref:  # the commit, recorded in summary.json, not a name that moves on
+        args.ref = subprocess.run(["git", "rev-parse", "--short", args.ref], cwd=ROOT, capture_output=True,
+                                  text=True, check=True).stdout.strip()
     summaries = [run_module(m, resume=args.resume, max_children=args.max_children, ref=args.ref,
                             survivors_only=args.survivors, only=args.only) for m in args.modules or MODULES]
     print()
@@ -275,9 +309,9 @@ def main() -> int:
             print(f"{s['module']}: FAILED to run")
             continue
         print(f"{s['module']}: {s['killed']}/{s['total']} killed = {100 * s['score']:.1f} %  ({s['seconds']} s)")
-        for file, row in s["by_file"].items():  # type: ignore[union-attr]
+        for file, row in s.get("by_file", {}).items():  # type: ignore[union-attr]
             print(f"    {file}: {row['killed']}/{row['total']} = {100 * row['killed'] / row['total']:.1f} %")
-        if s["not_checked"]:
+        if s.get("not_checked"):
             print(f"    not checked: {s['not_checked']} (a stopped run; `--survivors` checks them)")
         for mutant, status in s["survivors"].items():  # type: ignore[union-attr]
             if status != "not checked":
