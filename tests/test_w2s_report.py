@@ -30,6 +30,7 @@ from genies.pipeline.executor import LocalExecutor
 from genies.report.w2s_page import build_w2s_report
 from genies.weak_to_strong import W2SConfig, w2s
 from genies.weak_to_strong.plan import halves
+from test_w2s import FlippedOracle  # noqa: F401 - registers flipped_oracle, the weak supervisor here
 
 
 def _number(prompt: str) -> int:
@@ -38,24 +39,6 @@ def _number(prompt: str) -> int:
 
 def _feature(responses) -> np.ndarray:
     return np.array([1.0 if r.endswith(" yes") else -1.0 for r in responses])
-
-
-@register("w2s_report_oracle", family="baseline", description="test: the planted feature, inverted on every k-th prompt")
-@dataclass
-class Oracle(Intervention[Unfitted]):
-    every: int = hparam(4, "invert the feature on prompts whose number is a multiple of this (0: never)")
-
-    needs_training_data = False
-    uses_run_model = False
-
-    def fit(self, lm, train, ctx) -> Unfitted:
-        return Unfitted()
-
-    def scorer(self, lm, fitted, ctx) -> Scorer:
-        def score(data: EvalSet) -> Scores:
-            return Scores.bradley_terry([(-1.0 if self.every and _number(q.prompt) % self.every == 0 else 1.0)
-                                         * _feature(q.responses) for q in data.queries])
-        return score
 
 
 @dataclass(frozen=True)
@@ -102,9 +85,9 @@ TRAIN = planted(64, 1)
 def _run(tmp_path: Path, name: str, *, every: int = 4, **copier) -> Path:
     data = {"src": Distribution.from_examples("src", TRAIN, planted(40, 2)),
             "tgt": Distribution.from_examples("tgt", planted(8, 3), planted(16, 4))}
-    config = W2SConfig(out=tmp_path / name, weak_method="w2s_report_oracle", method="w2s_report_copier",
+    config = W2SConfig(out=tmp_path / name, weak_method="flipped_oracle", method="w2s_report_copier",
                        max_train=64, max_eval=40, shifts=(SHIFT,), cache_dir=tmp_path / "jobs",
-                       hparams={"w2s_report_oracle": {"every": every}, "w2s_report_copier": copier})
+                       hparams={"flipped_oracle": {"every": every}, "w2s_report_copier": copier})
     w2s(config, distributions=data, executor=LocalExecutor(plain=True))
     return tmp_path / name
 
