@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Check a GPU machine in one go: install genies into its preinstalled torch, transformers, peft and
-# accelerate, then run `genies doctor --gpu` for the embedded model's shape and a 7B LLaMA shape.
+# accelerate, run `genies doctor` (installation checks) and `genies doctor --gpu` for the embedded
+# model's shape, run the pipeline end to end on that shape, then `doctor --gpu` for a 7B LLaMA shape.
 #
 #   scripts/gpu_check.sh --prepare   here, online: download the small wheels genies needs and a
-#                                    bare GPU machine lacks into $WHEELS (.whl/gpu, git-ignored)
+#                                    bare GPU machine lacks, and bitsandbytes, into $WHEELS (.whl/gpu,
+#                                    git-ignored)
 #   scripts/gpu_check.sh             there, offline: install and check; results under $OUT
-#   scripts/gpu_check.sh --dry-run   anywhere: what the checks would run (no GPU needed)
+#   scripts/gpu_check.sh --dry-run   anywhere: what the doctor checks would run (no GPU needed)
 #
 # The GPU machines have no network (../shared/docs/NOTES.md): whatever genies imports at start-up
-# beyond their packages (platformdirs, requests and its dependencies) and setuptools to build the
-# editable install come from $WHEELS, which travels with the working tree (carry .whl). Each
-# doctor run prints one line per check and ends with one JSON line; both go to $OUT/doctor-<shape>.log
-# and the JSON line alone to $OUT/doctor-<shape>.json. The two runs take a few minutes on one H100;
-# each is cut off after DOCTOR_TIMEOUT seconds so that a hang still leaves the other's results.
+# beyond their packages (platformdirs, requests and its dependencies), setuptools to build the
+# editable install, and bitsandbytes for the 4-bit checks come from $WHEELS, which travels with the
+# working tree (carry .whl; bitsandbytes is 43 MB of the 64 MB a call may carry).
+#
+# Steps (CHECKS, in order): `install` (genies doctor), `shape:NAME` (genies doctor --gpu --shape
+# NAME), `e2e` (genies run on a random-weights model of the embedded shape and the synthetic suite:
+# lora and mms in bf16, then lora on the model in 4 bits, i.e. QLoRA; then genies plan for the same
+# run). Each step's output goes to $OUT/<step>.log, and each is cut off after its own timeout
+# (STEP_TIMEOUT seconds; 7B steps get BIG_TIMEOUT) so that a hang still leaves the others' results.
+# The last line of each doctor log is its JSON. $OUT gets six files, under the device tool's eight. A summary of every step ends the output.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,26 +27,34 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 WHEELS=${WHEELS:-.whl/gpu}
 OUT=${OUT:-gpu-check-out}
-SHAPES=${SHAPES:-default 7b}
-DOCTOR_TIMEOUT=${DOCTOR_TIMEOUT:-420}
+CHECKS=${CHECKS:-install shape:default e2e shape:7b}
+STEP_TIMEOUT=${STEP_TIMEOUT:-150}
+BIG_TIMEOUT=${BIG_TIMEOUT:-240}
+WORK=${WORK:-/tmp/genies-gpu-check}
+# the e2e step's device and shape (cpu and tiny rehearse it without a GPU)
+E2E_DEVICE=${E2E_DEVICE:-cuda}
+E2E_SHAPE=${E2E_SHAPE:-default}
 # module -> distribution, for what genies imports at start-up and a bare GPU machine may lack
 RUNTIME="platformdirs:platformdirs requests:requests urllib3:urllib3 charset_normalizer:charset-normalizer idna:idna certifi:certifi"
+OPTIONAL="bitsandbytes:bitsandbytes==0.50.2"
 BUILD="setuptools wheel packaging"
 
 prepare() {
   mkdir -p "$WHEELS"
   local dists=($BUILD)
-  for pair in $RUNTIME; do dists+=("${pair#*:}"); done
+  for pair in $RUNTIME $OPTIONAL; do dists+=("${pair#*:}"); done
   # the GPU machines run CPython 3.12 on x86-64
   "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
-    --platform manylinux2014_x86_64 --platform any --dest "$WHEELS" "${dists[@]}"
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux2014_x86_64 \
+    --platform any --dest "$WHEELS" "${dists[@]}"
   ls -l "$WHEELS"
 }
 
 install() {
   local missing=()
-  for pair in $RUNTIME; do
-    "$PYTHON" -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
+  for pair in $RUNTIME $OPTIONAL; do
+    local dist=${pair#*:}
+    "$PYTHON" -c "import ${pair%%:*}" 2>/dev/null || missing+=("${dist%%==*}")
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing from $WHEELS: ${missing[*]}"
@@ -52,31 +67,68 @@ install() {
 
 genies() { "$PYTHON" -c 'from genies.cli import main; main()' "$@"; }
 
+# the pipeline on a GPU: random weights of the embedded shape saved as a model folder, two synthetic shifts
+e2e() {
+  rm -rf "$WORK" && mkdir -p "$WORK"
+  export GENIES_HOME="$WORK/home"
+  "$PYTHON" -c "import sys; from pathlib import Path; from genies.doctor.shapes import save_random_model, shape_spec; \
+save_random_model(shape_spec(sys.argv[2]), Path(sys.argv[1]))" "$WORK/model" "$E2E_SHAPE" || return 1
+  genies data synth "$WORK/synth" --size 40 || return 1
+  "$PYTHON" -c "import json, sys; s = json.load(open(sys.argv[1])); json.dump(s[:2], open(sys.argv[2], 'w'))" \
+    "$WORK/synth/shifts.json" "$WORK/synth/two.json" || return 1
+  local run=(--model "$WORK/model" --shifts "$WORK/synth/two.json" --device "$E2E_DEVICE" --plain)
+  echo "== genies run -i lora -i mms (bf16)"
+  genies run "${run[@]}" -i lora -i mms --out "$WORK/run-bf16" || return 1
+  cp "$WORK/run-bf16/manifest.json" "$WORK/run-bf16/first-manifest.json"
+  echo "== the same command again: every job cached"
+  genies run "${run[@]}" -i lora -i mms --out "$WORK/run-bf16" || return 1
+  echo "== genies run -i lora --quantize 4bit (QLoRA)"
+  genies run "${run[@]}" -i lora --quantize 4bit --out "$WORK/run-4bit" || return 1
+  echo "== genies plan for the bf16 run (planner on this GPU)"
+  genies plan --model "$WORK/model" --shifts "$WORK/synth/two.json" -i lora -i mms --device "$E2E_DEVICE" --data-root "$WORK/synth" || return 1
+  "$PYTHON" - "$WORK" <<'PY' || return 1
+import json, pathlib, sys
+for run in ("run-bf16/first-manifest.json", "run-bf16/manifest.json", "run-4bit/manifest.json"):
+    manifest = json.loads((pathlib.Path(sys.argv[1]) / run).read_text())
+    jobs = manifest["jobs"]
+    print(f"{run}: {len(jobs)} jobs, {sum(j['seconds'] for j in jobs):.1f} s in jobs, "
+          f"{manifest['wall_seconds']:.1f} s wall, hardware {json.dumps(manifest['hardware'])}")
+PY
+}
+
+
 case "${1:-}" in
   --prepare) prepare; exit $? ;;
   --dry-run)
-    for shape in $SHAPES; do genies doctor --gpu --dry-run --shape "$shape" || exit 1; done
+    for check in $CHECKS; do
+      case $check in shape:*) genies doctor --gpu --dry-run --shape "${check#shape:}" || exit 1 ;; esac
+    done
     exit 0 ;;
   "") ;;
   *) echo "usage: $0 [--prepare | --dry-run]" >&2; exit 2 ;;
 esac
 
 mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
 { nvidia-smi; "$PYTHON" -m pip list 2>/dev/null; } >"$OUT/machine.txt" 2>&1
-install 2>&1 | tee "$OUT/install.log" || { echo "genies did not install (see $OUT/install.log)" >&2; exit 1; }
+install >"$OUT/pip-install.log" 2>&1 || { cat "$OUT/pip-install.log"; echo "genies did not install (see $OUT/pip-install.log)" >&2; exit 1; }
 status=0
-# the installation checks first: without the embedded model, random weights in its shape, in bf16 on the GPU
-timeout "$DOCTOR_TIMEOUT" "$PYTHON" -c 'from genies.cli import main; main()' doctor --json 2>&1 | tee "$OUT/doctor-install.log"
-rc=${PIPESTATUS[0]}
-tail -n 1 "$OUT/doctor-install.log" >"$OUT/doctor-install.json"
-echo "doctor: exit $rc"
-[ "$rc" -eq 0 ] || status=1
-for shape in $SHAPES; do
-  timeout "$DOCTOR_TIMEOUT" "$PYTHON" -c 'from genies.cli import main; main()' doctor --gpu --shape "$shape" --json 2>&1 \
-    | tee "$OUT/doctor-$shape.log"
-  rc=${PIPESTATUS[0]}
-  tail -n 1 "$OUT/doctor-$shape.log" >"$OUT/doctor-$shape.json"
-  echo "doctor --gpu --shape $shape: exit $rc"
+summary=()
+for check in $CHECKS; do
+  limit=$STEP_TIMEOUT
+  case $check in *7b|*13b) limit=$BIG_TIMEOUT ;; esac
+  name=${check/:/-}
+  started=$SECONDS
+  case $check in
+    install) timeout "$limit" "$PYTHON" -c 'from genies.cli import main; main()' doctor --json ;;
+    shape:*) timeout "$limit" "$PYTHON" -c 'from genies.cli import main; main()' doctor --gpu --shape "${check#shape:}" --json ;;
+    e2e) export -f e2e genies; export PYTHON WORK E2E_DEVICE E2E_SHAPE; timeout "$limit" bash -c e2e ;;
+    *) echo "unknown check $check"; false ;;
+  esac >"$OUT/$name.log" 2>&1
+  rc=$?
+  grep -v '^{' "$OUT/$name.log" | tail -n 40
+  summary+=("$check: exit $rc in $((SECONDS - started)) s")
   [ "$rc" -eq 0 ] || status=1
 done
+printf '%s\n' "${summary[@]}"
 exit $status

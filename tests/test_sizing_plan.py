@@ -289,7 +289,7 @@ def test_fixes_for_reward_model_training_name_what_it_needs_with_checkpointing()
         f"--quantize 4bit ({need(quantized, method)} GiB)", f"--gpus 2 ({need(sizer, method, 2)} GiB per GPU)",
         f"--set lora.micro_batch_size=8 ({need(sizer, load_intervention('lora', 'paper', micro_batch_size=8))} GiB)")
     assert sizing._fixes(method, "fit", "d", sizer, hardware) == (
-        "--quantize 4bit (15.7 GiB)", "--gpus 2 (17.2 GiB per GPU)", "--set lora.micro_batch_size=8 (29.3 GiB)")
+        "--quantize 4bit (22.9 GiB)", "--gpus 2 (17.2 GiB per GPU)", "--set lora.micro_batch_size=8 (29.3 GiB)")
 
 
 def test_a_batch_of_one_is_suggested_when_only_it_fits() -> None:

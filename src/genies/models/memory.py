@@ -238,6 +238,16 @@ class Precision:
         """Bytes of one activation value (the compute dtype)."""
         return DTYPE_BYTES[self.dtype]
 
+    @property
+    def training_activations(self) -> Precision:
+        """The precision a reward model trained on this base saves its activations in: float32
+        on a quantized base. QLoRA's `prepare_model_for_kbit_training` casts the embeddings to
+        float32, so the residual stream is float32, and bitsandbytes' quantized layers return
+        their input's dtype, so every projection's output is float32 too. Counting them in bf16
+        put a 7B QLoRA step at 13.5 GiB where an H100 measured 23.8 (`genies doctor --gpu
+        --shape 7b`, docs/scaling.md)."""
+        return Precision("float32") if self.quantize != "none" else self
+
     def linear_weight_bytes(self, shape: ModelShape) -> float:
         """Bytes of one layer's linear weights as stored."""
         weights = shape.layer_linear_weights

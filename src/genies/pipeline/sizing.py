@@ -345,17 +345,18 @@ class Sizer:
         tokens = lines * width
         lora = isinstance(method, Lora)
         adapted = lora_module_shapes(s, method.target_modules or default_lora_targets(s)) if lora else []
-        per_layer = training_layer_bytes(s, p, adapted=adapted, rank=method.r if lora else 0,
+        a = p.training_activations
+        per_layer = training_layer_bytes(s, a, adapted=adapted, rank=method.r if lora else 0,
                                          dropout=lora and method.dropout > 0, full=isinstance(method, FullFineTune))
         cache = 0
         if lora and layers < s.num_layers:  # frozen layers' outputs kept once per training row
-            states = data.train * mean_row * s.hidden_size * p.bytes
+            states = data.train * mean_row * s.hidden_size * a.bytes
             cache = int(states) if states <= CACHE_LIMIT_BYTES else 0
-        buffers = (tokens * backward_buffer_bytes(s, p) + lines * width * width * p.bytes + cache
+        buffers = (tokens * backward_buffer_bytes(s, a) + lines * width * width * p.bytes + cache
                    + quantized_buffer(s, p))
 
         def memory(checkpointing: bool) -> MemoryEstimate:
-            saved = (layers * checkpointed_layer_bytes(s, p) + per_layer) if checkpointing else layers * per_layer
+            saved = (layers * checkpointed_layer_bytes(s, a) + per_layer) if checkpointing else layers * per_layer
             return MemoryEstimate(self.base_weights + weights, activations=tokens * saved, optimizer=optimizer,
                                   buffers=buffers)
 
