@@ -205,6 +205,34 @@ def _tolerance(dtype: torch.dtype, reference: torch.Tensor) -> float:
     return (1e-4 if dtype == torch.float32 else 2e-2) * max(1.0, reference.abs().max().item())
 
 
+# In half precision a packed row may differ from the unpacked rewards by more than `_tolerance`
+# through rounding alone: on a random LLaMA-7B shape in bf16 on an H100 by 0.039 (rewards up to
+# 0.80), where ignoring the mask moves them by their own size. So there the packed pass is also
+# accepted when it is this many times closer to the unpacked rewards than a pass that ignores the
+# mask and the position ids (what an architecture that drops them computes).
+HALF_MASK_MARGIN = 4.0
+
+
+def _honours_mask(got: torch.Tensor, reference: torch.Tensor, *, ignored: Callable[[], torch.Tensor],
+                  compute_dtype: torch.dtype) -> bool:
+    """Whether packed rewards `got` match the unpacked `reference`: within `_tolerance`, or, in half
+    precision, `HALF_MASK_MARGIN` times closer to it than the mask-ignoring rewards `ignored()`."""
+    error = (got - reference).abs().max().item()
+    if error <= _tolerance(compute_dtype, reference):
+        return True
+    return compute_dtype != torch.float32 and HALF_MASK_MARGIN * error <= (ignored() - reference).abs().max().item()
+
+
+def _mask_ignored_rewards(model: nn.Module, head: str, rows: Sequence[PackedRow], pad_id: int, device: torch.device,
+                          compute_dtype: torch.dtype) -> torch.Tensor:
+    """What `packed_rewards` would return from a decoder that ignores the packed mask and
+    position ids: each row read as one causal sequence from position 0."""
+    batch = Batch.collate(rows, pad_id, device, compute_dtype)
+    with autocast(device, compute_dtype):
+        hidden = decoder_of(model)(**decoder_inputs(model, batch.input_ids), use_cache=False).last_hidden_state
+        return read_rewards(model, head, hidden, batch)
+
+
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     was_training = model.training
@@ -244,7 +272,8 @@ def can_pack(model: nn.Module, head: str, pad_id: int, device: torch.device, com
             try:
                 rows = [PackedRow.pack(with_virtual(model, probes[:2])), PackedRow.pack(with_virtual(model, probes[2:]))]
                 got = packed_rewards(model, head, rows, pad_id, device, compute_dtype)
-                known = bool(torch.allclose(got, reference, rtol=0, atol=_tolerance(compute_dtype, reference)))
+                known = _honours_mask(got, reference, compute_dtype=compute_dtype, ignored=lambda: _mask_ignored_rewards(
+                    model, head, rows, pad_id, device, compute_dtype))
             except (TypeError, ValueError, RuntimeError):  # a decoder signature without these inputs
                 known = False
         _PACKS[model] = known
