@@ -129,6 +129,10 @@ def test_fraction_zero_is_the_ordinary_run_and_mixing_adds_only_its_own_jobs(tmp
     shown = CliRunner().invoke(_build(), ["results", "show", str(tmp_path / "run")], env={"COLUMNS": "200"}).output
     assert "src -> tgt +25% target" in shown and "src -> tgt +50% target" in shown
     assert [list(line.get_xdata()) for line in ax.lines][0] == [0.0, 0.25, 0.5]
+    assert ax.get_title(loc="left") == "src → tgt"
+    with pytest.MonkeyPatch.context() as patch:  # names too long for one line break after the arrow
+        patch.setattr("genies.report.plots.MIX_TITLE_CHARS", 5)
+        assert target_mix(load_runs([tmp_path / "run"])).axes[0].get_title(loc="left") == "src →\ntgt"
 
 
 def test_mixing_uses_round_f_n_seeded_target_examples_the_same_for_every_intervention(tmp_path, tiny_llama):

@@ -329,6 +329,9 @@ PAPER_TARGET_MIX: dict[tuple[str, str], dict[float, float]] = {
 }
 
 
+MIX_TITLE_CHARS = 36  # a panel title longer than this overruns the next panel's at 3.4 inches a panel
+
+
 def target_mix(runs: Sequence[Run]) -> Figure | None:
     """Target accuracy against the fraction of target data mixed into training, one panel per
     (run, shift) that has mixing rows: a line per intervention (fraction 0 is its ordinary row),
@@ -356,7 +359,8 @@ def target_mix(runs: Sequence[Run]) -> Figure | None:
             if paper:
                 ax.plot(list(paper), list(paper.values()), "x", color="#111", markersize=6,
                         label="paper, 30B LoRA")
-            ax.set_title(f"{source} → {target}" + (f" · {runs[k].label}" if len(runs) > 1 else ""), loc="left")
+            arrow = " → " if len(source) + len(target) <= MIX_TITLE_CHARS else " →\n"  # long names: two lines
+            ax.set_title(f"{source}{arrow}{target}" + (f" · {runs[k].label}" if len(runs) > 1 else ""), loc="left")
             ax.set_xlabel("fraction of target data in training")
             ax.set_ylim(0, 1.02)
         for ax in axes[len(panels):]:
