@@ -18,6 +18,13 @@ after it):
   1-D logistic calibrator fitted on alternated-order validation differences.
 - `CosineProbe` / `fit_cosine_probe`: the whole MMS / LAT / CRA pipeline on arrays.
 - `fit_ccs` / `CCSProbe`: Contrast-Consistent Search with its normalisation statistics stored.
+
+Soft labels (weak-to-strong students, docs/w2s.md): the supervised pieces take each pair's
+`confidence` c, the probability its label gives the preferred response, and weigh the pair by
+`weights_of` w = 2c - 1 (class means, the PCA, the logistic fits, the calibrator) and score
+held-out pairs by their expected accuracy under the soft labels (`held_out_accuracy`). Without
+confidences, or with every one 1, they run exactly the unweighted code (`weights_of` is None),
+so ground-truth fits keep their numbers bit for bit.
 """
 
 from __future__ import annotations
@@ -32,6 +39,40 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 Direction = Literal["mean", "pca"]
+
+
+def weights_of(confidence: np.ndarray | None) -> np.ndarray | None:
+    """Each pair's weight w = 2c - 1 for its label's confidence c, or None (unweighted) when there
+    are no confidences or every one is 1 (ground truth, hard labels).
+
+    Why 2c - 1: a soft label c says the pair's difference points the preferred way with
+    probability c and the other way with 1 - c, so its expected contribution to a class-mean
+    difference is (2c - 1) times the difference: a coin flip (0.5) contributes nothing, a sure
+    label (1) fully. c below 0.5 would say the other response is preferred and is refused;
+    so is a set of labels that are all coin flips (nothing to fit)."""
+    if confidence is None:
+        return None
+    c = np.asarray(confidence, dtype=np.float64)
+    if np.all(c == 1.0):
+        return None
+    if c.ndim != 1 or not np.all((c >= 0.5) & (c <= 1.0)):
+        raise ValueError("label confidences must be a vector of values in [0.5, 1] (the probability the label "
+                         "gives the preferred response)")
+    w = 2.0 * c - 1.0
+    if not w.sum() > 0:
+        raise ValueError("every label has confidence 0.5 (a coin flip): there is nothing to fit a probe on")
+    return w
+
+
+def held_out_accuracy(correct: np.ndarray, confidence: np.ndarray | None) -> np.ndarray:
+    """Per site, the share of held-out items a probe gets right ([S, n] booleans -> [S]); with soft
+    labels, its expected accuracy against labels drawn from them, mean(c hit + (1 - c) miss),
+    which ranks sites as the w-weighted hit count does (it is mean(1 - c) + sum(w hit) / n) and
+    stays defined when every held-out label is a coin flip."""
+    if confidence is None:
+        return correct.mean(1)
+    c = np.asarray(confidence, dtype=np.float64)
+    return (c * correct + (1.0 - c) * ~correct).mean(1)
 
 
 def split_pairs(n_pairs: int, seed: int, val_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -58,10 +99,11 @@ def alternated_differences(pref: np.ndarray, disp: np.ndarray) -> tuple[np.ndarr
 
 
 def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0, fit_intercept: bool = True,
-                 max_iter: int = 1000, tol: float = 1e-5, ftol: float = 1e-10,
-                 history: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Minimise `C * sum_i logloss_i + ||w||^2 / 2` (intercept unpenalised; sklearn's L2 objective)
-    independently for every site. `x`: [S, n, d], `y`: [n] of 0/1. Returns (w [S, d], b [S]).
+                 max_iter: int = 1000, tol: float = 1e-5, ftol: float = 1e-10, history: int = 10,
+                 sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise `C * sum_i s_i logloss_i + ||w||^2 / 2` (intercept unpenalised; sklearn's L2
+    objective, `s` its `sample_weight`, 1 when None) independently for every site. `x`: [S, n, d],
+    `y`: [n] of 0/1. Returns (w [S, d], b [S]).
 
     L-BFGS (as sklearn's default solver) run for all sites at once: every site has its own
     curvature history and its own backtracking line search, so the result is each site's own
@@ -80,6 +122,9 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
     target = torch.as_tensor(np.asarray(y), dtype=torch.float64)
     if target.shape != (n,):
         raise ValueError(f"fit_logistic: y has shape {tuple(target.shape)}, expected ({n},)")
+    weight = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float64)
+    if weight is not None and weight.shape != (n,):
+        raise ValueError(f"fit_logistic: sample_weight has shape {tuple(weight.shape)}, expected ({n},)")
     if fit_intercept:
         X = torch.cat([X, torch.ones(S, n, 1, dtype=torch.float32)], dim=2)
     XT = X.transpose(1, 2).contiguous()
@@ -87,13 +132,16 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
     reg = torch.ones(p, dtype=torch.float64)
     if fit_intercept:
         reg[-1] = 0.0
-    scale = C * n
+    scale = C * n if weight is None else C * max(float(weight.sum()), 1e-12)
+
+    def weighed(per_item: torch.Tensor) -> torch.Tensor:
+        return per_item if weight is None else per_item * weight
 
     def value_and_grad(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Divided by C * n so that step sizes and tolerances do not depend on the data size.
+        # Divided by C * n (the weights' sum) so that step sizes and tolerances do not depend on the data size.
         z = torch.bmm(X, w.float().unsqueeze(2)).squeeze(2).double()
-        f = (C * (torch.nn.functional.softplus(z) - target * z).sum(1) + 0.5 * (reg * w * w).sum(1)) / scale
-        residual = (torch.sigmoid(z) - target).float().unsqueeze(2)
+        f = (C * weighed(torch.nn.functional.softplus(z) - target * z).sum(1) + 0.5 * (reg * w * w).sum(1)) / scale
+        residual = weighed(torch.sigmoid(z) - target).float().unsqueeze(2)
         g = (C * torch.bmm(XT, residual).squeeze(2).double() + reg * w) / scale
         return f, g
 
@@ -160,9 +208,11 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
 
 
 def probe_accuracies(pref: np.ndarray, disp: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-                     *, C: float = 1.0) -> np.ndarray:
+                     *, C: float = 1.0, confidence: np.ndarray | None = None) -> np.ndarray:
     """Held-out accuracy per site of a logistic probe on individual activations (label 1 =
-    preferred) trained on the probe-train pairs' responses and tested on the probe-val pairs'."""
+    preferred) trained on the probe-train pairs' responses and tested on the probe-val pairs'.
+    With soft labels (`confidence`, per pair) both responses of a pair carry its weight in the
+    fit and its confidence in the held-out accuracy (`held_out_accuracy`)."""
     def stack(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.concatenate([pref[idx], disp[idx]]).astype(np.float64)  # [2m, S, d]
         y = np.concatenate([np.ones(len(idx)), np.zeros(len(idx))])
@@ -170,9 +220,15 @@ def probe_accuracies(pref: np.ndarray, disp: np.ndarray, train_idx: np.ndarray, 
 
     x_train, y_train = stack(train_idx)
     x_val, y_val = stack(val_idx)
-    w, b = fit_logistic(x_train, y_train, C=C)
+    weights = weights_of(confidence)
+    if weights is None:
+        w, b = fit_logistic(x_train, y_train, C=C)
+        val_confidence = None
+    else:
+        w, b = fit_logistic(x_train, y_train, C=C, sample_weight=np.tile(weights[train_idx], 2))
+        val_confidence = np.tile(np.asarray(confidence, dtype=np.float64)[val_idx], 2)
     decision = np.einsum("snd,sd->sn", x_val, w) + b[:, None]
-    return ((decision > 0) == (y_val > 0.5)).mean(1)
+    return held_out_accuracy((decision > 0) == (y_val > 0.5), val_confidence)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -186,22 +242,32 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 # Directions and the mean-cosine score
 
 
-def class_mean_directions(pref: np.ndarray, disp: np.ndarray) -> np.ndarray:
-    """mean(preferred) - mean(dispreferred) per site, not normalised: [n, S, d] -> [S, d]."""
-    return np.asarray(pref, dtype=np.float64).mean(0) - np.asarray(disp, dtype=np.float64).mean(0)
+def class_mean_directions(pref: np.ndarray, disp: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """mean(preferred) - mean(dispreferred) per site, not normalised: [n, S, d] -> [S, d]; with
+    `weights` (per pair, `weights_of`) the weighted means."""
+    if weights is None:
+        return np.asarray(pref, dtype=np.float64).mean(0) - np.asarray(disp, dtype=np.float64).mean(0)
+    return (np.average(np.asarray(pref, dtype=np.float64), axis=0, weights=weights)
+            - np.average(np.asarray(disp, dtype=np.float64), axis=0, weights=weights))
 
 
-def pca_directions(pref: np.ndarray, disp: np.ndarray) -> np.ndarray:
+def pca_directions(pref: np.ndarray, disp: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """First principal component of the pair differences per site (representation engineering's
     LAT), oriented so that preferred-minus-dispreferred projects positively on average.
 
     The differences are taken in alternating order (the deterministic version of RepE's random
     order), so their mean is near zero and the leading component is the axis along which the two
-    responses of a pair differ most consistently."""
+    responses of a pair differ most consistently. With `weights` (per pair) it is the weighted
+    PCA: the differences are centred on their weighted mean and each enters X^T X with its weight,
+    and the orientation follows the weighted class means."""
     diffs, _ = alternated_differences(pref, disp)
     x = torch.as_tensor(diffs.transpose(1, 0, 2))  # [S, n, d]
-    x = (x - x.mean(1, keepdim=True)).float()
-    mean_diff = class_mean_directions(pref, disp)
+    if weights is None:
+        x = (x - x.mean(1, keepdim=True)).float()
+    else:
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64))[None, :, None]
+        x = ((x - (w * x).sum(1, keepdim=True) / w.sum()) * w.sqrt()).float()
+    mean_diff = class_mean_directions(pref, disp, weights)
     # Power iteration on X^T X from the class-mean direction: two matrix-vector products per step
     # instead of a full SVD per site (which took ~30 s at SmolLM2's residual width here).
     v = torch.as_tensor(mean_diff, dtype=torch.float32) + 1e-3 * torch.ones(x.shape[0], x.shape[2])
@@ -240,14 +306,14 @@ class Calibrator:
         return 1.0 / (1.0 + np.exp(-(self.slope * np.asarray(s, dtype=np.float64) + self.intercept)))
 
 
-def fit_calibrator(scores: np.ndarray, labels: np.ndarray) -> Calibrator:
+def fit_calibrator(scores: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> Calibrator:
     """Unpenalised 1-D logistic regression (step 4 of `fit_cosine_probe`). On perfectly separable scores the
     unpenalised optimum is at infinity; lbfgs then stops at its iteration limit with a steep but
     finite slope, which is what the original did, so that warning is silenced here."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = LogisticRegression(C=np.inf, max_iter=1000, random_state=0)
-        model.fit(np.asarray(scores, dtype=np.float64).reshape(-1, 1), np.asarray(labels))
+        model.fit(np.asarray(scores, dtype=np.float64).reshape(-1, 1), np.asarray(labels), sample_weight=sample_weight)
     return Calibrator(float(model.coef_[0, 0]), float(model.intercept_[0]))
 
 
@@ -289,28 +355,33 @@ class CosineProbe:
 
 
 def fit_cosine_probe(pref: np.ndarray, disp: np.ndarray, *, k: int, seed: int, val_fraction: float = 0.3,
-                     C: float = 1.0, direction: Direction = "mean") -> tuple[CosineProbe, np.ndarray]:
+                     C: float = 1.0, direction: Direction = "mean",
+                     confidence: np.ndarray | None = None) -> tuple[CosineProbe, np.ndarray]:
     """The MMS pipeline (docs/methods.md#mms) on arrays `[n_pairs, S, d]` of preferred /
     dispreferred activations.
 
     1. seeded 70/30 split of the pairs; 2. one direction per site from ALL pairs (class means, or
     the PCA variant); 3. per-site logistic probes on the 70 % rank the sites by accuracy on the
     30 %, keep the top k; 4. the calibrator is fitted on the 30 %'s alternated differences.
-    Returns the probe and every site's held-out accuracy.
+    Returns the probe and every site's held-out accuracy. With soft labels (`confidence`, per
+    pair) each step weighs the pairs by `weights_of` (steps 2 to 4) and step 3 ranks by
+    `held_out_accuracy`.
     """
     if pref.shape != disp.shape or pref.ndim != 3:
         raise ValueError(f"pref and disp must both be [n_pairs, sites, d]; got {pref.shape} and {disp.shape}")
     train_idx, val_idx = split_pairs(len(pref), seed, val_fraction)
+    weights = weights_of(confidence)
     if direction == "mean":
-        dirs = class_mean_directions(pref, disp)
+        dirs = class_mean_directions(pref, disp, weights)
     elif direction == "pca":
-        dirs = pca_directions(pref, disp)
+        dirs = pca_directions(pref, disp, weights)
     else:
         raise ValueError(f"unknown direction {direction!r}; expected 'mean' or 'pca'")
-    accuracies = probe_accuracies(pref, disp, train_idx, val_idx, C=C)
+    accuracies = probe_accuracies(pref, disp, train_idx, val_idx, C=C, confidence=confidence)
     sites = top_k(accuracies, min(k, pref.shape[1]))
     diffs, labels = alternated_differences(pref[val_idx][:, sites], disp[val_idx][:, sites])
-    calibrator = fit_calibrator(mean_cosine_score(diffs, dirs[sites]), labels)
+    calibrator = fit_calibrator(mean_cosine_score(diffs, dirs[sites]), labels,
+                                None if weights is None else weights[val_idx])
     return CosineProbe(sites, dirs[sites], calibrator), accuracies
 
 

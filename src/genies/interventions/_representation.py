@@ -73,6 +73,14 @@ def pair_rows(acts: Activations, pairs: list[Pair]) -> tuple[np.ndarray, np.ndar
             np.array([row(p.example_index, p.dispreferred_index) for p in pairs], dtype=np.int64))
 
 
+def pair_confidence(pairs: list[Pair]) -> np.ndarray | None:
+    """The training pairs' label confidences (`Pair.confidence`: a weak supervisor's soft labels
+    in weak-to-strong, docs/w2s.md), or None when every label is sure (ground truth, hard labels):
+    the supervised probes then run their unweighted code, so those fits never change."""
+    confidence = np.array([p.confidence for p in pairs], dtype=np.float64)
+    return None if np.all(confidence == 1.0) else confidence
+
+
 def response_rows(acts: Activations, data: EvalSet) -> np.ndarray:
     """The activation row of every response of `data`, numbered query after query, response
     after response (the global rows `Scores.pairwise` hands to `p_first`)."""
@@ -131,13 +139,14 @@ class CosineProbeMethod(Intervention[CosineProbeFit]):
         return "mean"
 
     def fit(self, lm: LoadedModel, train: Distribution, ctx: FitContext) -> CosineProbeFit:
-        """One seeded pair per source prompt, then `_probes.fit_cosine_probe`."""
+        """One seeded pair per source prompt, then `_probes.fit_cosine_probe`, each pair weighted
+        by its label's confidence when the labels are soft (`pair_confidence`)."""
         pairs = train.train_pairs(ctx.seed)
         acts, feats = self.features(lm, ctx)(train.eval_set("train"))
         a, b = pair_rows(acts, pairs)
         probe, accuracies = P.fit_cosine_probe(feats[a], feats[b], k=self.k, seed=ctx.seed,
                                                val_fraction=self.val_fraction, C=self.C,
-                                               direction=self.probe_direction())
+                                               direction=self.probe_direction(), confidence=pair_confidence(pairs))
         return CosineProbeFit(probe, len(pairs), accuracies)
 
     def scorer(self, lm: LoadedModel, fitted: CosineProbeFit, ctx: FitContext) -> Scorer:

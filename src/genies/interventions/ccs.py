@@ -11,6 +11,10 @@ and confident. genies departs from the original in three documented ways:
 - a pair is scored by comparing its two responses' CCS credences through a 1-D calibrator fitted
   on the source pairs, so CCS is a pairwise reward model comparable with the other methods.
 
+Soft labels (a weak-to-strong student, docs/w2s.md) are not weighted here, unlike the supervised
+probes: the probe is fitted without labels, and only its sign (one bit, by majority) and the
+calibrator read the labels' choices.
+
 The original fitted on 300 examples for llama-30b; `--max-train 300` reproduces that cap (the
 run's train cap is the only one).
 

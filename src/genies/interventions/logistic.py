@@ -6,7 +6,10 @@ texts' mean and standard deviation (stored in the fitted state, so scoring norma
 fitting did). The probe is fitted on alternated-order pair differences without intercept, so a
 response's score is w . z and P(a beats b) = sigmoid(w . (z_a - z_b)), exactly antisymmetric.
 With `layer=None` the layer with the best held-out pair accuracy (seeded 70/30 split of the
-source pairs) is used, and the probe is then refitted on all pairs.
+source pairs) is used, and the probe is then refitted on all pairs. With soft labels (a
+weak-to-strong student, docs/w2s.md) each pair is a `sample_weight` of 2c - 1 for its label's
+confidence c, and the layer is chosen by the expected held-out accuracy (`_probes.weights_of`,
+`_probes.held_out_accuracy`).
 """
 
 from __future__ import annotations
@@ -65,17 +68,20 @@ class Logistic(Intervention[LogisticFit]):
         std = np.maximum(x.std(0, dtype=np.float64), 1e-6)
         a, b = R.pair_rows(acts, pairs)
         diffs, labels = P.alternated_differences((x[a] - mean) / std, (x[b] - mean) / std)  # [n, L+1, d]
+        confidence = R.pair_confidence(pairs)
+        weights = P.weights_of(confidence)
         if self.layer is None:
             train_idx, val_idx = P.split_pairs(len(pairs), ctx.seed, self.val_fraction)
             w, _ = P.fit_logistic(diffs[train_idx].transpose(1, 0, 2), labels[train_idx], C=self.C,
-                                  fit_intercept=False)
+                                  fit_intercept=False, sample_weight=None if weights is None else weights[train_idx])
             val = np.einsum("nsd,sd->sn", diffs[val_idx], w)
-            accuracy = ((val > 0) == (labels[val_idx] > 0.5)).mean(1)
+            accuracy = P.held_out_accuracy((val > 0) == (labels[val_idx] > 0.5),
+                                           None if confidence is None else confidence[val_idx])
             layer = int(P.top_k(accuracy, 1)[0])
         else:
             layer = self.layer % x.shape[1]
             accuracy = None
-        w, _ = P.fit_logistic(diffs[:, layer][None], labels, C=self.C, fit_intercept=False)
+        w, _ = P.fit_logistic(diffs[:, layer][None], labels, C=self.C, fit_intercept=False, sample_weight=weights)
         return LogisticFit(layer, w[0], mean[layer], std[layer], len(pairs), accuracy)
 
     def scorer(self, lm: LoadedModel, fitted: LogisticFit, ctx: FitContext) -> Scorer:
