@@ -61,9 +61,10 @@ def _data(train: list[Example] | None = None) -> dict[str, Distribution]:
 
 def _run(tmp_path: Path, lm, *, every: int = 4, data: dict[str, Distribution] | None = None, name: str = "run",
          cache: str = "jobs", **extra):
+    """A run without DE (its zero-shot and LoRA references: tests/test_w2s_de.py)."""
     config = W2SConfig(out=tmp_path / name, weak_method="flipped_oracle", method="tfidf", max_train=64, max_eval=40,
                        shifts=(Shift("src", "tgt", "tgt", "test", "test"),), hparams={"flipped_oracle": {"every": every}},
-                       cache_dir=tmp_path / cache, **extra)
+                       cache_dir=tmp_path / cache, **{"target_tuned": "none", **extra})
     return w2s(config, weak_lm=lm, strong_lm=lm, distributions=data or _data(), executor=LocalExecutor(plain=True))
 
 
@@ -142,6 +143,7 @@ def test_the_command_runs_the_synthetic_suite_and_prints_pgr(tmp_path, tiny_llam
 
     args = ["w2s", "--weak", f"{tiny_llama.path}:layers=1", "--strong", str(tiny_llama.path), "--weak-method",
             "zero_shot", "--method", "tfidf", "--shifts", "synthetic", "--max-train", "16", "--max-eval", "8",
+            "--target-tuned", "none",
             "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "jobs"), "--plain"]
     first = CliRunner().invoke(_build(), args)
     assert first.exit_code == 0, first.output

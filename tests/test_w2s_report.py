@@ -86,7 +86,7 @@ def _run(tmp_path: Path, name: str, *, every: int = 4, **copier) -> Path:
     data = {"src": Distribution.from_examples("src", TRAIN, planted(40, 2)),
             "tgt": Distribution.from_examples("tgt", planted(8, 3), planted(16, 4))}
     config = W2SConfig(out=tmp_path / name, weak_method="flipped_oracle", method="w2s_report_copier",
-                       max_train=64, max_eval=40, shifts=(SHIFT,), cache_dir=tmp_path / "jobs",
+                       max_train=64, max_eval=40, shifts=(SHIFT,), cache_dir=tmp_path / "jobs", target_tuned="none",
                        hparams={"flipped_oracle": {"every": every}, "w2s_report_copier": copier})
     w2s(config, distributions=data, executor=LocalExecutor(plain=True))
     return tmp_path / name
@@ -136,6 +136,32 @@ def test_the_pages_numbers_are_w2s_json(planted_run) -> None:
     assert [_value(c) for c in tgt[3:5]] == [t["students"][0]["accuracy"]["value"], t["ceiling"]["value"]]
     assert f"{student['pgr']['value']:.2f}" in page and "w2s_accuracy.png and .svg" in page
     assert (folder / "report-figures" / "w2s_accuracy.png").is_file()
+    assert set(_page_data(page)) == {"mode", "dir", "results"}  # the examples are in the HTML only, once
+    assert [_value(c) for c in tgt[6:]] == [None] * 4 and "computed no DE (--target-tuned none)" in page
+
+
+def test_the_targets_table_shows_de_and_its_references(planted_run, tmp_path) -> None:
+    import dataclasses
+    import shutil
+
+    from genies.weak_to_strong import De, DeReference, load_examples, load_results
+    from genies.weak_to_strong.files import write_results
+    from genies.weak_to_strong.metrics import Accuracy
+
+    folder, _ = planted_run
+    copy = tmp_path / "de"
+    shutil.copytree(folder, copy)
+    results = load_results(copy)
+    (t,) = results.targets
+    reference = DeReference("tgt", Accuracy(0.5, 0.3, 0.7), "zero_shot", Accuracy(0.8, 0.6, 0.9), "lora")
+    t = dataclasses.replace(t, students=(dataclasses.replace(t.students[0], de=De(0.25, 0.1, 0.4)),),
+                            ceiling_de=De(0.625, 0.5, 0.7), reference=reference)
+    results = dataclasses.replace(results, targets=(t,), run=dataclasses.replace(results.run, target_tuned="default"))
+    write_results(copy, results, load_examples(copy))
+    page = build_w2s_report(copy, copy / "report.html").read_text(encoding="utf-8")
+    (row,) = _cells(page, "w2s-targets")
+    assert [_value(c) for c in row[6:]] == [0.25, 0.625, 0.5, 0.8]
+    assert "[0.10, 0.40]" in page and "candidates of --target-tuned default" in page
 
 
 def test_the_two_lists_are_exactly_the_planted_examples(planted_run) -> None:
@@ -174,6 +200,7 @@ def test_a_run_whose_students_failed_still_has_its_page(tmp_path) -> None:
     assert '<td data-v="" class="undefined">-</td>' in page  # no PGR without a student: '-', not 'undefined'
     assert 'id="failed-jobs"' in page and "planted failure" in page
     assert "no predictions on half B" in page
+    assert "src: every student&#x27;s jobs failed" in page
     (folder / "w2s-examples.json").unlink()  # a run stopped before its end
     assert "wrote no w2s-examples.json" in build_w2s_report(folder, folder / "r.html").read_text(encoding="utf-8")
 

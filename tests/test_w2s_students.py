@@ -31,7 +31,9 @@ def test_two_losses_share_weak_labels_and_ceiling_and_the_xent_student_is_cached
     assert [s.loss for s in src.students] == ["xent", "aux_conf"] and both.run.losses == ("xent", "aux_conf")
     (tgt,) = both.targets
     assert [s.loss for s in tgt.students] == ["xent", "aux_conf"] and tgt.ceiling is not None
-    assert set(both.run.hyperparameters) == {"weak", "ceiling", "student xent", "student aux_conf"}
+    assert set(both.run.hyperparameters) == {"weak", "ceiling", "student xent", "student aux_conf", "baseline",
+                                             "target-tuned lora"}  # DE's references
+    assert tgt.students[0].de is not None and tgt.ceiling_de is not None
     assert both.run.hyperparameters["student aux_conf"]["loss"] == "aux_conf"
     assert load_results(tmp_path / "both") == both
     (examples,) = load_examples(tmp_path / "both")

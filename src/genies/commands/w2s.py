@@ -19,6 +19,8 @@ def w2s_command(
                                    "students); give it twice for one student each, sharing weak labels and ceiling."),
     aux_max: float = typer.Option(0.75, "--aux-max", help="Largest weight of the auxiliary confidence loss."),
     labels: str = typer.Option("soft", "--labels", help="What the student trains on: soft | hard weak labels."),
+    target_tuned: str = typer.Option("default", "--target-tuned", help="DE's target-tuned reference, as on `genies "
+                                     "run`: default | best | none (none: no DE, no zero-shot or reference jobs)."),
     shifts: str = typer.Option("genies", "--shifts", help="Shift list or file; each source is one experiment, "
                                "each target a generalization column."),
     out: Path = typer.Option(..., "--out", help="Run directory to write (and to resume)."),
@@ -47,8 +49,8 @@ def w2s_command(
     from genies.weak_to_strong.run import print_summary
 
     config = W2SConfig(out=out, weak=weak, strong=strong, method=method, weak_method=weak_method, losses=tuple(loss),
-                       aux_max=aux_max, labels=labels, shifts=shifts, preset=preset, budget=budget,
-                       max_train=max_train, max_eval=max_eval, seed=seed, hparams=parse_overrides(set_),
+                       aux_max=aux_max, labels=labels, target_tuned=target_tuned, shifts=shifts, preset=preset,
+                       budget=budget, max_train=max_train, max_eval=max_eval, seed=seed, hparams=parse_overrides(set_),
                        device=device, dtype=dtype, cache_dir=cache_dir, data_root=data_root)
     results = w2s(config, executor=LocalExecutor(plain=plain, console=Console(stderr=True)))
     console = stdout_console()

@@ -1,8 +1,8 @@
 """`genies report` for a `genies w2s` folder: the weak-to-strong page.
 
 Per source, bars of weak / each student (one per loss) / ceiling accuracy with their 95 %
-intervals, PGR with its interval (or `undefined`), the students' and ceiling's accuracy on each
-target, and a browser of the half-B examples whose weak label is wrong: those where a student
+intervals, PGR with its interval (or `undefined`), the students' and ceiling's accuracy and DE on
+each target, and a browser of the half-B examples whose weak label is wrong: those where a student
 picks the truth against it, and those where it follows it. It reads only the folder
 (`w2s.json`, `w2s-examples.json`) and shares the judge pages' shell, tables and sorting script;
 what failed is shown as `-` (or a missing list), never a crash.
@@ -25,8 +25,16 @@ from genies.report.judge_page import _figure, _page, _section, _table, _td, _tex
 from genies.report.judge_plots import HORIZONTAL, _chance, _whiskers
 from genies.report.plots import RUN_COLORS, no_data, save_figure
 from genies.weak_to_strong.files import load_examples, load_results
-from genies.weak_to_strong.metrics import Accuracy, LabelledExample, Pgr, SourceExamples, SourceResult, W2SResults
-from genies.weak_to_strong.run import pgr_text
+from genies.weak_to_strong.metrics import (
+    Accuracy,
+    De,
+    LabelledExample,
+    Pgr,
+    SourceExamples,
+    SourceResult,
+    W2SResults,
+    pgr_text,
+)
 
 WEAK_COLOR, CEILING_COLOR = "#9aa3ad", "#5d6b7a"
 EXAMPLES_SHOWN = 200  # per list; a note says how many more there are
@@ -76,7 +84,7 @@ def _pgr_cell(p: Pgr | None) -> str:
     return _td(p.value, p.low, p.high)
 
 
-def _acc(a: Accuracy | None) -> str:
+def _acc(a: Accuracy | De | None) -> str:
     return _td(None) if a is None else _td(a.value, a.low, a.high)
 
 
@@ -99,8 +107,11 @@ def _target_rows(results: W2SResults) -> list[str]:
     for t in results.targets:
         for st in t.students or (None,):
             diff = (st.accuracy.value - t.ceiling.value) if st and t.ceiling else None
+            ref = t.reference
             rows.append(f"<tr>{_text(t.source)}{_text(t.target)}{_text(st.loss if st else '-')}"
-                        f"{_acc(st.accuracy if st else None)}{_acc(t.ceiling)}{_td(diff, diff=True)}</tr>")
+                        f"{_acc(st.accuracy if st else None)}{_acc(t.ceiling)}{_td(diff, diff=True)}"
+                        f"{_acc(st.de if st else None)}{_acc(t.ceiling_de)}{_acc(ref.baseline if ref else None)}"
+                        f"{_acc(ref.target_tuned if ref else None)}</tr>")
     return rows
 
 
@@ -168,7 +179,7 @@ def _card(results: W2SResults, folder: Path) -> str:
     r = results.run
     facts = [("weak", f"{r.weak} ({r.weak_method})"), ("strong", f"{r.strong} ({r.method})"),
              ("losses", ", ".join(r.losses) + (f" (aux_max {r.aux_max})" if "aux_conf" in r.losses else "")),
-             ("labels", r.labels), ("shifts", r.shifts), ("preset", r.preset), ("seed", r.seed),
+             ("labels", r.labels), ("DE target-tuned", r.target_tuned), ("shifts", r.shifts), ("preset", r.preset), ("seed", r.seed),
              ("examples", f"max-train {r.max_train if r.max_train is not None else 'all'}, max-eval "
                           f"{r.max_eval if r.max_eval is not None else 'all'}"),
              ("wall time", f"{r.wall_seconds:.0f} s")]
@@ -186,9 +197,13 @@ def _failed(results: W2SResults) -> str:
 
 
 def _sentences(results: W2SResults) -> str:
-    """Per source and student, PGR in words, and whether the weak supervisor is below the ceiling."""
+    """Per source and student, PGR in words, whether the weak supervisor is below the ceiling, and
+    a sentence for a source whose students all failed (its table row alone would read '-')."""
     items = []
     for s in results.sources:
+        if not s.students:
+            items.append(f"{s.source}: every student's jobs failed (listed above), so no student has an accuracy "
+                         "or a PGR.")
         if s.weak is None or s.ceiling is None:
             items.append(f"{s.source}: the weak supervisor's or the ceiling's jobs failed, so there is no gap to recover.")
             continue
@@ -202,6 +217,13 @@ def _sentences(results: W2SResults) -> str:
             items.append(f"{s.source}, student {st.loss}: PGR {pgr_text(p)}{ci} (weak {number(s.weak.value)}, "
                          f"student {number(st.accuracy.value)}, ceiling {number(s.ceiling.value)}).")
     return "".join(f"<li>{html.escape(i)}</li>" for i in items)
+
+
+def _de_text(results: W2SResults) -> str:
+    if results.run.target_tuned == "none":
+        return "This run computed no DE (--target-tuned none): its DE columns are '-'."
+    return ("The target-tuned reference is the best of the candidates of --target-tuned "
+            f"{results.run.target_tuned}; '-' where a job failed.")
 
 
 def build_w2s_report(folder: str | Path, out: str | Path) -> Path:
@@ -224,7 +246,12 @@ def build_w2s_report(folder: str | Path, out: str | Path) -> Path:
                    ("test pairs", False, ""), ("half B", False, "examples the students trained on")]
     target_head = [("source", True, ""), ("target", True, ""), ("loss", True, ""),
                    ("student", False, "generalization accuracy on the target's test split, 95 % interval"),
-                   ("ceiling", False, ""), ("student - ceiling", False, "")]
+                   ("ceiling", False, ""), ("student - ceiling", False, ""),
+                   ("student DE", False, "(student - zero-shot) / A_tt, as genies run computes DE, 95 % interval"),
+                   ("ceiling DE", False, "(ceiling - zero-shot) / A_tt"),
+                   ("zero-shot", False, "the strong model's zero-shot accuracy on the target's test split"),
+                   ("A_tt", False, "the strong model's target-tuned accuracy on the target's reference (the best "
+                                   "candidate's)")]
     sections = [
         _section("overview", "Overview", "What was run, and PGR per source and student in words.",
                  f'<div class="cards">{_card(results, folder)}</div>', _failed(results),
@@ -238,8 +265,10 @@ def build_w2s_report(folder: str | Path, out: str | Path) -> Path:
                                  f"{figures_dir(out).name}/w2s_accuracy.png and .svg"),
                  _table("w2s-sources", source_head, _source_rows(results))),
         _section("targets", "Generalization to the targets",
-                 "Each student's and the ceiling's accuracy on every target of the source's shifts: does weak "
-                 "supervision change how the reward model generalizes?",
+                 "Each student's and the ceiling's accuracy on every target of the source's shifts, and their DE "
+                 "(differential elicitation) against the strong model's zero-shot accuracy and target-tuned "
+                 "capability, as genies run defines it: does weak supervision change how the reward model "
+                 f"generalizes? {_de_text(results)}",
                  _table("w2s-targets", target_head, _target_rows(results))),
         _section("samples", "Wrong weak labels",
                  "Examples of half B whose weak label is not the preferred response: where each student picks the "
@@ -250,8 +279,7 @@ def build_w2s_report(folder: str | Path, out: str | Path) -> Path:
                  f'<div id="w2s-browser">{_browser(results, examples)}</div>'),
     ]
     nav = [("overview", "Overview"), ("sources", "Sources"), ("targets", "Targets"), ("samples", "Wrong weak labels")]
-    data = {"mode": "w2s", "dir": str(folder), "results": asdict(results),
-            "examples": None if examples is None else [asdict(e) for e in examples]}
+    data = {"mode": "w2s", "dir": str(folder), "results": asdict(results)}  # the examples are in the page's HTML
     return _page(out, f"genies w2s report: {r.weak} -> {r.strong}",
                  f"weak-to-strong · {r.method} · {', '.join(r.losses)} · {len(results.sources)} source(s)", nav,
                  sections, data)

@@ -8,6 +8,8 @@ from genies.weak_to_strong.config import W2SConfig
 from genies.weak_to_strong.files import load_examples, load_results
 from genies.weak_to_strong.metrics import (
     Accuracy,
+    De,
+    DeReference,
     LabelledExample,
     Pgr,
     SourceExamples,
@@ -20,5 +22,6 @@ from genies.weak_to_strong.metrics import (
 )
 from genies.weak_to_strong.run import w2s
 
-__all__ = ["Accuracy", "LabelledExample", "Pgr", "SourceExamples", "SourceResult", "StudentResult", "TargetResult",
-           "TargetStudent", "W2SConfig", "W2SResults", "W2SRun", "load_examples", "load_results", "w2s"]
+__all__ = ["Accuracy", "De", "DeReference", "LabelledExample", "Pgr", "SourceExamples", "SourceResult",
+           "StudentResult", "TargetResult", "TargetStudent", "W2SConfig", "W2SResults", "W2SRun", "load_examples",
+           "load_results", "w2s"]

@@ -11,7 +11,7 @@ from genies.data.shift import Shift
 from genies.errors import ConfigError, UnknownNameError
 from genies.interventions._soft_loss import LOSSES
 from genies.models.placement import Placement
-from genies.pipeline.config import BUDGETS, Budget
+from genies.pipeline.config import BUDGETS, TARGET_TUNED_MODES, Budget
 
 LABELS = ("soft", "hard")
 
@@ -26,7 +26,9 @@ class W2SConfig:
     supervisor's probabilities, which reward-model losses read) or `hard` (its choices). `losses`
     (one student each, sharing the weak labels and the ceiling) and `aux_max` are the students'
     losses (reward-model methods; a single name is one loss); the ceiling always trains with
-    `xent`, so runs with any losses share it."""
+    `xent`, so runs with any losses share it. `target_tuned` picks the target-tuned reference of
+    each target's DE as `genies run --target-tuned` does (`none`: no DE, and no zero-shot or
+    reference jobs)."""
 
     out: Path
     weak: str = "default:layers=4"
@@ -36,6 +38,7 @@ class W2SConfig:
     losses: str | tuple[str, ...] = ("xent",)
     aux_max: float = 0.75
     labels: str = "soft"
+    target_tuned: str = "default"
     shifts: str | tuple[Shift, ...] = "genies"
     preset: str = "cpu"
     budget: str | None = None
@@ -63,6 +66,8 @@ class W2SConfig:
                 raise UnknownNameError("loss", loss, LOSSES)
         if self.labels not in LABELS:
             raise UnknownNameError("label kind", self.labels, LABELS)
+        if self.target_tuned not in TARGET_TUNED_MODES:
+            raise UnknownNameError("target-tuned mode", self.target_tuned, TARGET_TUNED_MODES)
         if not 0.0 <= self.aux_max <= 1.0:
             raise ConfigError(f"--aux-max must be in [0, 1], got {self.aux_max}")
         if self.budget is not None and self.budget not in BUDGETS:

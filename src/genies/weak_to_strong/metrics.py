@@ -8,8 +8,16 @@ resamples the test prompts once per replicate for weak, ceiling and every studen
 the ceiling is above the weak supervisor; `undefined_share` says how many were dropped, so a wide
 gap in the data shows.
 
+Per target, each student's and the ceiling's DE (differential elicitation) as `genies run`
+computes it (`genies.metrics.differential_elicitation`): (A(S->T) - A_zero_shot(T)) / A_tt(R),
+the strong model's zero-shot accuracy on the target and its target-tuned capability on the
+target's reference (the best of the candidates, as `genies run --target-tuned` picks it), with
+the interval `genies run` gives a row's DE (`intervals.de_replicates`: the target's prompts drawn
+jointly for the student and the baseline, the reference's for A_tt).
+
 Results are partial when jobs failed: a missing weak supervisor or ceiling is None (and so is
-every student's PGR, which needs both), a missing student is left out of `students`.
+every student's PGR, which needs both), a missing student is left out of `students`, missing
+DE references leave every DE of that target None.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from genies import intervals, metrics
+from genies.commands._format import number
 from genies.interventions.scores import Predictions
 
 
@@ -68,9 +77,33 @@ class SourceResult:
 
 
 @dataclass(frozen=True)
+class De:
+    """Differential elicitation on one target with its 95 % prompt-bootstrap interval; NaN where
+    A_tt is 0 (as in `genies run`)."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class DeReference:
+    """What a target's DEs are measured against: the strong model's zero-shot accuracy on the
+    target's test split and its target-tuned capability A_tt on the reference's (the winning
+    candidate's), each with its interval."""
+
+    target_reference: str
+    baseline: Accuracy
+    baseline_method: str
+    target_tuned: Accuracy
+    target_tuned_method: str
+
+
+@dataclass(frozen=True)
 class TargetStudent:
     loss: str
     accuracy: Accuracy  # generalization accuracy on the target's test split
+    de: De | None = None  # None: no DE references (--target-tuned none, their jobs failed, or an older file)
 
 
 @dataclass(frozen=True)
@@ -79,6 +112,8 @@ class TargetResult:
     target: str
     students: tuple[TargetStudent, ...]
     ceiling: Accuracy | None
+    ceiling_de: De | None = None
+    reference: DeReference | None = None  # None: DE not computed
 
     def student(self, loss: str) -> TargetStudent | None:
         return next((s for s in self.students if s.loss == loss), None)
@@ -102,8 +137,9 @@ class W2SRun:
     shifts: str
     max_train: int | None
     max_eval: int | None
-    hyperparameters: Mapping[str, Mapping[str, Any]]  # by role: weak, ceiling, student <loss>
+    hyperparameters: Mapping[str, Mapping[str, Any]]  # by role: weak, ceiling, student <loss>, DE's references
     wall_seconds: float
+    target_tuned: str = "none"  # DE's target-tuned mode (`genies run --target-tuned`); files before DE: none
 
 
 @dataclass(frozen=True)
@@ -162,6 +198,11 @@ def _accuracy(pred: Predictions, reps: np.ndarray, seed: int) -> Accuracy:
     return Accuracy(metrics.accuracy(pred.p_preferred, seed), low, high)
 
 
+def pgr_text(p: Pgr | None) -> str:
+    """PGR as the tables show it: `undefined` when ceiling <= weak, `-` when it cannot be computed."""
+    return "-" if p is None else "undefined" if not p.defined else number(p.value)
+
+
 def pgr(weak: float, student: float, ceiling: float) -> float | None:
     """(student - weak) / (ceiling - weak); None when ceiling <= weak."""
     return None if ceiling <= weak else (student - weak) / (ceiling - weak)
@@ -199,12 +240,56 @@ def source_result(source: str, n_prompts: int, weak: Predictions | None, student
     return SourceResult(source, pairs, w, c, results, weak_label_accuracy, train_examples, weak_labels_job)
 
 
+@dataclass(frozen=True)
+class DePredictions:
+    """The stored predictions a target's DEs need: the strong model's zero-shot predictions on the
+    target's test split and each target-tuned candidate's on the reference's (by method label)."""
+
+    target_reference: str
+    reference_prompts: int  # test examples of the reference
+    baseline_method: str
+    baseline: Predictions
+    target_tuned: Mapping[str, Predictions]
+
+
+def _de(gen: Predictions, gen_accuracy: Accuracy, base: Predictions, base_accuracy: Accuracy, tt: Predictions,
+        tt_accuracy: Accuracy, target_draws: np.ndarray, reference_draws: np.ndarray, n_target: int,
+        n_reference: int, seed: int) -> De:
+    """DE and its interval exactly as `genies.pipeline.results.result_row` computes a row's."""
+    reps = intervals.de_replicates(_hits(gen, n_target, seed), _hits(base, n_target, seed),
+                                   _hits(tt, n_reference, seed), target_draws, reference_draws)
+    low, high = intervals.percentile_interval(reps)
+    return De(metrics.differential_elicitation(gen_accuracy.value, base_accuracy.value, tt_accuracy.value), low, high)
+
+
 def target_result(source: str, target: str, n_prompts: int, students: Mapping[str, Predictions],
-                  ceiling: Predictions | None, seed: int) -> TargetResult:
+                  ceiling: Predictions | None, seed: int, references: DePredictions | None = None) -> TargetResult:
+    """Each student's and the ceiling's generalization accuracy on the target's test split and,
+    with `references`, their DE (the target-tuned winner: the candidate with the best accuracy on
+    the reference, the first among ties, as `genies run` picks it)."""
     named = {name: p for name, p in (("ceiling", ceiling), *students.items()) if p is not None}
-    acc = dict(zip(named, compare_on_split(list(named.values()), n_prompts, target, "test", seed)[0]))
+    if references is not None:
+        named["baseline"] = references.baseline
+    accs, _ = compare_on_split(list(named.values()), n_prompts, target, "test", seed)
+    acc = dict(zip(named, accs))
+    de: dict[str, De] = {}
+    reference = None
+    if references is not None and references.target_tuned:
+        ref = references.target_reference
+        tt_accs = dict(zip(references.target_tuned, compare_on_split(
+            list(references.target_tuned.values()), references.reference_prompts, ref, "test", seed)[0]))
+        winner = max(tt_accs, key=lambda name: tt_accs[name].value)
+        base = acc.pop("baseline")
+        reference = DeReference(ref, base, references.baseline_method, tt_accs[winner], winner)
+        target_draws = intervals.prompt_draws(n_prompts, seed, target, "test")
+        reference_draws = intervals.prompt_draws(references.reference_prompts, seed, ref, "test")
+        de = {name: _de(named[name], a, references.baseline, base, references.target_tuned[winner], tt_accs[winner],
+                        target_draws, reference_draws, n_prompts, references.reference_prompts, seed)
+              for name, a in acc.items()}
+    acc.pop("baseline", None)
     c = acc.pop("ceiling", None)
-    return TargetResult(source, target, tuple(TargetStudent(loss, a) for loss, a in acc.items()), c)
+    return TargetResult(source, target, tuple(TargetStudent(loss, a, de.get(loss)) for loss, a in acc.items()), c,
+                        de.get("ceiling"), reference)
 
 
 def weak_label_accuracy(examples: Sequence[Any], relabel: Callable[[Sequence[Any]], Sequence[Any]]) -> float:

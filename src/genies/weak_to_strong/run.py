@@ -17,16 +17,27 @@ from genies.errors import ConfigError
 from genies.interventions.base import Intervention
 from genies.interventions.scores import Predictions
 from genies.models.base import LoadedModel
-from genies.pipeline.api import resolve_data
+from genies.pipeline.api import TARGET_TUNED_CANDIDATES, resolve_data
 from genies.pipeline.executor import JobEnv, LocalExecutor, RunLog
 from genies.pipeline.jobs import PredictJob
+from genies.pipeline.plan import BASELINE as BASELINE_METHOD
 from genies.pipeline.plan import PlanBuilder, configure_methods
 from genies.pipeline.store import JobStore
 from genies.pipeline.views import WeakLabels, weak_choices
 from genies.weak_to_strong import metrics as M
 from genies.weak_to_strong.config import W2SConfig
 from genies.weak_to_strong.files import write_results
-from genies.weak_to_strong.plan import CEILING, WEAK, W2SPlan, build_w2s_plan, halves, student
+from genies.weak_to_strong.plan import (
+    BASELINE,
+    CEILING,
+    WEAK,
+    TargetJobs,
+    W2SPlan,
+    build_w2s_plan,
+    halves,
+    reference,
+    student,
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,8 @@ class ModelHandle:
 
 
 def _methods(config: W2SConfig) -> dict[str, Intervention]:
-    """The weak supervisor's method, one student per loss and the ceiling (xent), by plan spec."""
+    """The weak supervisor's method, one student per loss, the ceiling (xent) and DE's zero-shot
+    baseline and target-tuned candidates (configured as `genies run` configures them), by plan spec."""
     weak = configure_methods([config.weak_spec], config.preset, _overrides(config, config.weak_spec))
     ceiling = configure_methods([config.method], config.preset, _overrides(config, config.method))[config.method]
     name = config.method.partition(":")[0]
@@ -68,6 +80,10 @@ def _methods(config: W2SConfig) -> dict[str, Intervention]:
         if takes_loss:
             overrides.setdefault(name, {}).update(loss=loss, aux_max=config.aux_max)
         methods[student(loss)] = configure_methods([config.method], config.preset, overrides)[config.method]
+    if config.target_tuned != "none":
+        for spec, name in ((BASELINE, BASELINE_METHOD),
+                           *((reference(c), c) for c in TARGET_TUNED_CANDIDATES[config.target_tuned])):
+            methods[spec] = configure_methods([name], config.preset, _overrides(config, name))[name]
     if not ceiling.needs_training_data:
         raise ConfigError(f"{config.method} reads no training data, so it cannot be a student")
     if methods[WEAK].reads_eval_labels:
@@ -114,7 +130,7 @@ def w2s(config: W2SConfig, *, weak_lm: LoadedModel | None = None, strong_lm: Loa
         return ModelHandle.resolve(spec, config)
 
     weak = handle(weak_lm, config.weak, methods[WEAK])
-    strong_specs = (CEILING, *(student(loss) for loss in config.losses))
+    strong_specs = tuple(s for s in methods if s != WEAK)  # ceiling, students, DE's baseline and references
     strong = handle(strong_lm, config.strong, *(methods[s] for s in strong_specs))
 
     def builder(handle: ModelHandle, specs: tuple[str, ...]) -> PlanBuilder:
@@ -122,7 +138,8 @@ def w2s(config: W2SConfig, *, weak_lm: LoadedModel | None = None, strong_lm: Loa
                            precision=handle.precision, data_hash=data_hash)
 
     plan = build_w2s_plan(data.shifts, builder(weak, (WEAK,)), builder(strong, strong_specs),
-                          losses=config.losses, soft=config.labels == "soft", seed=config.seed)
+                          losses=config.losses, soft=config.labels == "soft", seed=config.seed,
+                          target_tuned=TARGET_TUNED_CANDIDATES[config.target_tuned])
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     store = JobStore(config.cache_dir)
@@ -139,7 +156,7 @@ def w2s(config: W2SConfig, *, weak_lm: LoadedModel | None = None, strong_lm: Loa
                         methods[WEAK].label, config.losses, config.aux_max, config.labels, config.preset, config.seed,
                         data.label, budget.max_train, budget.max_eval,
                         {role: methods[role].hparams() for role in (WEAK, *strong_specs)},
-                        round(time.time() - started, 1))
+                        round(time.time() - started, 1), config.target_tuned)
     results = compute(plan, store, distribution, config.seed, run_info, failed)
     write_results(out, results, collect_examples(plan, store, distribution, config.seed))
     log.write(f"finish w2s: {len(results.sources)} sources, {len(failed)} failed jobs")
@@ -181,8 +198,21 @@ def compute(plan: W2SPlan, store: JobStore, distribution: Callable[[str], Distri
         students = {loss: p for loss, job in t.students if (p := _loaded(store, job)) is not None}
         if ceiling is not None or students:
             targets.append(M.target_result(t.source, t.target, len(distribution(t.target).test), students, ceiling,
-                                           seed))
+                                           seed, _de_predictions(t, store, distribution)))
     return M.W2SResults(run_info, tuple(sources), tuple(targets), failed)
+
+
+def _de_predictions(t: TargetJobs, store: JobStore,
+                    distribution: Callable[[str], Distribution]) -> M.DePredictions | None:
+    """The stored zero-shot and target-tuned predictions of a target's DE; None when DE was not
+    planned, the baseline's jobs failed or every candidate's did (the target then has no DE)."""
+    if t.baseline is None or (baseline := _loaded(store, t.baseline)) is None:
+        return None
+    tuned = {job.fit.intervention: p for job in t.target_tuned if (p := _loaded(store, job)) is not None}
+    if not tuned:
+        return None
+    return M.DePredictions(t.target_reference, len(distribution(t.target_reference).test), t.baseline.fit.intervention,
+                           baseline, tuned)
 
 
 def collect_examples(plan: W2SPlan, store: JobStore, distribution: Callable[[str], Distribution],
@@ -214,20 +244,26 @@ class _Row:
     student: M.StudentResult | None
 
 
-def pgr_text(p: M.Pgr | None) -> str:
-    """PGR as the tables show it: `undefined` when ceiling <= weak, `-` when it cannot be computed."""
-    return "-" if p is None else "undefined" if not p.defined else number(p.value)
+@dataclass(frozen=True)
+class _TargetRow:
+    """One line of the targets' table: a target and one of its students (None: every student failed)."""
+
+    target: M.TargetResult
+    student: M.TargetStudent | None
 
 
 def print_summary(results: M.W2SResults, console: Console) -> None:
     """One row per source and student loss (weak, student, ceiling, PGR with its interval), then
-    the targets' generalization accuracies."""
+    per target and student the generalization accuracies and DEs of the student and the ceiling."""
     from rich.markup import escape
 
     from genies.commands._format import Column, interval, print_table
 
-    def acc(a: M.Accuracy | None) -> str:
+    def acc(a: M.Accuracy | M.De | None) -> str:
         return "-" if a is None else number(a.value)
+
+    def ci(a: M.Accuracy | M.De | None) -> str:
+        return "-" if a is None else interval(a.low, a.high)
 
     def pgr_ci(r: _Row) -> str:
         p = r.student.pgr if r.student else None
@@ -244,23 +280,38 @@ def print_summary(results: M.W2SResults, console: Console) -> None:
         Column("labels", lambda r: number(r.source.weak_label_accuracy), "number", drop=2),
         Column("student", lambda r: acc(r.student.accuracy if r.student else None), "number"),
         Column("ceiling", lambda r: acc(r.source.ceiling), "number"),
-        Column("PGR", lambda r: pgr_text(r.student.pgr if r.student else None), "number"),
+        Column("PGR", lambda r: M.pgr_text(r.student.pgr if r.student else None), "number"),
         Column("PGR 95% CI", pgr_ci, "number", drop=1),
     ], rows, notes=["accuracy on each source's test split; labels: share of the students' half whose weak label "
                     "(first-ranked response) is the preferred one (chance: 1 / responses per prompt); PGR = "
                     "(student - weak) / (ceiling - weak); -: its jobs failed"])
-    target_rows = [(t, st) for t in results.targets for st in (t.students or (None,))]
+    target_rows = [_TargetRow(t, st) for t in results.targets for st in (t.students or (None,))]
     if target_rows:
-        print_table(console, "generalization accuracy on the targets", [
-            Column("source", lambda r: escape(r[0].source)),
-            Column("target", lambda r: escape(r[0].target)),
-            Column("loss", lambda r: escape(r[1].loss) if r[1] else "-"),
-            Column("student", lambda r: acc(r[1].accuracy if r[1] else None), "number"),
-            Column("student CI", lambda r: interval(r[1].accuracy.low, r[1].accuracy.high) if r[1] else "-",
-                   "number", drop=1),
-            Column("ceiling", lambda r: acc(r[0].ceiling), "number"),
-            Column("ceiling CI", lambda r: interval(r[0].ceiling.low, r[0].ceiling.high) if r[0].ceiling else "-",
-                   "number", drop=1),
-        ], target_rows)
+        print_table(console, "generalization to the targets", [
+            Column("source", lambda r: escape(r.target.source)),
+            Column("target", lambda r: escape(r.target.target)),
+            Column("loss", lambda r: escape(r.student.loss) if r.student else "-"),
+            Column("student", lambda r: acc(r.student.accuracy if r.student else None), "number"),
+            Column("student CI", lambda r: ci(r.student.accuracy if r.student else None), "number", drop=2),
+            Column("ceiling", lambda r: acc(r.target.ceiling), "number"),
+            Column("ceiling CI", lambda r: ci(r.target.ceiling), "number", drop=2),
+            Column("student DE", lambda r: acc(r.student.de if r.student else None), "number"),
+            Column("DE CI", lambda r: ci(r.student.de if r.student else None), "number", drop=1),
+            Column("ceiling DE", lambda r: acc(r.target.ceiling_de), "number"),
+            Column("ceiling DE CI", lambda r: ci(r.target.ceiling_de), "number", drop=1),
+            Column("zero-shot", lambda r: acc(r.target.reference.baseline if r.target.reference else None), "number",
+                   drop=3),
+            Column("A_tt", lambda r: acc(r.target.reference.target_tuned if r.target.reference else None), "number",
+                   drop=3),
+        ], target_rows, notes=[_de_note(results)])
     for line in results.failed:
         console.print(f"failed: {escape(line)}", highlight=False, style="red")
+
+
+def _de_note(results: M.W2SResults) -> str:
+    """What the targets' DEs are measured against, or why there are none."""
+    if results.run.target_tuned == "none":
+        return "accuracy on each target's test split; no DE (--target-tuned none)"
+    return ("accuracy on each target's test split; DE = (accuracy - zero-shot) / A_tt, as in `genies run`: the strong "
+            "model's zero-shot accuracy on the target and its target-tuned accuracy on the target's reference "
+            f"(--target-tuned {results.run.target_tuned}); -: its jobs failed")
