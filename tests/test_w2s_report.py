@@ -218,11 +218,11 @@ def test_the_command_dispatches_and_a_broken_folder_is_one_line(planted_run, tmp
     broken.mkdir()
     (broken / "w2s.json").write_text('{"format": 2, "run": ')
     failed = CliRunner().invoke(_build(), ["report", str(broken)])
-    assert failed.exit_code == 2 and "w2s.json: cannot be read as JSON" in failed.output
+    assert failed.exit_code == 2 and "w2s.json: not valid JSON" in failed.output
     assert len(failed.output.strip().splitlines()) == 1 and "Traceback" not in failed.output
     (broken / "w2s.json").write_text('{"format": 2, "run": {}, "sources": [], "targets": [], "failed": []}')
     failed = CliRunner().invoke(_build(), ["report", str(broken)])
-    assert failed.exit_code == 2 and "w2s.json: run: no 'weak'" in failed.output
+    assert failed.exit_code == 2 and "w2s.json: run lacks weak" in failed.output
     mixed = CliRunner().invoke(_build(), ["report", str(folder), str(broken)])
     assert mixed.exit_code == 2 and "its page shows it alone" in mixed.output
 

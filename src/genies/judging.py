@@ -20,16 +20,17 @@ prompt the judge got right: what a leaderboard needs to compare two judges on th
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import numpy as np
 
 from genies import metrics
 from genies._io import write_atomic
+from genies._typed_json import decode, read_json
 from genies.data.schema import NO_TRAINING_DATA, Distribution, eval_pairs
 from genies.data.shift import CATEGORIES, FAMILIES, Shift
 from genies.errors import ConfigError, FileError, GeniesError
@@ -335,68 +336,21 @@ def read_results(folder: Path) -> JudgeResults:
     if not folder.is_dir():
         raise JudgeFileError(folder, "folder not found")
     path = folder / JSON_FILE
-    doc = _read_json(path, f"no {JSON_FILE}: is {folder} a `genies judge --out` folder?")
+    doc = read_json(path, partial(JudgeFileError, path), f"no {JSON_FILE}: is {folder} a `genies judge --out` folder?")
     if not isinstance(doc, dict) or doc.get("schema") != JUDGE_SCHEMA:
         found = doc.get("schema") if isinstance(doc, dict) else None
         raise JudgeFileError(path, f"schema {found!r} is not supported (this genies reads {JUDGE_SCHEMA}); "
                                    "rerun the same `genies judge` command to rewrite it from the cached predictions")
-    record = {k: v for k, v in doc.items() if k != "schema"}
-    outcomes: list[Any] = []
+    results = decode(JudgeResults, {k: v for k, v in doc.items() if k not in ("schema", "outcomes")},
+                     partial(JudgeFileError, path))
     extra = folder / OUTCOMES_FILE
     if extra.exists():
-        side = _read_json(extra, "file not found")
+        side = read_json(extra, partial(JudgeFileError, extra))
         if not isinstance(side, dict) or not isinstance(side.get("outcomes"), list):
             raise JudgeFileError(extra, "expected an object with an 'outcomes' list")
-        outcomes = side["outcomes"]
-    results = _typed(JudgeResults, {**record, "outcomes": outcomes}, path, "judge.json")
+        results = replace(results, outcomes=decode(tuple[PromptOutcomes, ...], side["outcomes"],
+                                                   partial(JudgeFileError, extra), "outcomes"))
     for o in results.outcomes:
         if len(o.hits) != len(o.pairs) or any(h < 0 or h > n for h, n in zip(o.hits, o.pairs, strict=True)):
             raise JudgeFileError(extra, f"{o.distribution}: hits and pairs do not match prompt by prompt")
     return results
-
-
-def _read_json(path: Path, missing: str) -> Any:
-    import json
-
-    if not path.is_file():
-        raise JudgeFileError(path, missing)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise JudgeFileError(path, f"not valid JSON ({err})") from err
-
-
-def _typed(tp: Any, value: Any, path: Path, where: str) -> Any:
-    """`value` (parsed JSON) as the annotated type `tp`: dataclasses field by field, tuples item by
-    item, null as NaN for a float and as None where the type allows it; a mismatch names the field."""
-    origin, args = get_origin(tp), get_args(tp)
-    if is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise JudgeFileError(path, f"{where} is not an object")
-        hints = get_type_hints(tp)
-        own = {f.name: f for f in fields(tp)}
-        missing = [n for n, f in own.items()
-                   if n not in value and f.default is MISSING and f.default_factory is MISSING]
-        if missing:
-            raise JudgeFileError(path, f"{where} lacks {', '.join(missing)}")
-        return tp(**{n: _typed(hints[n], value[n], path, f"{where}.{n}") for n in own if n in value})
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        return _typed(next(a for a in args if a is not type(None)), value, path, where)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise JudgeFileError(path, f"{where} should be a list, not {value!r}")
-        return tuple(_typed(args[0], v, path, f"{where}[{i}]") for i, v in enumerate(value))
-    checks = {float: lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
-              int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-              bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}
-    if tp in checks:
-        if not checks[tp](value):
-            raise JudgeFileError(path, f"{where} should be a {tp.__name__}, not {value!r}")
-        return float("nan") if value is None else tp(value)
-    if origin in (Mapping, dict) or tp is Any:  # free-form (hyperparameters, models, versions): kept as read
-        if origin is not None and not isinstance(value, dict):
-            raise JudgeFileError(path, f"{where} should be an object, not {value!r}")
-        return value
-    raise TypeError(f"read_results cannot read a {tp!r}")  # a new field type: extend _typed

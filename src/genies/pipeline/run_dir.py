@@ -16,18 +16,20 @@ import this without loading the pipeline.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from genies._io import write_atomic
+from genies._typed_json import decode, read_json
 from genies.data.schema import Example
 from genies.errors import FileError
 from genies.intervals import Comparison
@@ -257,7 +259,8 @@ def load_run(run_dir: str | Path) -> RunResults:
     path = run_dir / "results.json"
     if not path.is_file():
         raise RunDirError(path, f"file not found: is {run_dir} a finished `genies run` folder?")
-    doc = _read_json(path)
+    error = functools.partial(RunDirError, path)
+    doc = read_json(path, error)
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         raise RunDirError(path, "expected an object with a 'rows' list")
     if doc.get("schema_version") != SCHEMA_VERSION:
@@ -266,12 +269,12 @@ def load_run(run_dir: str | Path) -> RunResults:
                                 "to rewrite it from the cached jobs")
     return RunResults(
         run=dict(doc.get("run") or {}),
-        rows=tuple(_typed(ResultRow, r, path, f"row {i}") for i, r in enumerate(doc["rows"])),
-        aggregates=tuple(_typed(Aggregate, a, path, f"aggregate {i}")
+        rows=tuple(decode(ResultRow, r, error, f"row {i}") for i, r in enumerate(doc["rows"])),
+        aggregates=tuple(decode(Aggregate, a, error, f"aggregate {i}")
                          for i, a in enumerate(doc.get("aggregates") or [])),
-        failed=tuple(_typed(FailedJob, f, path, f"failed job {i}") for i, f in enumerate(doc.get("failed") or [])),
+        failed=tuple(decode(FailedJob, f, error, f"failed job {i}") for i, f in enumerate(doc.get("failed") or [])),
         failed_cells=tuple(str(c) for c in doc.get("failed_cells") or []),
-        comparisons=tuple(_typed(Comparison, c, path, f"comparison {i}")
+        comparisons=tuple(decode(Comparison, c, error, f"comparison {i}")
                           for i, c in enumerate(doc.get("comparisons") or [])),
         run_dir=run_dir,
     )
@@ -280,7 +283,7 @@ def load_run(run_dir: str | Path) -> RunResults:
 def read_evaluation(path: str | Path) -> Evaluation:
     """One evaluations/<name>.json file, checked for pair indices that fit its examples."""
     path = Path(path)
-    doc = _read_json(path)
+    doc = read_json(path, functools.partial(RunDirError, path))
     try:
         raw_examples, pairs = doc["examples"], doc["pairs"]
     except (KeyError, TypeError) as err:
@@ -315,37 +318,6 @@ def read_evaluation(path: str | Path) -> Evaluation:
         info=dict(doc.get("info") or {}),
         **index,
     )
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise RunDirError(path, "file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise RunDirError(path, f"not valid JSON ({err})") from err
-
-
-def _typed(cls: type, record: Any, path: Path, where: str) -> Any:
-    """A frozen dataclass from a JSON object, field by field (null -> NaN for floats); a missing
-    or mistyped field is an error naming the file, the record and the field."""
-    if not isinstance(record, dict):
-        raise RunDirError(path, f"{where} is not an object")
-    missing = [f.name for f in fields(cls) if f.name not in record and f.default is MISSING]
-    if missing:
-        raise RunDirError(path, f"{where} lacks {', '.join(missing)}")
-    values = {}
-    for f in fields(cls):
-        if f.name not in record:
-            continue  # a field added later, with a default
-        v = record[f.name]
-        ok = {"float": v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
-              "int": isinstance(v, int) and not isinstance(v, bool),
-              "bool": isinstance(v, bool), "str": isinstance(v, str)}[f.type]
-        if not ok:
-            raise RunDirError(path, f"{where}: {f.name} should be a {f.type}, not {v!r}")
-        values[f.name] = _float(v) if f.type == "float" else v
-    return cls(**values)
 
 
 def _float(v: Any) -> float:
