@@ -67,6 +67,13 @@ def decode(kind: Any, value: Any, error: Error, where: str = "") -> Any:
 
 
 def _decode(kind: Any, value: Any, error: Error, label: str, path: str) -> Any:
+    if kind in _SCALARS:  # first: most values are scalars
+        expected, accepts = _SCALARS[kind]
+        if kind is float and value is None:
+            return math.nan  # plain_json writes NaN (and inf) as null
+        if not accepts(value):
+            raise error(f"{_where(label, path)} should be {expected}, not {_repr.repr(value)}")
+        return kind(value)
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if is_dataclass(kind):
         if not isinstance(value, dict):
@@ -88,13 +95,6 @@ def _decode(kind: Any, value: Any, error: Error, label: str, path: str) -> Any:
         if not isinstance(value, list):
             raise error(f"{_where(label, path)} is not a list")
         return tuple(_decode(args[0], v, error, label, f"{path}[{i}]") for i, v in enumerate(value))
-    if kind in _SCALARS:
-        expected, accepts = _SCALARS[kind]
-        if kind is float and value is None:
-            return math.nan  # plain_json writes NaN (and inf) as null
-        if not accepts(value):
-            raise error(f"{_where(label, path)} should be {expected}, not {_repr.repr(value)}")
-        return kind(value)
     if kind is Any:
         return value
     if origin in (Mapping, dict) or kind in (Mapping, dict):  # free-form (hyperparameters, versions): kept as read
