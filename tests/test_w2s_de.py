@@ -118,3 +118,19 @@ def test_a_run_plans_the_zero_shot_and_target_tuned_jobs_and_writes_de(tmp_path:
     assert " done " not in capsys.readouterr().out  # every job of this plan was in the first one
     assert none.targets[0].reference is None and none.targets[0].students[0].de is None
     assert none.targets[0].students[0].accuracy == t.students[0].accuracy
+
+
+def test_a_w2s_json_written_before_de_still_loads(tmp_path: Path, tiny_llama) -> None:
+    """Format 2 stays: the DE fields have defaults, so a file without them reads as a run without DE."""
+    _run(tmp_path, tiny_llama, "old", target_tuned="none")
+    path = tmp_path / "old" / "w2s.json"
+    doc = json.loads(path.read_text())
+    del doc["run"]["target_tuned"]
+    for target in doc["targets"]:
+        del target["ceiling_de"], target["reference"]
+        for s in target["students"]:
+            del s["de"]
+    path.write_text(json.dumps(doc))
+    old = load_results(tmp_path / "old")
+    assert old.targets[0].reference is None and old.targets[0].students[0].de is None
+    assert old.run.target_tuned == "none" and doc["format"] == 2
