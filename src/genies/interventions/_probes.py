@@ -162,17 +162,20 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
             s_hist = [h[keep] for h in s_hist]
             y_hist = [h[keep] for h in y_hist]
             done = done[keep]
-        # Two-loop recursion, per site (sums over the feature axis only).
+        # Two-loop recursion, per site (sums over the feature axis only). A pair whose curvature
+        # s.y is not clearly positive -- a step lost in float32 noise near the optimum -- is left
+        # out (rho 0), as L-BFGS requires: 1 / s.y of a rounding-level s.y overflowed to NaN.
         q = g.clone()
         alphas = []
         for s_k, y_k in zip(reversed(s_hist), reversed(y_hist), strict=True):
-            rho = 1.0 / (s_k * y_k).sum(1).clamp_min(1e-300)
+            rho = _inverse_curvature(s_k, y_k)
             a = rho * (s_k * q).sum(1)
             q -= a.unsqueeze(1) * y_k
             alphas.append((rho, a))
         if s_hist:
             gamma = (s_hist[-1] * y_hist[-1]).sum(1) / (y_hist[-1] * y_hist[-1]).sum(1).clamp_min(1e-300)
-            q *= gamma.unsqueeze(1)
+            usable = _inverse_curvature(s_hist[-1], y_hist[-1]) > 0
+            q *= torch.where(usable, gamma, 1.0 / g.norm(dim=1).clamp_min(1e-300)).unsqueeze(1)
         else:
             q /= g.norm(dim=1, keepdim=True).clamp_min(1e-300)
         for (s_k, y_k), (rho, a) in zip(zip(s_hist, y_hist, strict=True), reversed(alphas), strict=True):
@@ -205,6 +208,14 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
     if fit_intercept:
         return w_np[:, :-1].copy(), w_np[:, -1].copy()
     return w_np, np.zeros(S)
+
+
+def _inverse_curvature(s_k: torch.Tensor, y_k: torch.Tensor) -> torch.Tensor:
+    """L-BFGS's rho = 1 / (s.y) per site, 0 where s.y <= 1e-10 * y.y (the curvature condition
+    fails or is rounding noise), which drops that pair from the two-loop recursion."""
+    sy = (s_k * y_k).sum(1)
+    usable = sy > 1e-10 * (y_k * y_k).sum(1)
+    return torch.where(usable, 1.0 / torch.where(usable, sy, 1.0), 0.0)
 
 
 def probe_accuracies(pref: np.ndarray, disp: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,

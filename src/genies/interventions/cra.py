@@ -24,7 +24,9 @@ from genies.models.base import LoadedModel
           description="MMS on Yes-minus-No contrast features of the attention heads")
 @dataclass
 class CRA(R.CosineProbeMethod):
-    version = 2  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings)
+    version = 3  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings);
+    # 3: the logistic site-ranking probes skip L-BFGS pairs without positive curvature (were NaN on some
+    # sites), and soft weak labels weigh the pairs (a student fitted before would be served from the cache)
     alpha: float = hparam(1.0, "weight of the No activations: feature = act(..Yes) - alpha * act(..No)")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:

@@ -30,7 +30,9 @@ STIMULUS_TEMPLATES = {1: "plain", 2: "lat_stim_2"}
           description="Residual-stream directions (class-mean or PCA) on the top-k layers, stimulus 1 or 2")
 @dataclass
 class LAT(R.CosineProbeMethod):
-    version = 2  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings)
+    version = 3  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings);
+    # 3: the logistic site-ranking probes skip L-BFGS pairs without positive curvature (were NaN on some
+    # sites), and soft weak labels weigh the pairs (a student fitted before would be served from the cache)
     stimulus: int = hparam(1, "1: prompt + response; 2: the LAT stimulus template around the response",
                            choices=tuple(STIMULUS_TEMPLATES))
     direction: str = hparam("mean", "'mean' (the original code) or 'pca' (representation engineering)",

@@ -46,7 +46,9 @@ class LogisticFit:
           description="Supervised logistic-regression probe on one residual-stream layer (pairwise, standardised)")
 @dataclass
 class Logistic(Intervention[LogisticFit]):
-    version = 2  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings)
+    version = 3  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings);
+    # 3: fit_logistic skips L-BFGS pairs without positive curvature (were NaN on some sites), and soft
+    # weak labels weigh the pairs (a student fitted before would be served from the cache)
     layer: int | None = hparam(None, "hidden-states index (0 = embeddings, -1 = final); None = the layer with "
                                      "the best held-out pair accuracy")
     C: float = hparam(1.0, "inverse L2 strength of the probe")

@@ -25,7 +25,9 @@ from genies.models.base import LoadedModel
           description="Mass-mean shift: class-mean directions on the top-k attention heads, calibrated cosine score")
 @dataclass
 class MMS(R.CosineProbeMethod):
-    version = 2  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings)
+    version = 3  # 2: hidden states from the prefix-tree extractor (float-level differences can flip tied site rankings);
+    # 3: the logistic site-ranking probes skip L-BFGS pairs without positive curvature (were NaN on some
+    # sites), and soft weak labels weigh the pairs (a student fitted before would be served from the cache)
     template: str = hparam("plain", "text template the head activations are read from")
 
     def features(self, lm: LoadedModel, ctx: FitContext) -> R.FeatureFn:
