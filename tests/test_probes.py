@@ -476,3 +476,12 @@ def test_fit_ccs_starts_from_torchs_linear_init_and_takes_adamw_steps():
     lr, wd = 0.1, 0.5
     w1 = P.fit_ccs(x_yes, x_no, seed=3, epochs=1, restarts=1, lr=lr, weight_decay=wd).weight
     np.testing.assert_allclose(np.abs(w1 - w0 * (1 - lr * wd)), lr, atol=1e-4)
+
+
+def test_lbfgs_pairs_without_positive_curvature_are_left_out():
+    """rho = 1 / s.y, and 0 where s.y <= 0 or is rounding-level against y.y (1e-320 overflowed
+    to inf before): such a pair then adds nothing to the two-loop recursion."""
+    s = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1e-160, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[-1.0, 0.0], [0.0, 1.0], [1e-160, 1.0], [0.5, 0.0]], dtype=torch.float64)
+    rho = P._inverse_curvature(s, y)
+    assert rho.tolist() == [0.0, 0.0, 0.0, 1.0]

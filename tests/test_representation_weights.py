@@ -144,6 +144,8 @@ def test_all_ones_confidence_gives_the_unweighted_probes_bit_for_bit() -> None:
         np.testing.assert_array_equal(a.sites, b.sites)
         assert a.calibrator == b.calibrator
     np.testing.assert_array_equal(P.class_mean_directions(pref, disp, ones), P.class_mean_directions(pref, disp))
+    # the weighted PCA with unit weights (fit_cosine_probe never reaches it: weights_of(ones) is None)
+    np.testing.assert_allclose(P.pca_directions(pref, disp, ones), P.pca_directions(pref, disp), atol=1e-6)
     x, y = rng.normal(size=(2, 40, 3)), (np.arange(40) % 2).astype(float)
     for got, want in zip(P.fit_logistic(x, y, sample_weight=np.ones(40)), P.fit_logistic(x, y), strict=True):
         np.testing.assert_array_equal(got, want)

@@ -134,3 +134,27 @@ def test_a_w2s_json_written_before_de_still_loads(tmp_path: Path, tiny_llama) ->
     old = load_results(tmp_path / "old")
     assert old.targets[0].reference is None and old.targets[0].students[0].de is None
     assert old.run.target_tuned == "none" and doc["format"] == 2
+
+
+def test_a_target_with_a_failed_target_tuned_candidate_has_no_de() -> None:
+    """As in `genies run`: A_tt is the best of every candidate, never of those that happened to
+    finish, so one failed candidate leaves the target without DE (and all of them present give it)."""
+    from types import SimpleNamespace
+
+    from genies.weak_to_strong.plan import TargetJobs
+    from genies.weak_to_strong.run import _de_predictions
+
+    def job(key: str, method: str) -> SimpleNamespace:
+        return SimpleNamespace(key=key, fit=SimpleNamespace(intervention=method))
+
+    stored = {"base": _pred(BASE), "lora": _pred(LORA), "worse": _pred(WORSE)}
+    store = SimpleNamespace(has_predictions=stored.__contains__, load_predictions=stored.__getitem__)
+    t = TargetJobs("src", "tgt", (), job("ceiling", "ceiling"), "ref", job("base", "zero_shot"),
+                   (job("lora", "lora"), job("worse", "worse")))
+    def distribution(name: str) -> Distribution:
+        return Distribution.from_examples(name, [], _split(name, 6))
+
+    got = _de_predictions(t, store, distribution)
+    assert got is not None and set(got.target_tuned) == {"lora", "worse"}
+    del stored["worse"]
+    assert _de_predictions(t, store, distribution) is None

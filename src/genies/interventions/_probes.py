@@ -174,7 +174,7 @@ def fit_logistic(x: np.ndarray | torch.Tensor, y: np.ndarray, *, C: float = 1.0,
             alphas.append((rho, a))
         if s_hist:
             gamma = (s_hist[-1] * y_hist[-1]).sum(1) / (y_hist[-1] * y_hist[-1]).sum(1).clamp_min(1e-300)
-            usable = _inverse_curvature(s_hist[-1], y_hist[-1]) > 0
+            usable = alphas[0][0] > 0  # the newest pair's rho
             q *= torch.where(usable, gamma, 1.0 / g.norm(dim=1).clamp_min(1e-300)).unsqueeze(1)
         else:
             q /= g.norm(dim=1, keepdim=True).clamp_min(1e-300)

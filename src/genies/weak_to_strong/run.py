@@ -205,11 +205,12 @@ def compute(plan: W2SPlan, store: JobStore, distribution: Callable[[str], Distri
 def _de_predictions(t: TargetJobs, store: JobStore,
                     distribution: Callable[[str], Distribution]) -> M.DePredictions | None:
     """The stored zero-shot and target-tuned predictions of a target's DE; None when DE was not
-    planned, the baseline's jobs failed or every candidate's did (the target then has no DE)."""
+    planned or any of its jobs failed (the target then has no DE): as in `genies run`, A_tt is
+    never the best of the candidates that happened to finish."""
     if t.baseline is None or (baseline := _loaded(store, t.baseline)) is None:
         return None
     tuned = {job.fit.intervention: p for job in t.target_tuned if (p := _loaded(store, job)) is not None}
-    if not tuned:
+    if len(tuned) < len(t.target_tuned) or not tuned:
         return None
     return M.DePredictions(t.target_reference, len(distribution(t.target_reference).test), t.baseline.fit.intervention,
                            baseline, tuned)
