@@ -22,7 +22,7 @@ from planted import planted
 
 from genies.data.schema import Distribution, EvalSet
 from genies.data.shift import Shift
-from genies.interventions.base import Intervention, Scorer, Unfitted
+from genies.interventions.base import Intervention, Scorer
 from genies.interventions.hparams import hparam
 from genies.interventions.registry import register
 from genies.interventions.scores import Scores
