@@ -189,7 +189,9 @@ def test_held_out_accuracy_is_the_expected_accuracy_under_soft_labels() -> None:
 
 
 def test_confidences_outside_a_half_to_one_or_all_coin_flips_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"\[0.5, 1\]"):
-        P.weights_of(np.array([1.0, 0.3]))
+    with pytest.raises(ValueError, match=r"^training pair 1: label confidence 0.3 is outside \[0.5, 1\] .*1 of 3 pairs"):
+        P.weights_of(np.array([1.0, 0.3, 0.9]))
+    with pytest.raises(ValueError, match=r"training pair 0: label confidence nan"):
+        P.weights_of(np.array([np.nan, 0.9]))
     with pytest.raises(ValueError, match="coin flip"):
         P.weights_of(np.array([0.5, 0.5]))

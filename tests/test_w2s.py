@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from planted import planted
 
 from genies.data.schema import Distribution, EvalSet, Example
@@ -132,6 +133,11 @@ def test_bad_configurations_are_refused_in_one_line(tmp_path, tiny_llama) -> Non
     with pytest.raises(ConfigError, match="cannot be a student"):
         w2s(W2SConfig(out=tmp_path / "z", method="zero_shot", shifts=(Shift("src", "tgt", "tgt", "test", "test"),)), weak_lm=tiny_llama,
             strong_lm=tiny_llama, distributions=_data())
+    if not torch.cuda.is_available():  # a device this machine lacks: refused before anything loads or is written
+        with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+            w2s(W2SConfig(out=tmp_path / "gpu", method="tfidf", weak_method="tfidf", device="cuda",
+                          shifts=(Shift("src", "tgt", "tgt", "test", "test"),)), distributions=_data())
+        assert not (tmp_path / "gpu").exists()
 
 
 def test_the_command_runs_the_synthetic_suite_and_prints_pgr(tmp_path, tiny_llama) -> None:

@@ -55,12 +55,16 @@ def weights_of(confidence: np.ndarray | None) -> np.ndarray | None:
     c = np.asarray(confidence, dtype=np.float64)
     if np.all(c == 1.0):
         return None
-    if c.ndim != 1 or not np.all((c >= 0.5) & (c <= 1.0)):
-        raise ValueError("label confidences must be a vector of values in [0.5, 1] (the probability the label "
-                         "gives the preferred response)")
+    if c.ndim != 1:
+        raise ValueError(f"label confidences must be one value per training pair, got an array of shape {c.shape}")
+    bad = np.flatnonzero(~((c >= 0.5) & (c <= 1.0)))  # NaN included
+    if bad.size:
+        raise ValueError(f"training pair {bad[0]}: label confidence {c[bad[0]]:.4g} is outside [0.5, 1] (the "
+                         f"probability the label gives the preferred response; {bad.size} of {c.size} pairs)")
     w = 2.0 * c - 1.0
     if not w.sum() > 0:
-        raise ValueError("every label has confidence 0.5 (a coin flip): there is nothing to fit a probe on")
+        raise ValueError(f"all {c.size} training labels have confidence 0.5 (a coin flip): there is nothing "
+                         "to fit a probe on")
     return w
 
 

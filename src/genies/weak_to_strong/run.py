@@ -107,6 +107,7 @@ def w2s(config: W2SConfig, *, weak_lm: LoadedModel | None = None, strong_lm: Loa
     store, so a rerun resumes and a finished run returns in seconds."""
     started = time.time()
     methods = _methods(config)
+    _check_placements(config, methods, weak_lm, strong_lm)
     budget = config.example_budget
     data = resolve_data(config.shifts, data_root=config.data_root, distributions=distributions,
                         synthetic_size=budget.synthetic_size, seed=config.seed)
@@ -167,6 +168,17 @@ def _activation_store() -> Any:
     from genies.models.activations import ActivationStore
 
     return ActivationStore(genies_home() / "activations")
+
+
+def _check_placements(config: W2SConfig, methods: dict[str, Intervention], weak_lm: LoadedModel | None,
+                      strong_lm: LoadedModel | None) -> None:
+    """Refuse, before data or weights are touched, a device this machine lacks or a method that
+    cannot work on its model's placement: one line, as `genies run` does."""
+    if weak_lm is None or strong_lm is None:
+        config.placement.check()
+    for role, method in methods.items():
+        lm = weak_lm if role == WEAK else strong_lm
+        method.check_placement(lm.placement if lm is not None and lm.placement is not None else config.placement)
 
 
 def _loaded(store: JobStore, job: PredictJob) -> Predictions | None:
