@@ -81,8 +81,8 @@ def test_a_student_that_equals_the_baseline_has_de_zero_with_a_zero_width_interv
 def test_without_references_there_is_no_de() -> None:
     t = target_result("src", "tgt", 8, {"xent": _pred(GEN)}, _pred(CEILING), 0)
     assert t.reference is None and t.ceiling_de is None and t.students[0].de is None
-    no_candidate = DePredictions("ref", 6, "zero_shot", _pred(BASE), {})
-    assert target_result("src", "tgt", 8, {"xent": _pred(GEN)}, None, 0, no_candidate).students[0].de is None
+    with pytest.raises(ValueError, match="at least one target-tuned candidate"):  # no A_tt: no references
+        DePredictions("ref", 6, "zero_shot", _pred(BASE), {})
 
 
 LORA_HP = {"r": 4, "alpha": 8, "dropout": 0.0, "learning_rate": 3e-3, "steps": 2, "batch_size": 4}

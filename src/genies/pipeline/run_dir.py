@@ -257,10 +257,8 @@ def load_run(run_dir: str | Path) -> RunResults:
     if not run_dir.is_dir():
         raise RunDirError(run_dir, "run directory not found")
     path = run_dir / "results.json"
-    if not path.is_file():
-        raise RunDirError(path, f"file not found: is {run_dir} a finished `genies run` folder?")
     error = functools.partial(RunDirError, path)
-    doc = read_json(path, error)
+    doc = read_json(path, error, f"file not found: is {run_dir} a finished `genies run` folder?")
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         raise RunDirError(path, "expected an object with a 'rows' list")
     if doc.get("schema_version") != SCHEMA_VERSION:

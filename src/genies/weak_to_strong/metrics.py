@@ -251,6 +251,10 @@ class DePredictions:
     baseline: Predictions
     target_tuned: Mapping[str, Predictions]
 
+    def __post_init__(self) -> None:
+        if not self.target_tuned:
+            raise ValueError("DE needs at least one target-tuned candidate's predictions")
+
 
 def _de(gen: Predictions, gen_accuracy: Accuracy, base: Predictions, base_accuracy: Accuracy, tt: Predictions,
         tt_accuracy: Accuracy, target_draws: np.ndarray, reference_draws: np.ndarray, n_target: int,
@@ -274,7 +278,7 @@ def target_result(source: str, target: str, n_prompts: int, students: Mapping[st
     acc = dict(zip(named, accs))
     de: dict[str, De] = {}
     reference = None
-    if references is not None and references.target_tuned:
+    if references is not None:
         ref = references.target_reference
         tt_accs = dict(zip(references.target_tuned, compare_on_split(
             list(references.target_tuned.values()), references.reference_prompts, ref, "test", seed)[0]))
@@ -286,7 +290,6 @@ def target_result(source: str, target: str, n_prompts: int, students: Mapping[st
         de = {name: _de(named[name], a, references.baseline, base, references.target_tuned[winner], tt_accs[winner],
                         target_draws, reference_draws, n_prompts, references.reference_prompts, seed)
               for name, a in acc.items()}
-    acc.pop("baseline", None)
     c = acc.pop("ceiling", None)
     return TargetResult(source, target, tuple(TargetStudent(loss, a, de.get(loss)) for loss, a in acc.items()), c,
                         de.get("ceiling"), reference)

@@ -222,7 +222,7 @@ def _de_predictions(t: TargetJobs, store: JobStore,
     if t.baseline is None or (baseline := _loaded(store, t.baseline)) is None:
         return None
     tuned = {job.fit.intervention: p for job in t.target_tuned if (p := _loaded(store, job)) is not None}
-    if len(tuned) < len(t.target_tuned) or not tuned:
+    if not t.target_tuned or len(tuned) < len(t.target_tuned):
         return None
     return M.DePredictions(t.target_reference, len(distribution(t.target_reference).test), t.baseline.fit.intervention,
                            baseline, tuned)
