@@ -113,7 +113,7 @@ def run_rm_bench(lm: LoadedModel, method: RewardModelIntervention, datasets: Seq
     probe = MatmulProbe(device=lm.device, dtype=lm.dtype)
     paths: dict[str, Callable[[list[Query]], list[np.ndarray]]] = {
         "packed": lambda qs: score_responses(model, lm, qs, method.max_length, method.eval_batch_size, ctx,
-                                             batch_tokens=method.batch_tokens, forward=forward),
+                                             batch_tokens=method.batch_tokens, forward=forward, reuse_frozen=False),
         "naive": lambda qs: score_responses_unpacked(model, lm, qs, method.max_length, method.eval_batch_size, ctx),
     }
     warm = [q for qs in queries.values() for q in qs][:2]

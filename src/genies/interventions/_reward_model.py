@@ -58,6 +58,7 @@ from torch import nn
 from genies.data.schema import Distribution, EvalSet, Example, Query
 from genies.interventions import _soft_loss as S
 from genies.interventions._external import scatter_per_query, tree_batches
+from genies.interventions._frozen_tree import FrozenTreeScorer
 from genies.interventions._reward_packing import (
     LayerCache,
     PackedRow,
@@ -464,13 +465,16 @@ def scoring_forward(model: nn.Module, head: str, lm: LoadedModel) -> str:
 
 def score_responses(model: nn.Module, lm: LoadedModel, queries: Sequence[Query], max_length: int | None,
                     batch_size: int, ctx: FitContext, *, batch_tokens: int = CPU_BATCH_TOKENS,
-                    forward: str = "auto") -> list[np.ndarray]:
+                    forward: str = "auto", reuse_frozen: bool = True) -> list[np.ndarray]:
     """The reward of every response of every query, each prompt computed once for all of its
     responses: prefix trees of up to `batch_tokens` nodes ("tree"), or one packed row per query
     with about `batch_size` responses per batch ("packed"); `forward="auto"` takes
     `scoring_forward`'s choice, "unpacked" is `score_responses_unpacked`. Queries are sorted so
     batches carry little padding (trees: so shared preambles meet); on out-of-memory a batch is
-    halved. Scores depend neither on the order, the batch sizes nor the tokenizer's padding side."""
+    halved. Scores depend neither on the order, the batch sizes nor the tokenizer's padding side.
+    On trees, a model whose lower layers are frozen (lora's `last_layers`) computes them once per
+    process for every scorer of the same base model (`_frozen_tree`, the same rewards);
+    `reuse_frozen=False` runs every layer (what `genies bench rm` times)."""
     head = head_name(model)
     if forward == "auto":
         forward = scoring_forward(model, head, lm)
@@ -482,9 +486,11 @@ def score_responses(model: nn.Module, lm: LoadedModel, queries: Sequence[Query],
     inputs = [with_virtual(model, seqs) for seqs in per_query]
     if forward == "tree":
         batches = [members for members, _ in tree_batches(inputs, batch_tokens)]
+        split = FrozenTreeScorer.of(model, head, lm.fingerprint, device, lm.dtype) if reuse_frozen else None
 
         def values(batch: list[int]) -> torch.Tensor:
-            return tree_rewards(model, head, prefix_tree([s for i in batch for s in inputs[i]]), device, lm.dtype)
+            tree = prefix_tree([s for i in batch for s in inputs[i]])
+            return split.rewards(tree) if split is not None else tree_rewards(model, head, tree, device, lm.dtype)
     else:
         rows = [PackedRow.pack(seqs) for seqs in inputs]
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))

@@ -1,0 +1,202 @@
+"""Reward-model scoring over prefix trees with the frozen lower layers computed once per process.
+
+Why: lora adapts only the top decoder layers (`last_layers`), so the layers below are the base
+model's own, and the hidden states entering the first adapted layer depend only on the base
+model and the tokens. A run scores a target's test split with the reward model trained on the
+source and again with the one trained on the target (the DE reference): both compute the same
+26 of 30 layers over the same prefix trees. `FrozenTreeScorer` splits the tree pass at the first
+trainable layer and keeps the states below it in a process-wide memo (least recently used first
+out, at most `MEMO_BYTES`), so the second scorer runs only the top layers.
+
+Why the numbers do not move: a scorer that qualifies always takes the split pass, memo hit or
+miss, and the split pass is checked once per model against the plain tree pass on probe trees
+(it computes the same operations: for LLaMA-style decoders the rewards are bitwise equal, see
+tests/test_frozen_tree.py). The memo's key is the content that determines the states: the
+model's fingerprint, a digest of a sample of the frozen weights themselves (so two different
+models sharing a name never meet), the first trainable layer, the compute dtype and device, and
+the tree's tokens and shape. Batch sizes are part of the tree, so another `batch_tokens` misses
+rather than mixing layouts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from genies.interventions._external import PrefixTree
+from genies.interventions._reward_packing import (
+    LayerCache,
+    _eval_mode,
+    _probes,
+    _Stop,
+    _tolerance,
+    autocast,
+    base_model,
+    decoder_of,
+    prefix_tree,
+    tree_rewards,
+    virtual_tokens,
+)
+from genies.models.tree_attention import TreeAttentionPlan, tree_attention
+
+TreeInputs = tuple[torch.Tensor, torch.Tensor, TreeAttentionPlan, torch.Tensor]  # `PrefixTree.inputs`
+
+MEMO_BYTES = 1 << 30  # frozen-layer states kept per process; a GENIES-15 run's test splits need about 0.9 GiB
+WEIGHT_SAMPLE_STRIDE = 1009  # every 1009th element of each frozen tensor goes into the weights digest
+
+
+class _Memo:
+    """States by key, least recently used evicted first once the total passes `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.entries: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: bytes) -> torch.Tensor | None:
+        with self.lock:
+            states = self.entries.get(key)
+            if states is not None:
+                self.entries.move_to_end(key)
+                self.hits += 1
+            return states
+
+    def put(self, key: bytes, states: torch.Tensor) -> None:
+        size = states.numel() * states.element_size()
+        if size > self.limit:
+            return
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = states
+            self.bytes += size
+            while self.bytes > self.limit:
+                _, old = self.entries.popitem(last=False)
+                self.bytes -= old.numel() * old.element_size()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.bytes = 0
+            self.hits = 0
+
+
+MEMO = _Memo(MEMO_BYTES)
+
+# model -> its FrozenTreeScorer, or None where the split pass does not apply; weak keys so models can be freed
+_SCORERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _frozen_weights_digest(model: nn.Module, first: int) -> bytes:
+    """A digest of a strided sample of the embeddings and of every layer below `first`: what the
+    memoised states are a function of, besides the tokens."""
+    decoder = decoder_of(model)
+    digest = hashlib.blake2b(digest_size=16)
+    modules = [decoder.get_input_embeddings(), *decoder.layers[:first]]
+    with torch.no_grad():
+        for module in modules:
+            for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+                sample = tensor.detach().reshape(-1)[::WEIGHT_SAMPLE_STRIDE].float().cpu().numpy()
+                digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+                digest.update(sample.tobytes())
+    return digest.digest()
+
+
+def _tree_digest(tree: PrefixTree) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for values in (tree.tokens, tree.parent, [i for run in tree.runs for i in run]):
+        digest.update(np.asarray(values, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.digest()
+
+
+class FrozenTreeScorer:
+    """The tree pass of one reward model, split at its first trainable layer (see the module
+    docstring). Build it with `of`, which returns None where the split does not apply."""
+
+    def __init__(self, model: nn.Module, head: str, first: int, model_key: bytes, device: torch.device,
+                 compute_dtype: torch.dtype) -> None:
+        self.model, self.head, self.first = model, head, first
+        self.decoder = decoder_of(model)
+        self.model_key, self.device, self.compute_dtype = model_key, device, compute_dtype
+
+    @classmethod
+    def of(cls, model: nn.Module, head: str, fingerprint: str, device: torch.device,
+           compute_dtype: torch.dtype) -> FrozenTreeScorer | None:
+        """The split scorer of `model` when its lower layers are frozen (no virtual tokens, a first
+        trainable layer above the embeddings) and the split pass equals the plain tree pass on
+        probe trees; None otherwise. Decided once per model."""
+        if model in _SCORERS:
+            return _SCORERS[model]
+        scorer = None
+        first = LayerCache.first_trainable_layer(model) if virtual_tokens(model) == 0 else None
+        if first is not None:
+            key = b"|".join([fingerprint.encode(), _frozen_weights_digest(model, first), str(first).encode(),
+                             str(compute_dtype).encode(), str(torch.device(device)).encode()])
+            candidate = cls(model, head, first, hashlib.blake2b(key, digest_size=16).digest(), device, compute_dtype)
+            if candidate._matches_plain():
+                scorer = candidate
+        _SCORERS[model] = scorer
+        return scorer
+
+    def _matches_plain(self) -> bool:
+        probes = prefix_tree(_probes(self.model))
+        with torch.no_grad(), _eval_mode(self.model):
+            plain = tree_rewards(self.model, self.head, probes, self.device, self.compute_dtype)
+            try:
+                inputs = probes.inputs(self.device, self.compute_dtype)
+                split = self._top(self._bottom(inputs), inputs)
+            except (TypeError, ValueError, RuntimeError, IndexError, KeyError):
+                return False
+        return bool(torch.allclose(split, plain, rtol=0, atol=_tolerance(self.compute_dtype, plain)))
+
+    def rewards(self, tree: PrefixTree) -> torch.Tensor:
+        """`tree_rewards` of the tree, the frozen layers' states taken from the memo when this
+        process computed them before."""
+        inputs = tree.inputs(self.device, self.compute_dtype)
+        key = self.model_key + _tree_digest(tree)
+        states = MEMO.get(key)
+        if states is None:
+            states = self._bottom(inputs)
+            MEMO.put(key, states)
+        return self._top(states, inputs)
+
+    def _bottom(self, inputs: TreeInputs) -> torch.Tensor:
+        """The hidden states entering the first trainable layer [1, nodes, hidden]."""
+        ids, positions, plan, _ = inputs
+        captured: list[torch.Tensor] = []
+
+        def grab(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured.append(args[0] if args else kwargs["hidden_states"])
+            raise _Stop
+
+        handle = self.decoder.layers[self.first].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            with tree_attention(base_model(self.model)), autocast(self.device, self.compute_dtype):
+                self.decoder(input_ids=ids, position_ids=positions, tree_plan=plan, use_cache=False)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+    def _top(self, states: torch.Tensor, inputs: TreeInputs) -> torch.Tensor:
+        """The rewards from the top layers, the final norm and the head, starting from `states`."""
+        _, positions, plan, ends = inputs
+        full = self.decoder.layers
+        self.decoder.layers = full[self.first:]
+        try:
+            with tree_attention(base_model(self.model)), autocast(self.device, self.compute_dtype):
+                hidden = self.decoder(inputs_embeds=states, position_ids=positions, tree_plan=plan,
+                                      use_cache=False).last_hidden_state
+                return getattr(base_model(self.model), self.head)(hidden[0, ends.to(hidden.device)])[..., 0].float()
+        finally:
+            self.decoder.layers = full
