@@ -7,6 +7,8 @@ nothing is shared across different base weights, trees or first trainable layers
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
 
 import numpy as np
 import pytest
@@ -125,3 +127,13 @@ def test_the_memo_evicts_the_least_recently_used_states_past_its_size() -> None:
     assert [memo.get(bytes([k])) is not None for k in range(4)] == [True, False, True, True]
     memo.put(b"big", torch.zeros(31))  # larger than the whole memo: not kept, nothing evicted
     assert memo.get(b"big") is None and memo.bytes == 3 * 40
+
+
+def test_a_scored_model_can_be_freed(base) -> None:
+    """A run loads one reward model per prediction job: the per-model decision must not keep them alive."""
+    model, _ = reward_model(base, 0)
+    score(model, base, reuse=True)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None

@@ -91,8 +91,9 @@ class _Memo:
 
 MEMO = _Memo(MEMO_BYTES)
 
-# model -> its FrozenTreeScorer, or None where the split pass does not apply; weak keys so models can be freed
-_SCORERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# model -> (first trainable layer, memo key of its frozen layers), or None where the split pass does not apply.
+# Weak keys so models can be freed: the values must not refer to the model, or it would never be.
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _frozen_weights_digest(model: nn.Module, first: int) -> bytes:
@@ -134,18 +135,18 @@ class FrozenTreeScorer:
         """The split scorer of `model` when its lower layers are frozen (no virtual tokens, a first
         trainable layer above the embeddings) and the split pass equals the plain tree pass on
         probe trees; None otherwise. Decided once per model."""
-        if model in _SCORERS:
-            return _SCORERS[model]
-        scorer = None
-        first = LayerCache.first_trainable_layer(model) if virtual_tokens(model) == 0 else None
-        if first is not None:
-            key = b"|".join([fingerprint.encode(), _frozen_weights_digest(model, first), str(first).encode(),
-                             str(compute_dtype).encode(), str(torch.device(device)).encode()])
-            candidate = cls(model, head, first, hashlib.blake2b(key, digest_size=16).digest(), device, compute_dtype)
-            if candidate._matches_plain():
-                scorer = candidate
-        _SCORERS[model] = scorer
-        return scorer
+        if model not in _SPLITS:
+            split = None
+            first = LayerCache.first_trainable_layer(model) if virtual_tokens(model) == 0 else None
+            if first is not None:
+                key = b"|".join([fingerprint.encode(), _frozen_weights_digest(model, first), str(first).encode(),
+                                 str(compute_dtype).encode(), str(torch.device(device)).encode()])
+                split = (first, hashlib.blake2b(key, digest_size=16).digest())
+                if not cls(model, head, *split, device, compute_dtype)._matches_plain():
+                    split = None
+            _SPLITS[model] = split
+        split = _SPLITS[model]
+        return None if split is None else cls(model, head, *split, device, compute_dtype)
 
     def _matches_plain(self) -> bool:
         probes = prefix_tree(_probes(self.model))
