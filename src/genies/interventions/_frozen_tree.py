@@ -34,11 +34,12 @@ from genies.interventions._reward_packing import (
     LayerCache,
     _eval_mode,
     _probes,
-    _Stop,
     _tolerance,
     autocast,
     base_model,
     decoder_of,
+    layer_input,
+    layers_from,
     prefix_tree,
     tree_rewards,
     virtual_tokens,
@@ -173,31 +174,15 @@ class FrozenTreeScorer:
     def _bottom(self, inputs: TreeInputs) -> torch.Tensor:
         """The hidden states entering the first trainable layer [1, nodes, hidden]."""
         ids, positions, plan, _ = inputs
-        captured: list[torch.Tensor] = []
-
-        def grab(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-            captured.append(args[0] if args else kwargs["hidden_states"])
-            raise _Stop
-
-        handle = self.decoder.layers[self.first].register_forward_pre_hook(grab, with_kwargs=True)
-        try:
-            with tree_attention(base_model(self.model)), autocast(self.device, self.compute_dtype):
-                self.decoder(input_ids=ids, position_ids=positions, tree_plan=plan, use_cache=False)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        return captured[0]
+        with tree_attention(base_model(self.model)), autocast(self.device, self.compute_dtype):
+            return layer_input(self.decoder, self.first, lambda: self.decoder(
+                input_ids=ids, position_ids=positions, tree_plan=plan, use_cache=False))
 
     def _top(self, states: torch.Tensor, inputs: TreeInputs) -> torch.Tensor:
         """The rewards from the top layers, the final norm and the head, starting from `states`."""
         _, positions, plan, ends = inputs
-        full = self.decoder.layers
-        self.decoder.layers = full[self.first:]
-        try:
-            with tree_attention(base_model(self.model)), autocast(self.device, self.compute_dtype):
-                hidden = self.decoder(inputs_embeds=states, position_ids=positions, tree_plan=plan,
-                                      use_cache=False).last_hidden_state
-                return getattr(base_model(self.model), self.head)(hidden[0, ends.to(hidden.device)])[..., 0].float()
-        finally:
-            self.decoder.layers = full
+        with layers_from(self.decoder, self.first), tree_attention(base_model(self.model)), \
+                autocast(self.device, self.compute_dtype):
+            hidden = self.decoder(inputs_embeds=states, position_ids=positions, tree_plan=plan,
+                                  use_cache=False).last_hidden_state
+            return getattr(base_model(self.model), self.head)(hidden[0, ends.to(hidden.device)])[..., 0].float()

@@ -333,6 +333,37 @@ class _Stop(Exception):
     """Raised by the hook that captures the frozen layers' output, to skip the rest of the model."""
 
 
+def layer_input(decoder: nn.Module, index: int, forward: Callable[[], object]) -> torch.Tensor:
+    """The hidden states entering `decoder.layers[index]` during `forward()`, which is stopped
+    there: the layers from `index` up are not run."""
+    captured: list[torch.Tensor] = []
+
+    def grab(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        captured.append(args[0] if args else kwargs["hidden_states"])
+        raise _Stop
+
+    handle = decoder.layers[index].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        forward()
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+@contextlib.contextmanager
+def layers_from(decoder: nn.Module, first: int) -> Iterator[None]:
+    """The decoder with its layer list cut to layers `first` and up for the duration of the block:
+    fed cached states as `inputs_embeds`, it still builds its own rotary embeddings and masks."""
+    full = decoder.layers
+    decoder.layers = full[first:]
+    try:
+        yield
+    finally:
+        decoder.layers = full
+
+
 class LayerCache:
     """Hidden states entering the first trainable decoder layer, computed once per training row,
     and the forward pass of the layers from there up (see the module docstring)."""
@@ -366,35 +397,14 @@ class LayerCache:
 
     def _bottom(self, batch: Batch) -> torch.Tensor:
         """Run the decoder up to the first trainable layer and capture that layer's input."""
-        captured: list[torch.Tensor] = []
-
-        def grab(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-            captured.append(args[0] if args else kwargs["hidden_states"])
-            raise _Stop
-
-        handle = self.decoder.layers[self.first].register_forward_pre_hook(grab, with_kwargs=True)
-        try:
-            with torch.no_grad(), autocast(self.device, self.compute_dtype):
-                self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                             position_ids=batch.position_ids, use_cache=False)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        return captured[0]
-
-    @contextlib.contextmanager
-    def _top_only(self) -> Iterator[None]:
-        full = self.decoder.layers
-        self.decoder.layers = full[self.first:]
-        try:
-            yield
-        finally:
-            self.decoder.layers = full
+        with torch.no_grad(), autocast(self.device, self.compute_dtype):
+            return layer_input(self.decoder, self.first, lambda: self.decoder(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                use_cache=False))
 
     def _top(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Rewards from the top layers, the final norm and the head, starting from cached states."""
-        with self._top_only(), autocast(self.device, self.compute_dtype):
+        with layers_from(self.decoder, self.first), autocast(self.device, self.compute_dtype):
             hidden = self.decoder(inputs_embeds=states, attention_mask=batch.attention_mask,
                                   position_ids=batch.position_ids, use_cache=False).last_hidden_state
             return read_rewards(self.model, self.head, hidden, batch)
