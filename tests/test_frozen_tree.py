@@ -137,3 +137,16 @@ def test_a_scored_model_can_be_freed(base) -> None:
     del model
     gc.collect()
     assert alive() is None
+
+
+def test_other_rotary_embeddings_share_nothing(base) -> None:
+    """Positions enter below the first adapted layer too: same weights, other rotary frequencies."""
+    from genies.interventions._reward_packing import decoder_of
+
+    score(reward_model(base, 0)[0], base, reuse=True)
+    model, _ = reward_model(base, 0)
+    decoder_of(model).rotary_emb.inv_freq.mul_(0.5)
+    got = score(model, base, reuse=True)
+    assert ft.MEMO.hits == 0
+    for a, b in zip(got, score(model, base, reuse=False), strict=True):
+        np.testing.assert_array_equal(a, b)
