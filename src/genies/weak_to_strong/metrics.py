@@ -256,12 +256,11 @@ class DePredictions:
             raise ValueError("DE needs at least one target-tuned candidate's predictions")
 
 
-def _de(gen: Predictions, gen_accuracy: Accuracy, base: Predictions, base_accuracy: Accuracy, tt: Predictions,
-        tt_accuracy: Accuracy, target_draws: np.ndarray, reference_draws: np.ndarray, n_target: int,
-        n_reference: int, seed: int) -> De:
-    """DE and its interval exactly as `genies.pipeline.results.result_row` computes a row's."""
-    reps = intervals.de_replicates(_hits(gen, n_target, seed), _hits(base, n_target, seed),
-                                   _hits(tt, n_reference, seed), target_draws, reference_draws)
+def _de(gen: intervals.PromptHits, gen_accuracy: Accuracy, base: intervals.PromptHits, base_accuracy: Accuracy,
+        tt: intervals.PromptHits, tt_accuracy: Accuracy, target_draws: np.ndarray, reference_draws: np.ndarray) -> De:
+    """DE and its interval exactly as `genies.pipeline.results.result_row` computes a row's, from
+    the prompt hits of the generalizing predictions, the baseline and the target-tuned winner."""
+    reps = intervals.de_replicates(gen, base, tt, target_draws, reference_draws)
     low, high = intervals.percentile_interval(reps)
     return De(metrics.differential_elicitation(gen_accuracy.value, base_accuracy.value, tt_accuracy.value), low, high)
 
@@ -287,8 +286,10 @@ def target_result(source: str, target: str, n_prompts: int, students: Mapping[st
         reference = DeReference(ref, base, references.baseline_method, tt_accs[winner], winner)
         target_draws = intervals.prompt_draws(n_prompts, seed, target, "test")
         reference_draws = intervals.prompt_draws(references.reference_prompts, seed, ref, "test")
-        de = {name: _de(named[name], a, references.baseline, base, references.target_tuned[winner], tt_accs[winner],
-                        target_draws, reference_draws, n_prompts, references.reference_prompts, seed)
+        base_hits = _hits(references.baseline, n_prompts, seed)  # shared by every student and the ceiling
+        tt_hits = _hits(references.target_tuned[winner], references.reference_prompts, seed)
+        de = {name: _de(_hits(named[name], n_prompts, seed), a, base_hits, base, tt_hits, tt_accs[winner],
+                        target_draws, reference_draws)
               for name, a in acc.items()}
     c = acc.pop("ceiling", None)
     return TargetResult(source, target, tuple(TargetStudent(loss, a, de.get(loss)) for loss, a in acc.items()), c,
