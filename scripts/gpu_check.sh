@@ -17,9 +17,11 @@
 # Steps (CHECKS, in order): `install` (genies doctor), `shape:NAME` (genies doctor --gpu --shape
 # NAME), `e2e` (genies run on a random-weights model of the embedded shape and the synthetic suite:
 # lora and mms in bf16, then lora on the model in 4 bits, i.e. QLoRA; then genies plan for the same
-# run). Each step's output goes to $OUT/<step>.log, and each is cut off after its own timeout
+# run); `w2s` (`genies w2s` with a lora student on the same model and shifts). Each step's output
+# goes to $OUT/<step>.log, and each is cut off after its own timeout
 # (STEP_TIMEOUT seconds; 7B steps get BIG_TIMEOUT) so that a hang still leaves the others' results.
-# The last line of each doctor log is its JSON. $OUT gets six files, under the device tool's eight. A summary of every step ends the output.
+# The last line of each doctor log is its JSON. $OUT gets seven files, under the device tool's eight. A summary
+# of every step ends the output.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,7 +29,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 WHEELS=${WHEELS:-.whl/gpu}
 OUT=${OUT:-gpu-check-out}
-CHECKS=${CHECKS:-install shape:default e2e shape:7b}
+CHECKS=${CHECKS:-install shape:default e2e w2s shape:7b}
 STEP_TIMEOUT=${STEP_TIMEOUT:-150}
 BIG_TIMEOUT=${BIG_TIMEOUT:-240}
 WORK=${WORK:-/tmp/genies-gpu-check}
@@ -97,6 +99,20 @@ PY
 }
 
 
+# `genies w2s` on the e2e step's model and shifts: zero-shot weak labels from the model's first 2
+# layers, a lora student trained on them with the soft loss, its ceiling, PGR and DE (the e2e step's
+# runs already cover lora at `genies run`'s default cpu preset: packed pairs, the frozen-layer cache)
+w2s_check() {
+  [ -d "$WORK/model" ] || e2e >/dev/null || return 1
+  export GENIES_HOME="$WORK/home"
+  genies w2s --weak "$WORK/model:layers=2" --strong "$WORK/model" --weak-method zero_shot --method lora \
+    --max-train 16 --max-eval 8 --shifts "$WORK/synth/two.json" --device "$E2E_DEVICE" --plain --out "$WORK/w2s" \
+    || return 1
+  "$PYTHON" -c "import json, sys; d = json.load(open(sys.argv[1])); \
+print(f\"w2s: {len(d['sources'])} sources, {len(d['targets'])} targets\")" "$WORK/w2s/w2s.json"
+}
+
+
 case "${1:-}" in
   --prepare) prepare; exit $? ;;
   --dry-run)
@@ -123,6 +139,7 @@ for check in $CHECKS; do
     install) timeout "$limit" "$PYTHON" -c 'from genies.cli import main; main()' doctor --json ;;
     shape:*) timeout "$limit" "$PYTHON" -c 'from genies.cli import main; main()' doctor --gpu --shape "${check#shape:}" --json ;;
     e2e) export -f e2e genies; export PYTHON WORK E2E_DEVICE E2E_SHAPE; timeout "$limit" bash -c e2e ;;
+    w2s) export -f e2e w2s_check genies; export PYTHON WORK E2E_DEVICE E2E_SHAPE; timeout "$limit" bash -c w2s_check ;;
     *) echo "unknown check $check"; false ;;
   esac >"$OUT/$name.log" 2>&1
   rc=$?
