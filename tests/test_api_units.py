@@ -9,6 +9,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -20,10 +21,13 @@ import torch
 from rich.console import Console
 
 import genies
+from genies.data import home
 from genies.data.home import DataNotFoundError
+from genies.data.loading import UnknownDistributionError
 from genies.data.shift import Shift
 from genies.errors import ConfigError, UnknownNameError
 from genies.interventions import register
+from genies.models.memory import Precision
 from genies.models.placement import Placement
 from genies.pipeline import api
 from genies.pipeline.api import ModelAccess, job_executor, model_access, resolve_data
@@ -362,7 +366,7 @@ def test_without_data_a_run_stops_or_falls_back_as_asked(tmp_path, monkeypatch) 
     def no_data():
         raise DataNotFoundError("no GENIES data found")
 
-    monkeypatch.setattr(api, "find_data_root", no_data)
+    monkeypatch.setattr(home, "find_data_root", no_data)
     with pytest.raises(DataNotFoundError) as err:
         resolve_data("probing")
     assert str(err.value) == "no GENIES data found; or run the synthetic suite with --shifts synthetic"
@@ -384,6 +388,37 @@ def test_without_data_a_run_stops_or_falls_back_as_asked(tmp_path, monkeypatch) 
     elsewhere.write_text(json.dumps([{"source": shift.source, "target": shift.target}]))
     with pytest.raises(DataNotFoundError, match="--shifts synthetic$"):
         resolve_data(str(elsewhere), synthetic_if_no_data=True)
+
+
+def test_a_shift_file_beside_its_distributions_wins_over_a_root_that_lacks_them(tmp_path, monkeypatch) -> None:
+    """`genies data synth` writes its shift file beside its distributions; with GENIES_DATA_DIR
+    pointing at other data, the run reads the file's folder (it was "unknown distribution"), and
+    `genies plan` and `genies shifts check` read the same root. Where the configured root holds
+    them too, it wins; where the file's folder lacks some, the configured root and its error."""
+    from typer.testing import CliRunner
+
+    from genies.cli import _build
+    from genies.commands.plan import plan_for
+    from genies.data.synth import synthetic_shifts, write_synthetic
+
+    shift = synthetic_shifts()[0]
+    synth, other, third = (write_synthetic(tmp_path / name, 8, seed) for seed, name in enumerate("abc"))
+    for name in (shift.source, shift.target):
+        shutil.rmtree(other / name)
+    monkeypatch.setenv("GENIES_DATA_DIR", str(other))
+    data = resolve_data(str(synth / "shifts.json"))
+    assert data.data_root == synth and data.load(shift.source).id == shift.source
+    _, _, source = plan_for(RunConfig(out=tmp_path / "p", shifts=str(synth / "shifts.json")), Precision("float32"))
+    assert source == f"the data in {synth} (typical GENIES lengths where it lacks a distribution)"
+    checked = CliRunner().invoke(_build(), ["shifts", "check", str(synth / "shifts.json")])
+    assert checked.exit_code == 0 and f"every distribution found in {synth}" in checked.output.replace("\n", "")
+    monkeypatch.setenv("GENIES_DATA_DIR", str(synth))
+    assert resolve_data(str(third / "shifts.json")).data_root == synth  # both hold them: the configured root
+    shutil.rmtree(synth / shift.source)
+    lacking = resolve_data(str(other / "shifts.json"))  # neither holds them all: the configured root
+    assert lacking.data_root == synth
+    with pytest.raises(UnknownDistributionError, match=f"unknown distribution .{shift.source}. in {synth};"):
+        lacking.load(shift.source)
 
 
 def test_shift_objects_and_names_mix_with_a_table() -> None:
@@ -515,7 +550,7 @@ def test_without_data_the_run_falls_back_to_its_seeds_synthetic_suite(tmp_path, 
         raise DataNotFoundError("no GENIES data found")
 
     monkeypatch.setenv("GENIES_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(api, "find_data_root", no_data)
+    monkeypatch.setattr(home, "find_data_root", no_data)
     out = io.StringIO()
     executor = LocalExecutor(plain=True, console=Console(file=out, width=300))
     genies.run(_config(tmp_path, shifts="probing", synthetic_if_no_data=True, max_train=2, max_eval=2), lm=StubModel(),

@@ -174,9 +174,9 @@ def plan_command(
 def plan_for(config: RunConfig, precision: Precision) -> tuple[Plan, Callable[[str], DataShape], str]:
     """The run's plan as `genies run` would build it (names stand in for data hashes), a
     distribution -> DataShape function, and a line saying where its token counts come from."""
-    from genies.data.home import DataNotFoundError, find_data_root
+    from genies.data.home import DataNotFoundError
     from genies.data.loading import load_distribution
-    from genies.data.shifts import get_shifts
+    from genies.data.shifts import data_root_for, get_shifts, shift_file_of
     from genies.pipeline.api import TARGET_TUNED_CANDIDATES, intervention_spec
     from genies.pipeline.plan import build_plan, configure_methods
 
@@ -194,7 +194,7 @@ def plan_for(config: RunConfig, precision: Precision) -> tuple[Plan, Callable[[s
     root = config.data_root
     if root is None:
         try:
-            root = find_data_root()
+            root = data_root_for(shifts, shift_file_of(config.shifts))
         except DataNotFoundError:
             root = None
     shapes: dict[str, DataShape] = {}

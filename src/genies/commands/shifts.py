@@ -22,9 +22,8 @@ from genies.commands._format import (
     stdout_console,
     write_records,
 )
-from genies.data.home import DataNotFoundError, find_data_root
 from genies.data.shift import Shift
-from genies.data.shifts import check_shifts, get_shifts, read_shift_file, shift_file_data_root
+from genies.data.shifts import check_shifts, data_root_for, get_shifts, read_shift_file
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -70,12 +69,7 @@ def list_(
 def check(file: Path = typer.Argument(..., help="A shift list in the original GENIES JSON schema.")) -> None:
     """Validate a custom shift file against the available data; exit 1 on any unknown name."""
     shifts = read_shift_file(file)
-    try:
-        root = find_data_root()
-    except DataNotFoundError:  # distributions kept beside the shift file need no data root
-        root = shift_file_data_root(file, shifts)
-        if root is None:
-            raise
+    root = data_root_for(shifts, file)  # distributions kept beside the shift file need no data root
     problems = check_shifts(shifts, root)
     for problem in problems:
         err_console.print(f"[red]error[/red]: {escape(str(file))}: {escape(problem)}")

@@ -58,13 +58,43 @@ def _registry() -> _Registry:
     )
 
 
-def shift_file_data_root(path: Path, shifts: list[Shift]) -> Path | None:
-    """The shift file's own folder when it holds every distribution the shifts name by name: the
-    data root to use when none is configured (distributions kept next to their shift list)."""
-    folder = Path(path).expanduser().resolve().parent
+def holds_distributions(root: Path, shifts: list[Shift]) -> bool:
+    """Whether `root` holds every distribution the shifts name by name (paths name themselves)."""
     names = {n for s in shifts for n in (s.source, s.target, s.target_reference) if not is_distribution_path(n)}
-    present = set(list_distributions(folder))
-    return folder if names <= present else None
+    return names <= set(list_distributions(root))
+
+
+def shift_file_data_root(path: Path, shifts: list[Shift]) -> Path | None:
+    """The shift file's own folder when it holds every distribution the shifts name by name."""
+    folder = Path(path).expanduser().resolve().parent
+    return folder if holds_distributions(folder, shifts) else None
+
+
+def data_root_for(shifts: list[Shift], shift_file: Path | None) -> Path:
+    """Where to read `shifts` from: the configured data root (GENIES_DATA_DIR, the data home),
+    unless the shift file's own folder holds every distribution they name and the configured root
+    does not, or none is configured. `genies data synth` writes its shift file beside its
+    distributions; a researcher with GENIES_DATA_DIR exported would otherwise meet "unknown
+    distribution". Where both hold them all, the configured root wins. A DataNotFoundError
+    (the configured root's) when neither is there."""
+    from genies.data.home import DataNotFoundError, find_data_root
+
+    beside = shift_file_data_root(shift_file, shifts) if shift_file is not None else None
+    try:
+        root = find_data_root()
+    except DataNotFoundError:
+        if beside is None:
+            raise
+        return beside
+    return beside if beside is not None and not holds_distributions(root, shifts) else root
+
+
+def shift_file_of(selector: str | object) -> Path | None:
+    """The file a `--shifts` value names, when it names one (not a list name like "genies")."""
+    if not isinstance(selector, str):
+        return None
+    path = Path(selector).expanduser()
+    return path if path.is_file() else None
 
 
 def known_shift(source: str, target: str) -> Shift | None:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from genies.data.home import DataNotFoundError, find_data_root, genies_home
+from genies.data.home import DataNotFoundError, genies_home
 from genies.data.schema import Distribution
 from genies.data.shift import Shift
 from genies.models.base import LoadedModel
@@ -44,13 +44,13 @@ class ResolvedData:
 def resolve_data(shifts: str | Sequence[Shift], *, data_root: Path | None = None,
                  distributions: Mapping[str, Distribution] | None = None,
                  synthetic_size: int = 64, seed: int = 0, synthetic_if_no_data: bool = False) -> ResolvedData:
-    """The shift list and a distribution loader. The data root is `data_root`, else the
-    configured one (GENIES_DATA_DIR, the data home), else a shift file's own folder when it
-    holds the distributions the file names. Without any, a run stops with one line, unless
-    `synthetic_if_no_data` asks for the synthetic suite instead (`note` says so; `make run`
-    does): a cluster job asking for GENIES-15 must not silently measure something else."""
+    """The shift list and a distribution loader. The data root is `data_root`, else
+    `data.shifts.data_root_for`'s: the configured one, or a shift file's own folder when it holds
+    the distributions the file names and the configured one does not. Without any, a run stops
+    with one line, unless `synthetic_if_no_data` asks for the synthetic suite instead (`note` says
+    so; `make run` does): a cluster job asking for GENIES-15 must not silently measure something else."""
     from genies.data.loading import load_distribution
-    from genies.data.shifts import get_shifts, shift_file_data_root
+    from genies.data.shifts import data_root_for, get_shifts, shift_file_of
 
     if distributions is not None:
         table = dict(distributions)
@@ -74,17 +74,13 @@ def resolve_data(shifts: str | Sequence[Shift], *, data_root: Path | None = None
     listed = list(shifts) if not isinstance(shifts, str) else get_shifts(shifts)
     label = shifts if isinstance(shifts, str) else "custom"
     if data_root is None:
+        shift_file = shift_file_of(shifts)
         try:
-            data_root = find_data_root()
+            data_root = data_root_for(listed, shift_file)
         except DataNotFoundError as err:
-            is_file = isinstance(shifts, str) and Path(shifts).expanduser().is_file()
-            beside = shift_file_data_root(Path(shifts), listed) if is_file else None
-            if beside is not None:
-                data_root = beside
-            elif synthetic_if_no_data and not is_file:
+            if synthetic_if_no_data and shift_file is None:
                 return synthetic(f"{err} -> running the synthetic suite instead (--synthetic-if-no-data)")
-            else:
-                raise DataNotFoundError(f"{err}; or run the synthetic suite with --shifts synthetic") from None
+            raise DataNotFoundError(f"{err}; or run the synthetic suite with --shifts synthetic") from None
     root = Path(data_root)
     return ResolvedData(listed, lambda n: load_distribution(n, root), label, root)
 
