@@ -18,11 +18,12 @@ import typer.main
 from typer.testing import CliRunner
 
 from genies.cli import _build
-from genies.commands._format import human_size, interval, number
+from genies.commands._format import human_size
 from genies.data.shift import Shift
 from genies.data.shifts import get_shifts
 from genies.pipeline.run_dir import load_run
 from genies.report import testing
+from genies.rounding import interval, number
 
 APP = _build()
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

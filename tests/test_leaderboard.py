@@ -16,7 +16,6 @@ from judge_runs import write_judge  # tests/judge_runs.py
 from typer.testing import CliRunner
 
 from genies.cli import _build
-from genies.commands._format import number
 from genies.data.schema import Example
 from genies.errors import ConfigError
 from genies.judging import JudgeFileError, read_results, run_judge, write_results
@@ -24,6 +23,7 @@ from genies.pipeline.run_dir import plain_json
 from genies.report.judge_page import build_judge_report, build_leaderboard
 from genies.report.leaderboard import Pairing, compare, coverage_warning, load_judges, ranked
 from genies.report.testing import write_run_dir
+from genies.rounding import number
 
 N_PROMPTS = 40  # per distribution: enough for a 0.5 accuracy gap to be far beyond noise
 

@@ -1,12 +1,6 @@
-"""How the listing commands print: one rounding rule, tables that fit the terminal, and
-`--format table|csv|json` for machines.
-
-Rounding, the one rule: a fraction (an accuracy, DE, elicitation, a calibration error, a
-confidence bound, a share of prompts) is shown with `DECIMALS` decimals, rounded half away from
-zero on the exact value of the float. That is what JavaScript's `toFixed` does, so the terminal
-and the HTML report never round one value in opposite directions (Python's own `f"{x:.3f}"`
-rounds half to even: A_tt 0.8125 printed 0.812 here and 0.813 in the report). A count is an
-integer. csv and json are never rounded: they carry every field at full precision.
+"""How the listing commands print: the one rounding rule (`genies.rounding`), tables that fit
+the terminal, and `--format table|csv|json` for machines. csv and json are never rounded: they
+carry every field at full precision.
 
 Fitting: a table is measured before it is printed. While its rows do not fit the terminal on one
 line each, the column of lowest priority is left out and a footnote names it, so a number is
@@ -23,7 +17,6 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Any, Literal
 
@@ -35,7 +28,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-DECIMALS = 2
 # The width piped output is laid out in: wider than any row genies prints, so nothing folds.
 UNLIMITED_WIDTH = 100_000
 # How much of a prose column (a description) counts when deciding which columns fit; it wraps.
@@ -54,24 +46,6 @@ def format_option() -> Any:
     """The `--format` option every listing command takes (a fresh OptionInfo per command)."""
     return typer.Option(OutputFormat.table, "--format", "-f",
                         help="table (fits the terminal) | csv | json (every field, full precision).")
-
-
-def number(x: float | None, decimals: int = DECIMALS) -> str:
-    """`x` by the one rounding rule; "-" for a missing or undefined (NaN, inf) value."""
-    if x is None or not math.isfinite(x):
-        return "-"
-    rounded = Decimal(x).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
-    return str(abs(rounded) if rounded == 0 else rounded)  # "0.00", never "-0.00"
-
-
-def interval(low: float | None, high: float | None) -> str:
-    """A confidence interval as `low..high` (`..`, not `-`, so a negative bound reads clearly)."""
-    return f"{number(low)}..{number(high)}"
-
-
-def count(n: int | None) -> str:
-    """A count, as a plain integer ("-" when unknown)."""
-    return "-" if n is None else str(int(n))
 
 
 def human_size(n_bytes: float) -> str:

@@ -18,13 +18,13 @@ from rich.markup import escape
 from genies.commands._format import (
     Column,
     OutputFormat,
-    count,
     format_option,
     human_size,
     print_table,
     stdout_console,
     write_records,
 )
+from genies.rounding import count
 
 if TYPE_CHECKING:
     from genies.models.activations import CacheEntry

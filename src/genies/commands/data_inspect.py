@@ -16,22 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from genies.commands._format import (
-    Column,
-    OutputFormat,
-    count,
-    format_option,
-    number,
-    print_table,
-    stdout_console,
-    write_records,
-)
+from genies.commands._format import Column, OutputFormat, format_option, print_table, stdout_console, write_records
 from genies.data.audit import audit_distribution, audit_identical_distributions, length_cue
 from genies.data.home import find_data_root
 from genies.data.loading import check_hf_split, is_hf_folder, list_distributions, load_distribution
 from genies.data.schema import SPLITS, Distribution
 from genies.data.validation import ERROR, Finding, check_distribution_folder, errors, is_distribution_folder
 from genies.errors import UnknownNameError
+from genies.rounding import count, number
 
 console = Console(soft_wrap=True)  # one finding per line, so output greps cleanly
 err_console = Console(stderr=True, soft_wrap=True)

@@ -17,15 +17,13 @@ from rich.markup import escape
 from genies.commands._format import (
     Column,
     OutputFormat,
-    count,
     format_option,
-    interval,
-    number,
     print_table,
     stdout_console,
     to_json,
     write_records,
 )
+from genies.rounding import count, interval, number
 
 if TYPE_CHECKING:
     from genies.judging import JudgeResults

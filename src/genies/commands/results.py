@@ -16,19 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from genies.commands._format import (
-    Column,
-    OutputFormat,
-    count,
-    format_option,
-    interval,
-    number,
-    print_table,
-    stdout_console,
-    to_json,
-)
-
+from genies.commands._format import Column, OutputFormat, format_option, print_table, stdout_console, to_json
 from genies.report.support import run_support
+from genies.rounding import count, interval, number
 
 if TYPE_CHECKING:
     from genies.pipeline.run_dir import ResultRow, RunResults

@@ -19,14 +19,13 @@ from rich.markup import escape
 from genies.commands._format import (
     Column,
     OutputFormat,
-    count,
     format_option,
-    number,
     print_table,
     stdout_console,
     to_json,
     write_records,
 )
+from genies.rounding import count, number
 
 if TYPE_CHECKING:
     from genies.report.published import PublishedComparison, PublishedComparisons

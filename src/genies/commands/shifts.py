@@ -13,17 +13,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from genies.commands._format import (
-    Column,
-    OutputFormat,
-    count,
-    format_option,
-    print_table,
-    stdout_console,
-    write_records,
-)
+from genies.commands._format import Column, OutputFormat, format_option, print_table, stdout_console, write_records
 from genies.data.shift import Shift
 from genies.data.shifts import check_shifts, data_root_for, get_shifts, read_shift_file
+from genies.rounding import count
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from genies._io import write_atomic
-from genies.commands._format import number
 from genies.judging import JudgeResults
 from genies.pipeline.run_dir import plain_json
 from genies.report import judge_plots
@@ -34,6 +33,7 @@ from genies.report.leaderboard import (
 from genies.report.page import render_page
 from genies.report.plots import save_figure
 from genies.report.support import interval_text, signed
+from genies.rounding import number
 
 SCRIPT = "judge.js"
 BEYOND = ' class="beyond"'

@@ -5,17 +5,17 @@ A reader of a benchmark table compares means; these sentences say which of those
 run's data back. The widths are the run's two-level intervals (shifts, then prompts) and the
 verdicts its paired comparisons (`genies.intervals.compare`): a difference is "beyond noise" when
 its interval excludes 0. The report's first screen shows them; the numbers are rounded by the one
-rule the terminal uses (`genies.commands._format.number`).
+rule the terminal uses (`genies.rounding.number`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genies.commands._format import number
 from genies.intervals import LEVEL, Comparison
 from genies.metrics import Aggregate
 from genies.pipeline.run_dir import RunResults
+from genies.rounding import number
 
 VERDICTS_NAMED = 5  # beyond-noise comparisons the verdict names; the others are one click away
 

@@ -19,11 +19,11 @@ import numpy as np
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from genies.commands._format import number
 from genies.report.build import figures_dir
 from genies.report.judge_page import _figure, _page, _section, _table, _td, _text
 from genies.report.judge_plots import HORIZONTAL, _chance, _whiskers
 from genies.report.plots import RUN_COLORS, no_data, save_figure
+from genies.rounding import number
 from genies.weak_to_strong.files import load_examples, load_results
 from genies.weak_to_strong.metrics import (
     Accuracy,

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from genies import intervals, metrics
-from genies.commands._format import number
 from genies.interventions.scores import Predictions
+from genies.rounding import number
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from typing import Any
 
 from rich.console import Console
 
-from genies.commands._format import number
 from genies.data.home import genies_home
 from genies.data.schema import Distribution
 from genies.errors import ConfigError
@@ -24,6 +23,7 @@ from genies.pipeline.plan import BASELINE as BASELINE_METHOD
 from genies.pipeline.plan import PlanBuilder, configure_methods
 from genies.pipeline.store import JobStore
 from genies.pipeline.views import WeakLabels, weak_choices
+from genies.rounding import number
 from genies.weak_to_strong import metrics as M
 from genies.weak_to_strong.config import W2SConfig
 from genies.weak_to_strong.files import write_results
@@ -270,7 +270,8 @@ def print_summary(results: M.W2SResults, console: Console) -> None:
     per target and student the generalization accuracies and DEs of the student and the ceiling."""
     from rich.markup import escape
 
-    from genies.commands._format import Column, interval, print_table
+    from genies.commands._format import Column, print_table
+    from genies.rounding import interval
 
     def acc(a: M.Accuracy | M.De | None) -> str:
         return "-" if a is None else number(a.value)
