@@ -150,3 +150,51 @@ def test_other_rotary_embeddings_share_nothing(base) -> None:
     assert ft.MEMO.hits == 0
     for a, b in zip(got, score(model, base, reuse=False), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_another_rope_theta_shares_nothing(base) -> None:
+    """A rope theta changes every rotary frequency but the first (1.0 whatever the theta): the
+    digest takes small tensors whole, not by a sample that would only see that first one."""
+    from genies.interventions._reward_packing import decoder_of
+
+    score(reward_model(base, 0)[0], base, reuse=True)
+    model, _ = reward_model(base, 0)
+    rotary = decoder_of(model).rotary_emb
+    dim = 2 * rotary.inv_freq.numel()
+    rotary.inv_freq.copy_(1.0 / 500000.0 ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    assert rotary.inv_freq[0] == 1.0
+    got = score(model, base, reuse=True)
+    assert ft.MEMO.hits == 0
+    for a, b in zip(got, score(model, base, reuse=False), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_decoder_configuration_is_in_the_key(base) -> None:
+    """What the configuration says the layers compute (here the norms' epsilon) keys the states;
+    how the model is called (use_cache) does not."""
+    from genies.interventions._reward_packing import decoder_of
+
+    score(reward_model(base, 0)[0], base, reuse=True)
+    flagged, _ = reward_model(base, 1)
+    decoder_of(flagged).config.use_cache = not decoder_of(flagged).config.use_cache
+    score(flagged, base, reuse=True)
+    assert ft.MEMO.hits == 1
+    model, _ = reward_model(base, 2)
+    decoder_of(model).config.rms_norm_eps = 0.5
+    score(model, base, reuse=True)
+    assert ft.MEMO.hits == 1
+
+
+def test_the_decision_and_key_follow_the_dtype_and_device_of_each_call(base) -> None:
+    model, head = reward_model(base, 0)
+    first = ft.FrozenTreeScorer.of(model, head, "fp", CPU, torch.float32)
+    other = ft.FrozenTreeScorer.of(model, head, "fp", CPU, torch.bfloat16)
+    assert first is not None and (other is None or other.model_key != first.model_key)
+    assert ft.FrozenTreeScorer.of(model, head, "fp", CPU, torch.float32).model_key == first.model_key
+
+
+def test_a_model_in_training_mode_is_never_split(base) -> None:
+    """Its dropout would put noise into states another reward model then reads."""
+    model, head = reward_model(base, 0)
+    assert ft.FrozenTreeScorer.of(model.train(), head, "fp", CPU, torch.float32) is None
+    assert ft.FrozenTreeScorer.of(model.eval(), head, "fp", CPU, torch.float32) is not None

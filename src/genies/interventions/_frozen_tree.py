@@ -12,15 +12,18 @@ Why the numbers do not move: a scorer that qualifies always takes the split pass
 miss, and the split pass is checked once per model against the plain tree pass on probe trees
 (it computes the same operations: for LLaMA-style decoders the rewards are bitwise equal, see
 tests/test_frozen_tree.py). The memo's key is the content that determines the states: the
-model's fingerprint, a digest of a sample of the frozen weights themselves (so two different
-models sharing a name never meet), the first trainable layer, the compute dtype and device, and
-the tree's tokens and shape. Batch sizes are part of the tree, so another `batch_tokens` misses
-rather than mixing layouts.
+model's fingerprint, a digest of the frozen tensors themselves (small ones whole, large ones by a
+strided sample) and of the decoder's configuration (rope theta and scaling, norms, heads), so two
+different models sharing a name never meet; the first trainable layer, the compute dtype and
+device, and the tree's tokens and shape. Batch sizes are part of the tree, so another
+`batch_tokens` misses rather than mixing layouts. A model in training mode is never split (its
+dropout would put noise into the shared states).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import weakref
 from collections import OrderedDict
@@ -49,7 +52,13 @@ from genies.models.tree_attention import TreeAttentionPlan, tree_attention
 TreeInputs = tuple[torch.Tensor, torch.Tensor, TreeAttentionPlan, torch.Tensor]  # `PrefixTree.inputs`
 
 MEMO_BYTES = 1 << 30  # frozen-layer states kept per process; make run's raised its peak RSS by about 0.15 GB
-WEIGHT_SAMPLE_STRIDE = 1009  # every 1009th element of each frozen tensor goes into the weights digest
+WEIGHT_SAMPLE_STRIDE = 1009  # every 1009th element of a large frozen tensor goes into the weights digest
+WHOLE_TENSOR_ELEMENTS = 1 << 16  # tensors up to this size (norms, rotary frequencies) go in whole
+# Configuration entries that say how a model is called, not what it computes: left out of the digest
+# so that a flag set on one reward model (use_cache during training, say) does not cost the memo hits.
+CALL_FLAGS = frozenset({"use_cache", "output_attentions", "output_hidden_states", "return_dict", "torchscript",
+                        "_attn_implementation", "_attn_implementation_autoset", "_name_or_path",
+                        "transformers_version", "id2label", "label2id", "num_labels", "problem_type"})
 
 
 class _Memo:
@@ -92,26 +101,30 @@ class _Memo:
 
 MEMO = _Memo(MEMO_BYTES)
 
-# model -> (first trainable layer, memo key of its frozen layers), or None where the split pass does not apply.
-# Weak keys so models can be freed: the values must not refer to the model, or it would never be.
+# model -> {(compute dtype, device): (first trainable layer, memo key of its frozen layers), or None where the
+# split pass does not apply}. Weak keys so models can be freed: the values must not refer to the model.
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _frozen_weights_digest(model: nn.Module, first: int) -> bytes:
-    """A digest of a strided sample of the embeddings, the rotary embedding's buffers (where the
-    decoder has one) and every layer below `first`: what the memoised states are a function of,
-    besides the tokens."""
+    """A digest of the embeddings, the rotary embedding (its buffers and scaling), every layer
+    below `first` (small tensors whole, large ones by a strided sample) and the decoder's
+    configuration: what the memoised states are a function of, besides the tokens."""
     decoder = decoder_of(model)
     digest = hashlib.blake2b(digest_size=16)
+    config = {k: v for k, v in decoder.config.to_dict().items() if k not in CALL_FLAGS}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     rotary = getattr(decoder, "rotary_emb", None)
+    digest.update(repr(getattr(rotary, "attention_scaling", None)).encode())
     modules = [decoder.get_input_embeddings(), *([rotary] if isinstance(rotary, nn.Module) else []),
                *decoder.layers[:first]]
     with torch.no_grad():
         for module in modules:
             for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
-                sample = tensor.detach().reshape(-1)[::WEIGHT_SAMPLE_STRIDE].float().cpu().numpy()
+                flat = tensor.detach().reshape(-1)
+                sample = flat if flat.numel() <= WHOLE_TENSOR_ELEMENTS else flat[::WEIGHT_SAMPLE_STRIDE]
                 digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-                digest.update(sample.tobytes())
+                digest.update(sample.float().cpu().numpy().tobytes())
     return digest.digest()
 
 
@@ -136,20 +149,25 @@ class FrozenTreeScorer:
     @classmethod
     def of(cls, model: nn.Module, head: str, fingerprint: str, device: torch.device,
            compute_dtype: torch.dtype) -> FrozenTreeScorer | None:
-        """The split scorer of `model` when its lower layers are frozen (no virtual tokens, a first
-        trainable layer above the embeddings) and the split pass equals the plain tree pass on
-        probe trees; None otherwise. Decided once per model."""
-        if model not in _SPLITS:
+        """The split scorer of `model` when it is in eval mode, its lower layers are frozen (no
+        virtual tokens, a first trainable layer above the embeddings) and the split pass equals
+        the plain tree pass on probe trees; None otherwise. Decided once per model, dtype and
+        device."""
+        if model.training:
+            return None
+        device = torch.device(device)
+        decisions = _SPLITS.setdefault(model, {})
+        if (compute_dtype, device) not in decisions:
             split = None
             first = LayerCache.first_trainable_layer(model) if virtual_tokens(model) == 0 else None
             if first is not None:
                 key = b"|".join([fingerprint.encode(), _frozen_weights_digest(model, first), str(first).encode(),
-                                 str(compute_dtype).encode(), str(torch.device(device)).encode()])
+                                 str(compute_dtype).encode(), str(device).encode()])
                 split = (first, hashlib.blake2b(key, digest_size=16).digest())
                 if not cls(model, head, *split, device, compute_dtype)._matches_plain():
                     split = None
-            _SPLITS[model] = split
-        split = _SPLITS[model]
+            decisions[(compute_dtype, device)] = split
+        split = decisions[(compute_dtype, device)]
         return None if split is None else cls(model, head, *split, device, compute_dtype)
 
     def _matches_plain(self) -> bool:
