@@ -103,7 +103,10 @@ PY
 # layers, a lora student trained on them with the soft loss, its ceiling, PGR and DE (the e2e step's
 # runs already cover lora at `genies run`'s default cpu preset: packed pairs, the frozen-layer cache)
 w2s_check() {
-  [ -d "$WORK/model" ] || e2e >/dev/null || return 1
+  if [ ! -d "$WORK/model" ] || [ ! -f "$WORK/synth/two.json" ]; then
+    echo "the w2s step needs the e2e step's model and shifts: CHECKS=\"e2e w2s\""
+    return 1
+  fi
   export GENIES_HOME="$WORK/home"
   genies w2s --weak "$WORK/model:layers=2" --strong "$WORK/model" --weak-method zero_shot --method lora \
     --max-train 16 --max-eval 8 --shifts "$WORK/synth/two.json" --device "$E2E_DEVICE" --plain --out "$WORK/w2s" \
@@ -139,7 +142,7 @@ for check in $CHECKS; do
     install) timeout "$limit" "$PYTHON" -c 'from genies.cli import main; main()' doctor --json ;;
     shape:*) timeout "$limit" "$PYTHON" -c 'from genies.cli import main; main()' doctor --gpu --shape "${check#shape:}" --json ;;
     e2e) export -f e2e genies; export PYTHON WORK E2E_DEVICE E2E_SHAPE; timeout "$limit" bash -c e2e ;;
-    w2s) export -f e2e w2s_check genies; export PYTHON WORK E2E_DEVICE E2E_SHAPE; timeout "$limit" bash -c w2s_check ;;
+    w2s) export -f w2s_check genies; export PYTHON WORK E2E_DEVICE E2E_SHAPE; timeout "$limit" bash -c w2s_check ;;
     *) echo "unknown check $check"; false ;;
   esac >"$OUT/$name.log" 2>&1
   rc=$?

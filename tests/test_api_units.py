@@ -390,11 +390,12 @@ def test_without_data_a_run_stops_or_falls_back_as_asked(tmp_path, monkeypatch) 
         resolve_data(str(elsewhere), synthetic_if_no_data=True)
 
 
-def test_a_shift_file_beside_its_distributions_wins_over_a_root_that_lacks_them(tmp_path, monkeypatch) -> None:
+def test_a_shift_file_beside_its_distributions_reads_them_before_the_configured_root(tmp_path, monkeypatch) -> None:
     """`genies data synth` writes its shift file beside its distributions; with GENIES_DATA_DIR
     pointing at other data, the run reads the file's folder (it was "unknown distribution"), and
-    `genies plan` and `genies shifts check` read the same root. Where the configured root holds
-    them too, it wins; where the file's folder lacks some, the configured root and its error."""
+    `genies plan` and `genies shifts check` read the same root. It does so even where the
+    configured root holds the same names (an older copy); where the file's folder lacks some, the
+    configured root and its error."""
     from typer.testing import CliRunner
 
     from genies.cli import _build
@@ -413,7 +414,7 @@ def test_a_shift_file_beside_its_distributions_wins_over_a_root_that_lacks_them(
     checked = CliRunner().invoke(_build(), ["shifts", "check", str(synth / "shifts.json")])
     assert checked.exit_code == 0 and f"every distribution found in {synth}" in checked.output.replace("\n", "")
     monkeypatch.setenv("GENIES_DATA_DIR", str(synth))
-    assert resolve_data(str(third / "shifts.json")).data_root == synth  # both hold them: the configured root
+    assert resolve_data(str(third / "shifts.json")).data_root == third  # both hold them: the file's own
     shutil.rmtree(synth / shift.source)
     lacking = resolve_data(str(other / "shifts.json"))  # neither holds them all: the configured root
     assert lacking.data_root == synth

@@ -58,35 +58,25 @@ def _registry() -> _Registry:
     )
 
 
-def holds_distributions(root: Path, shifts: list[Shift]) -> bool:
-    """Whether `root` holds every distribution the shifts name by name (paths name themselves)."""
-    names = {n for s in shifts for n in (s.source, s.target, s.target_reference) if not is_distribution_path(n)}
-    return names <= set(list_distributions(root))
-
-
 def shift_file_data_root(path: Path, shifts: list[Shift]) -> Path | None:
-    """The shift file's own folder when it holds every distribution the shifts name by name."""
+    """The shift file's own folder when it holds every distribution the shifts name by name
+    (a name that is a path names itself)."""
     folder = Path(path).expanduser().resolve().parent
-    return folder if holds_distributions(folder, shifts) else None
+    names = {n for s in shifts for n in (s.source, s.target, s.target_reference) if not is_distribution_path(n)}
+    return folder if names <= set(list_distributions(folder)) else None
 
 
 def data_root_for(shifts: list[Shift], shift_file: Path | None) -> Path:
-    """Where to read `shifts` from: the configured data root (GENIES_DATA_DIR, the data home),
-    unless the shift file's own folder holds every distribution they name and the configured root
-    does not, or none is configured. `genies data synth` writes its shift file beside its
-    distributions; a researcher with GENIES_DATA_DIR exported would otherwise meet "unknown
-    distribution". Where both hold them all, the configured root wins. A DataNotFoundError
-    (the configured root's) when neither is there."""
-    from genies.data.home import DataNotFoundError, find_data_root
+    """Where to read `shifts` from: the shift file's own folder when it holds every distribution
+    they name, else the configured data root (GENIES_DATA_DIR, the data home). Distributions kept
+    beside their shift list are the ones it was written for (`genies data synth` writes its
+    shift file there): with GENIES_DATA_DIR pointing at other data, or at an older copy of the
+    same names, the file's folder is still what the researcher means. A DataNotFoundError (the
+    configured root's) when neither is there."""
+    from genies.data.home import find_data_root
 
     beside = shift_file_data_root(shift_file, shifts) if shift_file is not None else None
-    try:
-        root = find_data_root()
-    except DataNotFoundError:
-        if beside is None:
-            raise
-        return beside
-    return beside if beside is not None and not holds_distributions(root, shifts) else root
+    return beside if beside is not None else find_data_root()
 
 
 def shift_file_of(selector: str | object) -> Path | None:

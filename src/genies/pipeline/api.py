@@ -45,8 +45,8 @@ def resolve_data(shifts: str | Sequence[Shift], *, data_root: Path | None = None
                  distributions: Mapping[str, Distribution] | None = None,
                  synthetic_size: int = 64, seed: int = 0, synthetic_if_no_data: bool = False) -> ResolvedData:
     """The shift list and a distribution loader. The data root is `data_root`, else
-    `data.shifts.data_root_for`'s: the configured one, or a shift file's own folder when it holds
-    the distributions the file names and the configured one does not. Without any, a run stops
+    `data.shifts.data_root_for`'s: a shift file's own folder when it holds the distributions the
+    file names, else the configured one. Without any, a run stops
     with one line, unless `synthetic_if_no_data` asks for the synthetic suite instead (`note` says
     so; `make run` does): a cluster job asking for GENIES-15 must not silently measure something else."""
     from genies.data.loading import load_distribution
