@@ -80,6 +80,18 @@ def test_genies_judge_refuses_what_is_not_an_external_judge_in_one_line(setup, t
         assert result.exit_code == 2 and expected in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_a_misspelt_distribution_stops_genies_judge_before_a_model_loads(setup, tmp_path, monkeypatch) -> None:
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a judge was built for a misspelt distribution")
+
+    monkeypatch.setattr("genies.judging.external_method", no_loading)
+    result = _invoke("judge", f"rm:{setup['rm']}", "--dists", "alpaca_easy,alpaca_hadr", "--data-root", setup["data"],
+                     "--out", tmp_path / "out")
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
+    assert "unknown distribution 'alpaca_hadr'" in result.output and "did you mean alpaca_hard" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_external_judges_run_through_the_pipeline(setup, tmp_path) -> None:
     """`genies run -i judge:... -i rm:...`: one fit without data per judge, a row per shift,
     the reward model's generalization accuracy exactly its planted length rule's."""

@@ -382,3 +382,23 @@ def test_what_a_method_reports_is_shown_per_evaluation(tmp_path: Path) -> None:
     plain = build_report([write_run_dir(tmp_path / "plain", n_shifts=1, n_examples=2)], tmp_path / "p.html")
     assert 'id="method-reports"' not in plain.read_text()
     assert all("info" not in e for e in page_data(plain)[0]["evals"])
+
+
+def test_data_browse_reads_the_synthetic_suite_and_a_shift_file_beside_its_data(tmp_path: Path, monkeypatch) -> None:
+    """Where `genies run` reads them: `--shifts synthetic`, and a shift file's own folder even with
+    GENIES_DATA_DIR pointing at other data (both stopped with "unknown distribution")."""
+    from genies.cli import _build
+    from genies.data.synth import synthetic_shifts, write_synthetic
+
+    monkeypatch.setenv("GENIES_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GENIES_DATA_DIR", str(tmp_path / "other"))
+    (tmp_path / "other").mkdir()
+    synth = write_synthetic(tmp_path / "synth", 8, 0)
+    first = synthetic_shifts()[0]
+    for selector in ("synthetic", str(synth / "shifts.json")):
+        out = tmp_path / "browse.html"
+        result = CliRunner().invoke(_build(), ["data", "browse", "--shifts", selector, "--max-examples", "2",
+                                               "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        data, _ = page_data(out)
+        assert f"{first.source} → {first.target}" in [s["name"] for s in data["shifts"]]

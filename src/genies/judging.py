@@ -205,15 +205,20 @@ def run_judge(spec: str, selectors: Sequence[str], *, data_root: Path | None = N
     (no such model, a model of the wrong kind) stops before anything is scored.
     `on_distribution(name, status)` reports progress ("scoring", "cached", "done", "failed")."""
     from genies.data.home import find_data_root
-    from genies.data.loading import list_distributions, load_distribution
+    from genies.data.loading import UnknownDistributionError, closest_names, list_distributions, load_distribution
+    from genies.data.shifts import is_distribution_path
     from genies.pipeline.store import JobStore
     from genies.provenance import package_versions
 
+    root = Path(data_root) if data_root is not None else find_data_root()
+    selection = select(selectors, lambda: list_distributions(root))
+    available = list_distributions(root)
+    for name in selectors:  # a misspelt name stops here, before a model loads (a shift list's gaps go to `failed`)
+        if name not in SHIFT_LISTS and not is_distribution_path(name) and name not in available:
+            raise UnknownDistributionError(name, root, closest_names(name, available))
     method = external_method(spec, overrides or {})
     method.check_placement(method.placement())  # the checkpoints' kind and fingerprints, before anything is scored
     models = method.resolved()
-    root = Path(data_root) if data_root is not None else find_data_root()
-    selection = select(selectors, lambda: list_distributions(root))
     store = JobStore(cache_dir)
     ctx = FitContext(seed=seed)
     scorer: Scorer | None = None

@@ -16,7 +16,6 @@ from rich.progress import Progress
 
 from genies.data.loading import load_distribution
 from genies.data.schema import SPLITS, Distribution
-from genies.data.shifts import get_shifts
 from genies.errors import GeniesError, UnknownNameError
 
 console = Console(soft_wrap=True)
@@ -29,7 +28,8 @@ def browse(
     shifts: str | None = typer.Option(
         None,
         "--shifts",
-        help="Shifts to browse side by side: genies | all | <category> | <file>. Default: all, unless names are given.",
+        help="Shifts to browse side by side: genies | all | <category> | synthetic | <file> (its distributions "
+        "beside it are read, as by genies run). Default: all, unless names are given.",
     ),
     split: list[str] = typer.Option(["test"], "--split", help="Split(s) to include: test, train (repeatable)."),
     max_examples: int | None = typer.Option(
@@ -40,13 +40,19 @@ def browse(
     for s in split:
         if s not in SPLITS:
             raise UnknownNameError("split", s, SPLITS)
-    chosen = get_shifts(shifts or "all") if shifts or not names else []
+    if shifts or not names:  # where `genies run` reads them: the synthetic suite, a shift file's own folder
+        from genies.pipeline.api import resolve_data
+
+        data = resolve_data(shifts or "all")
+        chosen, load = data.shifts, data.load
+    else:
+        chosen, load = [], load_distribution
     wanted = list(dict.fromkeys([*(names or []), *(n for s in chosen for n in (s.source, s.target))]))
     dists: list[Distribution] = []
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("loading distributions", total=len(wanted))
         for name in wanted:
-            dist = load_distribution(name)
+            dist = load(name)
             for s in split:
                 dist.split(s)  # read now, so a broken file fails here with its name
             dists.append(dist)

@@ -94,8 +94,9 @@ class RunConfig:
     ray_address: str | None = setting(None, "Ray cluster to join: auto | HOST:PORT (default: start a local one).",
                                       "--ray-address")
     cache_dir: Path | None = setting(None, "Job cache (default: GENIES_HOME/jobs); shared by runs.", "--cache-dir")
-    data_root: Path | None = setting(None, "Folder of GENIES distributions (default: GENIES_DATA_DIR, then "
-                                           "GENIES_HOME/data, then a shift file's own folder).", "--data-root")
+    data_root: Path | None = setting(None, "Folder of GENIES distributions (default: a shift file's own folder "
+                                           "when it holds every distribution the file names, then GENIES_DATA_DIR, "
+                                           "then GENIES_HOME/distributions).", "--data-root")
     synthetic_if_no_data: bool = setting(False, "With no GENIES data, run the synthetic suite instead of stopping "
                                                 "(make run does).", "--synthetic-if-no-data")
     baseline: str = setting("zero_shot", "Method of the baseline accuracy column.", cli=False)
