@@ -79,6 +79,22 @@ def test_model_as_folder_or_config_file_and_tokens_from_data(tiny_llama: LoadedM
     assert all(j["fits"] and j["placement"] == "cpu" for j in by_folder["jobs"])
 
 
+def test_the_embedded_default_is_planned_without_converting_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--model default` plans from the embedded model's shape: an empty GENIES_HOME stays empty
+    (it converted the GGUF file, half a minute and 0.5 GB, to read a config.json)."""
+    from genies.doctor.shapes import EMBEDDED_SHAPE
+    from genies.models import loading
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("genies plan resolved the model folder")
+
+    monkeypatch.setenv("GENIES_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(loading, "resolve_model_folder", no_conversion)
+    doc = json.loads(_invoke(["--model", "default", "-i", "mms", *GPU, "--json"]))
+    assert doc["shape"]["parameters"] == 134_515_008 and doc["shape"]["layers"] == EMBEDDED_SHAPE["num_hidden_layers"]
+    assert not (tmp_path / "home").exists()
+
+
 @pytest.mark.parametrize("args, words", [
     (["--model", "llama-8b"], "model 'llama-8b'"),
     (["--model", "llama-7b", "--quantize", "3bit"], "unknown quantization '3bit'"),

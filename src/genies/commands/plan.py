@@ -40,10 +40,15 @@ JOB_WIDTH = 46
 
 
 def model_config(name: str, *, trust_remote_code: bool = False) -> dict[str, Any]:
-    """The config dict of `name`: a published shape (`llama-7b` ...), a config.json file, a model
-    folder, or anything `genies run --model` takes (`default`, a cached hub id)."""
+    """The config dict of `name`: a published shape (`llama-7b` ...), the embedded model's shape
+    (`default`: its converted config.json when there is one, else the built-in copy), a config.json
+    file, a model folder, or anything else `genies run --model` takes (a cached hub id)."""
     if name in PUBLISHED:
         return dict(PUBLISHED[name])
+    if name == "default":  # the embedded model's shape, converted or not: planning converts nothing
+        from genies.doctor.shapes import shape_spec
+
+        return shape_spec("default").fields
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".json":
         file = path
