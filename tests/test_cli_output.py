@@ -272,3 +272,17 @@ def test_third_party_progress_bars_are_off_unless_verbose(monkeypatch: pytest.Mo
     assert not transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.enable_progress_bar()
     assert "--verbose" in _invoke(["-h"])
+
+
+def test_the_left_out_columns_footnote_names_where_they_are_shown() -> None:
+    """A command without --format (w2s) points at the file it writes instead."""
+    from rich.console import Console
+
+    from genies.commands._format import Column, print_table
+
+    columns = [Column("name", lambda r: r), Column("a long optional column", lambda r: "0.50", "number", drop=1)]
+    for shown_in in ("--format csv", "w2s.json"):
+        console = Console(width=20, record=True, color_system=None)
+        print_table(console, "t", columns, ["row"], shown_in=shown_in)
+        text = " ".join(console.export_text().split())
+        assert f"not shown at this width: a long optional column (a wider terminal or {shown_in} shows them)" in text

@@ -404,6 +404,17 @@ def test_load_run_names_the_file_and_the_problem(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert _load_error(tmp_path / "empty") == (f"{tmp_path / 'empty' / 'results.json'}: file not found: is "
                                                f"{tmp_path / 'empty'} a finished `genies run` folder?")
+    from genies.judging import JSON_FILE
+    from genies.pipeline.run_dir import OTHER_FOLDERS
+    from genies.weak_to_strong.files import RESULTS_FILE
+
+    assert [file for file, _, _ in OTHER_FOLDERS] == [JSON_FILE, RESULTS_FILE, "sweep.json"]
+    for file, command, where in OTHER_FOLDERS:  # another command's folder is named as such
+        folder = tmp_path / command.replace(" ", "-")
+        folder.mkdir()
+        (folder / file).write_text("{}")
+        assert _load_error(folder) == (f"{folder / 'results.json'}: file not found: {folder} is a `{command}` "
+                                       f"folder, not a `genies run` one ({where})")
     path = tmp_path / "results.json"
     for doc in ([], {"schema_version": 2}, {"schema_version": 2, "rows": {}}):
         path.write_text(json.dumps(doc))

@@ -99,15 +99,16 @@ def _fit(title: str, columns: Sequence[Column], records: Sequence[Any], width: i
 
 
 def print_table(console: Console, title: str, columns: Sequence[Column], records: Sequence[Any],
-                notes: Iterable[str] = ()) -> None:
-    """Print the fitted table, then its notes and, when columns were left out, which ones."""
+                notes: Iterable[str] = (), shown_in: str = "--format csv") -> None:
+    """Print the fitted table, then its notes and, when columns were left out, which ones and
+    where else to read them (`shown_in`: the command's `--format csv`, or a file it writes)."""
     table, dropped = _fit(title, columns, records, console.width)
     console.print(table)
     for note in notes:
         console.print(note, highlight=False, style="dim")
     if dropped:
         console.print(f"not shown at this width: {escape(', '.join(dropped))} "
-                      "(a wider terminal or --format csv shows them)", highlight=False, style="dim")
+                      f"(a wider terminal or {escape(shown_in)} shows them)", highlight=False, style="dim")
 
 
 def write_records(fmt: OutputFormat, records: Sequence[Mapping[str, Any]]) -> None:

@@ -251,6 +251,21 @@ def write_run(run_dir: str | Path, computed: ComputedRun) -> RunResults:
     return replace(computed.results, run_dir=run_dir)
 
 
+# What the other commands write (`genies.judging.JSON_FILE`, `weak_to_strong.files.RESULTS_FILE`,
+# `sweeps.sweep.load_sweep`), named here so that reading a run folder imports none of them.
+OTHER_FOLDERS = (("judge.json", "genies judge", "`genies report` shows it"),
+                 ("w2s.json", "genies w2s", "`genies report` shows it"),
+                 ("sweep.json", "genies sweep", "its report.html is beside it"))
+
+
+def _other_folder(run_dir: Path) -> str:
+    """Why a folder has no results.json: another command's folder, or not a finished run."""
+    for file, command, where in OTHER_FOLDERS:
+        if (run_dir / file).is_file():
+            return f"{run_dir} is a `{command}` folder, not a `genies run` one ({where})"
+    return f"is {run_dir} a finished `genies run` folder?"
+
+
 def load_run(run_dir: str | Path) -> RunResults:
     """Read a run directory written by `write_run` (schema_version 2) into typed values."""
     run_dir = Path(run_dir)
@@ -258,7 +273,7 @@ def load_run(run_dir: str | Path) -> RunResults:
         raise RunDirError(run_dir, "run directory not found")
     path = run_dir / "results.json"
     error = functools.partial(RunDirError, path)
-    doc = read_json(path, error, f"file not found: is {run_dir} a finished `genies run` folder?")
+    doc = read_json(path, error, f"file not found: {_other_folder(run_dir)}")
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         raise RunDirError(path, "expected an object with a 'rows' list")
     if doc.get("schema_version") != SCHEMA_VERSION:

@@ -298,7 +298,7 @@ def print_summary(results: M.W2SResults, console: Console) -> None:
         Column("PGR 95% CI", pgr_ci, "number", drop=1),
     ], rows, notes=["accuracy on each source's test split; labels: share of the students' half whose weak label "
                     "(first-ranked response) is the preferred one (chance: 1 / responses per prompt); PGR = "
-                    "(student - weak) / (ceiling - weak); -: its jobs failed"])
+                    "(student - weak) / (ceiling - weak); -: its jobs failed"], shown_in="w2s.json")
     target_rows = [_TargetRow(t, st) for t in results.targets for st in (t.students or (None,))]
     if target_rows:
         print_table(console, "generalization to the targets", [
@@ -317,7 +317,7 @@ def print_summary(results: M.W2SResults, console: Console) -> None:
                    drop=3),
             Column("A_tt", lambda r: acc(r.target.reference.target_tuned if r.target.reference else None), "number",
                    drop=3),
-        ], target_rows, notes=[_de_note(results)])
+        ], target_rows, notes=[_de_note(results)], shown_in="w2s.json")
     for line in results.failed:
         console.print(f"failed: {escape(line)}", highlight=False, style="red")
 
