@@ -75,7 +75,7 @@ def test_genies_judge_writes_its_table_and_resumes(setup, tmp_path) -> None:
 def test_genies_judge_refuses_what_is_not_an_external_judge_in_one_line(setup, tmp_path) -> None:
     for spec, expected in (("zero_shot", "is not an external judge"),
                            (f"rm:{setup['lm']}", "is a causal language model"),
-                           (f"rm:{tmp_path / 'nowhere'}", "no local folder or .gguf file")):
+                           (f"rm:{tmp_path / 'nowhere'}", "no folder or file")):
         result = _invoke("judge", spec, "--dists", "alpaca_easy", "--data-root", setup["data"], "--out", tmp_path)
         assert result.exit_code == 2 and expected in result.output and len(result.output.strip().splitlines()) == 1
 

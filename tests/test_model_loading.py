@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -63,6 +64,10 @@ def test_errors_are_one_line_naming_what_was_tried(tiny_folder: Path, tmp_path: 
     assert "\n" not in str(err.value)
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         load_model(str(tmp_path / "missing.gguf"))
+    for path in ("./my-reward-model", str(tmp_path / "nowhere"), "~/nowhere-xyz"):  # a path: no hub hint
+        with pytest.raises(ModelNotFoundError, match=f"^model '{re.escape(path)}': no folder or file ") as err:
+            load_model(path)
+        assert "huggingface-cli" not in str(err.value) and "HFValidationError" not in str(err.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError, match="no config.json"):
         load_model(str(tmp_path / "empty"))

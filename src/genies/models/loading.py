@@ -96,6 +96,8 @@ def resolve_model_folder(name: str, *, trust_remote_code: bool = False) -> Path:
             raise ModelNotFoundError(
                 f"model {name!r}: folder {path} has no config.json; supported: {SUPPORTED_NAMES}")
         return path
+    if name.startswith((".", "/", "~")):  # a path, not a hub id: no cache lookup, no download hint
+        raise ModelNotFoundError(f"model {name!r}: no folder or file {path}; supported: {SUPPORTED_NAMES}")
     return _hub_cache_folder(name)
 
 
