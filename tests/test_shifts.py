@@ -88,6 +88,8 @@ def test_bad_custom_files_are_named(tmp_path: Path, content: str, index: int | N
     with pytest.raises(DataError) as caught:
         read_shift_file(path)
     assert caught.value.index == index and phrase in caught.value.problem and "bad.json" in str(caught.value)
+    if index is not None:  # a shift file's rows are shifts, not examples
+        assert str(caught.value).startswith(f"{path}, shift {index}: ")
 
 
 def test_shift_file_reads_like_a_data_file(tmp_path: Path) -> None:

@@ -21,19 +21,21 @@ from genies.errors import GeniesError
 SPLITS = ("train", "test")
 
 
-def location(file: str | Path, index: int | None = None) -> str:
-    """How messages name a place in the data: `file`, or `file, example N` (0-based)."""
-    return str(file) if index is None else f"{file}, example {index}"
+def location(file: str | Path, index: int | None = None, item: str = "example") -> str:
+    """How messages name a place in the data: `file`, or `file, example N` (0-based; a shift
+    file's rows are `shift N`)."""
+    return str(file) if index is None else f"{file}, {item} {index}"
 
 
 class DataError(GeniesError, ValueError):
-    """A distribution file is malformed. The message names the file, the example and the problem."""
+    """A distribution or shift file is malformed. The message names the file, the example (or
+    shift) and the problem."""
 
-    def __init__(self, file: str | Path, problem: str, index: int | None = None) -> None:
+    def __init__(self, file: str | Path, problem: str, index: int | None = None, item: str = "example") -> None:
         self.file = str(file)
         self.index = index
         self.problem = problem
-        super().__init__(f"{location(self.file, index)}: {problem}")
+        super().__init__(f"{location(self.file, index, item)}: {problem}")
 
 
 @dataclass(frozen=True)

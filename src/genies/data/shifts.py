@@ -149,22 +149,24 @@ def is_distribution_path(name: str) -> bool:
 
 def _row_to_shift(row: Any, path: Path, index: int) -> Shift:
     if not isinstance(row, dict):
-        raise DataError(path, "not an object: each shift is {source, target, ...}", index)
+        raise DataError(path, "not an object: each shift is {source, target, ...}", index, item="shift")
     for key in row:
         if key not in SHIFT_KEYS:
             hint = closest_names(str(key), list(SHIFT_KEYS))
             raise DataError(path, f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else
-                                                            f"; a shift has {', '.join(SHIFT_KEYS)}"), index)
+                                                            f"; a shift has {', '.join(SHIFT_KEYS)}"), index,
+                            item="shift")
     for key in ("source", "target"):
         if not isinstance(row.get(key), str) or not row[key]:
-            raise DataError(path, f"missing {key}: each shift needs a non-empty string {key!r}", index)
+            raise DataError(path, f"missing {key}: each shift needs a non-empty string {key!r}", index,
+                            item="shift")
     for key in ("target_reference", "category", "label", "family"):
         if key in row and not isinstance(row[key], str):
-            raise DataError(path, f"{key!r} must be a string", index)
+            raise DataError(path, f"{key!r} must be a string", index, item="shift")
     names = {key: _distribution(row[key], path, index, key) for key in DISTRIBUTION_KEYS if row.get(key)}
     if names["source"] == names["target"]:
         raise DataError(path, f"source and target are the same distribution ({row['source']!r}): a shift "
-                              "needs two", index)
+                              "needs two", index, item="shift")
     known = known_shift(names["source"], names["target"])
     return Shift(
         source=names["source"],
@@ -181,7 +183,7 @@ def _distribution(name: str, path: Path, index: int, key: str) -> str:
         return name
     folder = (path.parent / Path(name).expanduser()).resolve()
     if not folder.is_dir():
-        raise DataError(path, f"{key} {name!r}: no distribution folder at {folder}", index)
+        raise DataError(path, f"{key} {name!r}: no distribution folder at {folder}", index, item="shift")
     return str(folder)
 
 
