@@ -88,7 +88,8 @@ def short_label(size: JobSize) -> str:
 def table_lines(sizes: list[JobSize], hardware: Hardware, header: list[str]) -> list[str]:
     """The plan as lines of at most WIDTH characters: a header, one line per job, the totals."""
     head = f"{'job':<{JOB_WIDTH}} {'peak GiB':>8} {'placement':<13} {'time':>9}"
-    lines = [_short(line, WIDTH) for line in header] + [head, "-" * len(head)]
+    lines = [part for line in header for part in textwrap.wrap(line, WIDTH, subsequent_indent="  ")]
+    lines += [head, "-" * len(head)]
     for s in sizes:
         lines.append(f"{_short(short_label(s), JOB_WIDTH):<{JOB_WIDTH}} {s.peak / GIB:>8.1f} "
                      f"{s.placement(hardware):<13} {duration(s.seconds):>9}")
@@ -105,8 +106,8 @@ def table_lines(sizes: list[JobSize], hardware: Hardware, header: list[str]) -> 
     lines.append(f"{t['jobs']} jobs ({t['fits']} fits, {t['predictions']} predictions); largest peak "
                  f"{t['peak_gib']:.1f} GiB; {t['not_fitting']} do not fit")
     if t["hours"] is not None:
-        lines.append(_short(f"time one job after another {t['hours']:.1f} h; "
-                            f"{'GPU' if hardware.gpu else 'CPU'}-hours {t['device_hours']:.1f}", WIDTH))
+        lines.append(_short(f"time one job after another {duration(t['hours'] * 3600)}; "
+                            f"{'GPU' if hardware.gpu else 'CPU'}-hours {t['device_hours']:.2f}", WIDTH))
     if t["gradient_checkpointing"]:
         lines.append(f"{t['gradient_checkpointing']} reward-model fits need gradient checkpointing (+ckpt)")
     return lines
