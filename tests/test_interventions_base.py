@@ -384,8 +384,13 @@ def test_builtin_names_are_the_registered_builtins_and_checked_without_torch():
     builtins = {name for name, cls in registry._REGISTRY.items()
                 if cls.__module__.removeprefix("genies.interventions.") in registry.builtin_modules()}
     assert set(registry.BUILTIN_NAMES) == builtins
+    from importlib.metadata import entry_points
+
+    own = [ep for ep in entry_points(group=registry.ENTRY_POINT_GROUP) if ep.value.startswith("genies.")]
+    assert set(registry.SPEC_ONLY) == {ep.name for ep in own if not ep.load().listed}  # the refusal lists tfidf
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom genies.cli import _build\n"
             "result = CliRunner().invoke(_build(), ['run', '-i', 'mmss', '--out', 'x'])\n"
             "assert result.exit_code == 2 and \"did you mean 'mms'\" in result.output, result.output\n"
+            "assert 'tfidf' in result.output and 'judge' not in result.output.split('(or a spec')[0], result.output\n"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -49,7 +49,11 @@ def register(name: str, *, family: str, description: str) -> Any:
 # (torch, transformers: seconds); tests/test_interventions_base.py keeps it equal to the registry.
 BUILTIN_NAMES = ("ccs", "cra", "few_shot", "full_fine_tune", "lat", "logistic", "lora", "mms", "prompt_tuning",
                  "random", "zero_shot")
-LEGACY_HINT = " (or legacy:FOLDER for a folder written for the original GENIES)"
+# genies' own entry points that mean something only as a spec (their classes set `listed = False`;
+# tests/test_interventions_base.py keeps the two equal), so a refusal lists the others (tfidf) unimported.
+SPEC_ONLY = ("dpo", "judge", "legacy", "rm")
+LEGACY_HINT = (" (or a spec: legacy:FOLDER for a folder written for the original GENIES; rm:MODEL, "
+               "dpo:POLICY[,REF] or judge:MODEL for an external judge)")
 
 
 def check_names(specs: list[str]) -> None:
@@ -60,7 +64,8 @@ def check_names(specs: list[str]) -> None:
     for spec in specs:
         name = spec.partition(":")[0]
         if name not in known:
-            listed = {*BUILTIN_NAMES, *(n for n, cls in _REGISTRY.items() if cls.listed)}
+            plugins = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} - set(SPEC_ONLY)
+            listed = {*BUILTIN_NAMES, *plugins, *(n for n, cls in _REGISTRY.items() if cls.listed)}
             raise UnknownNameError("intervention", name, listed, LEGACY_HINT)
 
 
