@@ -211,8 +211,8 @@ def run_judge(spec: str, selectors: Sequence[str], *, data_root: Path | None = N
     from genies.provenance import package_versions
 
     root = Path(data_root) if data_root is not None else find_data_root()
-    selection = select(selectors, lambda: list_distributions(root))
     available = list_distributions(root)
+    selection = select(selectors, lambda: available)
     for name in selectors:  # a misspelt name stops here, before a model loads (a shift list's gaps go to `failed`)
         if name not in SHIFT_LISTS and not is_distribution_path(name) and name not in available:
             raise UnknownDistributionError(name, root, closest_names(name, available))
